@@ -1,0 +1,99 @@
+"""The one interface every provider protocol implements, and the shapes that cross it.
+
+Adapters speak one upstream protocol each and never retry: the router owns retries, fallbacks and
+accounting, so a retry may go to another provider.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from mcp_server.errors import GatewayError
+
+
+class ChatMessage(BaseModel):
+    role: Literal["system", "user", "assistant", "tool", "developer"]
+    content: str
+
+
+class ChatRequest(BaseModel):
+    """A chat call as the router hands it to an adapter (upstream model id already resolved)."""
+
+    upstream_model: str
+    messages: list[ChatMessage]
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    stop: list[str] | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    seed: int | None = None
+
+    def sampling_params(self) -> dict[str, Any]:
+        """The optional OpenAI sampling fields that were set, named as the OpenAI API names them."""
+        return self.model_dump(
+            exclude_none=True,
+            include={"temperature", "top_p", "max_tokens", "stop", "presence_penalty", "frequency_penalty", "seed"},
+        )
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class ChatResult(BaseModel):
+    id: str
+    content: str
+    finish_reason: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+    upstream_model: str | None = None
+    cost_usd: float | None = None  # set only when the upstream reports its own charge
+
+
+class ChatDelta(BaseModel):
+    """One piece of a streamed answer; the last one carries finish_reason and usage when known."""
+
+    text: str = ""
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    id: str | None = None
+
+
+class ProviderModel(BaseModel):
+    """A model as a provider's own listing describes it (for `discover` and `genroute check`)."""
+
+    id: str
+    owned_by: str | None = None
+
+
+class ProviderAdapter(ABC):
+    """One upstream protocol. One instance per configured provider, alive for the server's lifetime."""
+
+    name: str
+
+    @abstractmethod
+    async def chat(self, request: ChatRequest) -> ChatResult: ...
+
+    @abstractmethod
+    def chat_stream(self, request: ChatRequest) -> AsyncIterator[ChatDelta]: ...
+
+    @abstractmethod
+    async def list_models(self) -> list[ProviderModel]:
+        """The provider's own model list; also the cheapest call that proves key and URL work."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release pooled connections or loaded weights."""
+
+    def unsupported(self, operation: str) -> GatewayError:
+        return GatewayError(
+            f"Provider '{self.name}' does not support {operation}.",
+            type="invalid_request_error",
+            code="unsupported_operation",
+            status=400,
+        )
