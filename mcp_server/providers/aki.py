@@ -1,0 +1,106 @@
+"""AKI.IO's native model-centric API: POST {base_url}/api/call/{endpoint}, the key inside the JSON body."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx2
+from pydantic import BaseModel, ValidationError
+
+from mcp_server.config import ProviderConfig
+from mcp_server.errors import upstream_error
+from mcp_server.providers.base import (
+    ChatDelta,
+    ChatMessage,
+    ChatRequest,
+    ChatResult,
+    ProviderAdapter,
+    ProviderModel,
+    Usage,
+)
+from mcp_server.providers.http import Redactor, build_client, error_from_response, malformed, transport_error
+
+
+class _AkiAnswer(BaseModel):
+    success: bool = False
+    text: str | None = None
+    error: str | dict[str, Any] | None = None
+    prompt_length: int = 0
+    num_generated_tokens: int = 0
+    model_name: str | None = None
+
+
+def render_prompt(messages: list[ChatMessage]) -> str:
+    """AKI's chat endpoints take one prompt string: roles become line prefixes, ending on the assistant's turn."""
+    lines = [f"{m.role}: {m.content}" for m in messages]
+    return "\n".join([*lines, "assistant:"])
+
+
+class AkiAdapter(ProviderAdapter):
+    def __init__(self, name: str, config: ProviderConfig) -> None:
+        self.name = name
+        self.config = config
+        self._key = config.api_key()
+        self.redact = Redactor(self._key)
+        self.client = build_client(config)
+
+    def _body(self, request: ChatRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "key": self._key or "",
+            "prompt_input": render_prompt(request.messages),
+            "wait_for_result": True,
+        }
+        if request.max_tokens is not None:
+            body["max_gen_tokens"] = request.max_tokens
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.top_p is not None:
+            body["top_p"] = request.top_p
+        return body
+
+    async def chat(self, request: ChatRequest) -> ChatResult:
+        path = f"/api/call/{request.upstream_model}"
+        try:
+            response = await self.client.post(path, json=self._body(request))
+        except httpx2.TransportError as exc:
+            raise transport_error(self.name, exc, self.config.base_url or "") from None
+        if response.status_code >= 400:
+            raise error_from_response(self.name, response, self.redact)
+        try:
+            answer = _AkiAnswer.model_validate_json(response.content)
+        except ValidationError:
+            raise malformed(self.name, "call result was not the expected JSON") from None
+        if not answer.success or answer.text is None:
+            detail = answer.error if isinstance(answer.error, str) else "the call did not succeed"
+            message = self.redact(str(detail))[:500]
+            raise upstream_error(self.name, response.status_code, message, code="aki_call_failed")
+        usage = Usage(
+            prompt_tokens=answer.prompt_length,
+            completion_tokens=answer.num_generated_tokens,
+            total_tokens=answer.prompt_length + answer.num_generated_tokens,
+        )
+        return ChatResult(
+            id=f"aki-{uuid.uuid4().hex[:24]}",
+            content=answer.text,
+            finish_reason="stop",
+            usage=usage,
+            upstream_model=answer.model_name,
+        )
+
+    async def chat_stream(self, request: ChatRequest) -> AsyncIterator[ChatDelta]:
+        """The blocking call, delivered as one piece: AKI's own streaming needs its client library."""
+        result = await self.chat(request)
+        yield ChatDelta(id=result.id, text=result.content, finish_reason=result.finish_reason, usage=result.usage)
+
+    async def list_models(self) -> list[ProviderModel]:
+        """AKI.IO has no listing call; reaching the host is the check that costs nothing."""
+        try:
+            await self.client.get("/")
+        except httpx2.TransportError as exc:
+            raise transport_error(self.name, exc, self.config.base_url or "") from None
+        return []
+
+    async def aclose(self) -> None:
+        await self.client.aclose()

@@ -1,0 +1,154 @@
+"""What every HTTP adapter shares: the pooled client, upstream error decoding, secret redaction."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import re
+import time
+from typing import Any
+
+import httpx2
+
+from mcp_server.config import ProviderConfig
+from mcp_server.errors import GatewayError, upstream_error
+
+_BEARER = re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+")
+MAX_ERROR_TEXT = 500
+
+
+def build_client(config: ProviderConfig, headers: dict[str, str] | None = None) -> httpx2.AsyncClient:
+    """One pooled client per provider for the server's lifetime: per-call clients cost a TCP+TLS setup each."""
+    return httpx2.AsyncClient(
+        base_url=config.base_url or "",
+        headers=headers or {},
+        timeout=httpx2.Timeout(config.timeout_s, connect=config.connect_timeout_s),
+        limits=httpx2.Limits(max_connections=config.max_connections, max_keepalive_connections=config.max_connections),
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
+class Redactor:
+    """Removes a provider's key (and any bearer token) from text that came from upstream."""
+
+    def __init__(self, *secrets: str | None) -> None:
+        self._secrets = [s for s in secrets if s and len(s) >= 4]
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "[redacted]")
+        return _BEARER.sub("Bearer [redacted]", text)
+
+
+def retry_after_seconds(headers: httpx2.Headers) -> float | None:
+    """Retry-After in seconds from `retry-after-ms`, or `retry-after` as seconds or an HTTP date."""
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(float(millis) / 1000.0, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        parsed = email.utils.parsedate_tz(value)
+        if parsed is None:
+            return None
+        return max(email.utils.mktime_tz(parsed) - time.time(), 0.0)
+
+
+def error_from_response(provider: str, response: httpx2.Response, redact: Redactor) -> GatewayError:
+    """Decode an upstream failure: the OpenAI envelope when present, any other body as clear text."""
+    status = response.status_code
+    retry_after = retry_after_seconds(response.headers)
+    body_text = response.text[:4000] if response.content else ""
+    message, type_, code, param = _parse_envelope(body_text)
+    if message is None:
+        message = (
+            f"{response.reason_phrase or 'error'} ({body_text[:MAX_ERROR_TEXT].strip()})"
+            if body_text.strip()
+            else response.reason_phrase or "error"
+        )
+    hint = _status_hint(status)
+    return upstream_error(
+        provider,
+        status,
+        redact(message)[:MAX_ERROR_TEXT] + hint,
+        type=type_ or _status_type(status),
+        code=code,
+        param=param,
+        retry_after_s=retry_after,
+    )
+
+
+def _parse_envelope(text: str) -> tuple[str | None, str | None, str | None, str | None]:
+    try:
+        data = json.loads(text)
+    except (ValueError, TypeError):
+        return None, None, None, None
+    if not isinstance(data, dict):
+        return None, None, None, None
+    error = data.get("error")
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return error["message"], _opt_str(error.get("type")), _opt_str(error.get("code")), _opt_str(error.get("param"))
+    if isinstance(error, str):  # AKI.IO and some gateways: {"error": "text"}
+        return error, None, None, None
+    if isinstance(data.get("message"), str):
+        return data["message"], None, None, None
+    return None, None, None, None
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _status_type(status: int) -> str:
+    if status in (401, 403):
+        return "authentication_error" if status == 401 else "permission_error"
+    if status == 402:
+        return "insufficient_quota"
+    if status == 429:
+        return "rate_limit_error"
+    if status >= 500:
+        return "upstream_error"
+    return "invalid_request_error"
+
+
+def _status_hint(status: int) -> str:
+    if status == 401:
+        return " Check the provider's API key environment variable."
+    if status in (402, 403):
+        return " Check the account's balance or permissions with the provider."
+    if status == 429:
+        return " The provider is rate limiting: wait and try again."
+    return ""
+
+
+def transport_error(provider: str, exc: httpx2.TransportError, url: str) -> GatewayError:
+    """Connection failures and timeouts: say which provider and URL, never the raw exception."""
+    if isinstance(exc, httpx2.TimeoutException):
+        return GatewayError(
+            f"Provider '{provider}' did not answer in time ({url}). Try again, or raise timeout_s in the config.",
+            type="timeout",
+            code="upstream_timeout",
+            status=504,
+        )
+    return GatewayError(
+        f"Provider '{provider}' is unreachable ({url}): {type(exc).__name__}. Check base_url and the network.",
+        type="connection_error",
+        code="upstream_unreachable",
+        status=502,
+    )
+
+
+def malformed(provider: str, what: str) -> GatewayError:
+    return GatewayError(
+        f"Provider '{provider}' sent a malformed answer ({what}).",
+        type="upstream_error",
+        code="malformed_response",
+        status=502,
+    )

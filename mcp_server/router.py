@@ -1,0 +1,119 @@
+"""The routing layer: model id -> catalog card -> provider adapter. Knows nothing of MCP.
+
+Every provider call goes through `Router.run`, the one place where a call is resolved, guarded,
+attempted (and, with the hardening rules, retried and sent to fallbacks) and accounted for.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from mcp_server.catalog import Catalog, ModelCard
+from mcp_server.config import Kind
+from mcp_server.errors import GatewayError
+from mcp_server.providers.base import ChatDelta, ChatMessage, ChatRequest, ChatResult, ProviderAdapter
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one attempt goes: the model's card and the adapter of its provider."""
+
+    card: ModelCard
+    adapter: ProviderAdapter
+
+
+@dataclass(frozen=True)
+class Routed(Generic[T]):
+    """An answer and who gave it (after fallbacks this may differ from the model asked for)."""
+
+    value: T
+    card: ModelCard
+    latency_ms: float
+
+    @property
+    def provider(self) -> str:
+        return self.card.provider
+
+
+Operation = Callable[[Route], Awaitable[T]]
+
+
+class Router:
+    def __init__(self, catalog: Catalog, adapters: dict[str, ProviderAdapter]) -> None:
+        self.catalog = catalog
+        self.adapters = adapters
+
+    def resolve(self, requested: str | None, kind: Kind) -> ModelCard:
+        return self.catalog.resolve(requested, kind)
+
+    def route_for(self, card: ModelCard) -> Route:
+        adapter = self.adapters.get(card.provider)
+        if adapter is None:
+            raise GatewayError(
+                f"Model '{card.id}' belongs to provider '{card.provider}', which is not configured.",
+                type="server_error",
+                code="provider_not_configured",
+                status=500,
+            )
+        return Route(card, adapter)
+
+    async def run(self, card: ModelCard, operation: Operation[T]) -> Routed[T]:
+        """Run one logical call against `card`'s provider."""
+        route = self.route_for(card)
+        started = time.perf_counter()
+        value = await operation(route)
+        return Routed(value=value, card=route.card, latency_ms=(time.perf_counter() - started) * 1000.0)
+
+    async def chat(
+        self,
+        requested: str | None,
+        messages: list[ChatMessage],
+        *,
+        on_delta: Callable[[ChatDelta], Awaitable[None]] | None = None,
+        **sampling: object,
+    ) -> Routed[ChatResult]:
+        """A chat completion; with `on_delta` the upstream streams and each piece is passed on as it arrives."""
+        card = self.resolve(requested, "chat")
+
+        async def call(route: Route) -> ChatResult:
+            request = ChatRequest(upstream_model=route.card.upstream, messages=messages, **sampling)  # type: ignore[arg-type]
+            if on_delta is None:
+                return await route.adapter.chat(request)
+            return await _collect_stream(route.adapter, request, on_delta)
+
+        return await self.run(card, call)
+
+    async def aclose(self) -> None:
+        for adapter in self.adapters.values():
+            await adapter.aclose()
+
+
+async def _collect_stream(
+    adapter: ProviderAdapter, request: ChatRequest, on_delta: Callable[[ChatDelta], Awaitable[None]]
+) -> ChatResult:
+    parts: list[str] = []
+    last = ChatDelta()
+    chat_id: str | None = None
+    async for delta in adapter.chat_stream(request):
+        chat_id = chat_id or delta.id
+        if delta.text:
+            parts.append(delta.text)
+            await on_delta(delta)
+        if delta.finish_reason:
+            last.finish_reason = delta.finish_reason
+        if delta.usage:
+            last.usage = delta.usage
+    result = ChatResult(
+        id=chat_id or "chatcmpl-stream",
+        content="".join(parts),
+        finish_reason=last.finish_reason,
+        upstream_model=request.upstream_model,
+    )
+    if last.usage:
+        result.usage = last.usage
+    return result

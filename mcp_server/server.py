@@ -1,0 +1,41 @@
+"""The MCP surface: one MCPServer with genroute's tools, resources and prompts, transport-agnostic."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from mcp.server.mcpserver import MCPServer
+
+from mcp_server import __version__
+from mcp_server.gateway import Gateway
+from mcp_server.tools import catalog, chat, presets
+
+INSTRUCTIONS = (
+    "genroute routes generation requests to AI providers. Call list_models to see what is on offer, "
+    "then chat_complete to talk to a chat model."
+)
+
+
+def build_server(gateway: Gateway) -> MCPServer[Any]:
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[Any]) -> AsyncIterator[Gateway]:
+        await gateway.start()
+        try:
+            yield gateway
+        finally:
+            await gateway.aclose()
+
+    mcp: MCPServer[Any] = MCPServer(
+        "genroute",
+        title="genroute",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan,
+        log_level="WARNING",
+    )
+    chat.register(mcp, gateway)
+    catalog.register(mcp, gateway)
+    presets.register(mcp, gateway.config.presets)
+    return mcp

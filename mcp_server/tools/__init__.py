@@ -1,0 +1,1 @@
+"""The MCP tools, resources and prompts: validate, call the router, shape the result."""

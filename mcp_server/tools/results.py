@@ -1,0 +1,70 @@
+"""Shaping tool results: structured output on success, the error envelope on failure, nothing raw ever."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, ParamSpec
+
+from mcp.server.mcpserver import Context
+from mcp_types import CallToolResult, ContentBlock, TextContent
+from pydantic import BaseModel
+
+from mcp_server.errors import GatewayError
+
+log = logging.getLogger("genroute.tools")
+P = ParamSpec("P")
+
+
+def ok(output: BaseModel, content: Sequence[ContentBlock] = (), text: str | None = None) -> CallToolResult:
+    """Structured content plus a text block (the JSON, or `text`) for clients that read only content."""
+    structured = output.model_dump(mode="json")
+    blocks: list[ContentBlock] = [TextContent(type="text", text=text or output.model_dump_json())]
+    blocks.extend(content)
+    return CallToolResult(content=blocks, structured_content=structured)
+
+
+def failed(error: GatewayError) -> CallToolResult:
+    return CallToolResult(
+        content=[TextContent(type="text", text=error.message)],
+        structured_content=error.to_dict(),
+        is_error=True,
+    )
+
+
+def internal_error() -> CallToolResult:
+    return failed(
+        GatewayError(
+            "genroute hit an internal error while handling this call; it has been logged. Try again.",
+            type="server_error",
+            code="internal_error",
+            status=500,
+        )
+    )
+
+
+def guarded(fn: Callable[P, Awaitable[CallToolResult]]) -> Callable[P, Awaitable[CallToolResult]]:
+    """Turn GatewayError into the error envelope and any other exception into a generic one (logged here)."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> CallToolResult:
+        try:
+            return await fn(*args, **kwargs)
+        except GatewayError as error:
+            log.info("%s failed: %s (%s)", fn.__name__, error.code, error.status)
+            return failed(error)
+        except Exception:
+            log.exception("%s raised an unexpected error", fn.__name__)
+            return internal_error()
+
+    return wrapper
+
+
+def progress_token(ctx: Context[Any] | None) -> str | int | None:
+    """The client's progressToken, if it asked for progress notifications."""
+    if ctx is None:
+        return None
+    meta: Any = ctx.request_context.meta or {}
+    token = meta.get("progress_token", meta.get("progressToken")) if isinstance(meta, dict) else None
+    return token if isinstance(token, str | int) and not isinstance(token, bool) else None
