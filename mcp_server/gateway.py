@@ -10,6 +10,7 @@ from mcp_server.config import LOCAL_PROVIDER, GatewayConfig, ProviderConfig
 from mcp_server.errors import GatewayError
 from mcp_server.providers import ProviderAdapter, build_adapter
 from mcp_server.router import Router
+from mcp_server.store import Store, open_store_for
 
 log = logging.getLogger("genroute")
 
@@ -19,6 +20,7 @@ class Gateway:
     config: GatewayConfig
     catalog: Catalog
     router: Router
+    store: Store
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> Gateway:
@@ -27,10 +29,11 @@ class Gateway:
         if any(card.provider == LOCAL_PROVIDER for card in catalog.cards()) and LOCAL_PROVIDER not in providers:
             providers[LOCAL_PROVIDER] = ProviderConfig(protocol="local")
         adapters: dict[str, ProviderAdapter] = {name: build_adapter(name, cfg) for name, cfg in providers.items()}
-        return cls(config=config, catalog=catalog, router=Router(catalog, adapters))
+        return cls(config=config, catalog=catalog, router=Router(catalog, adapters), store=open_store_for(config))
 
     async def start(self) -> None:
-        """Work that needs the network: add `discover = true` providers' own listings to the catalog."""
+        """Open the store, then add `discover = true` providers' own listings to the catalog."""
+        await self.store.open()
         for name, provider in self.config.providers.items():
             if not provider.discover:
                 continue
@@ -47,3 +50,4 @@ class Gateway:
 
     async def aclose(self) -> None:
         await self.router.aclose()
+        await self.store.close()

@@ -1,0 +1,70 @@
+"""The store interface: durable state shared by every request (and, on PostgreSQL, by every replica).
+
+One interface, two implementations (SQLite in data_dir by default, PostgreSQL with
+`[server] database_url`). Callers never see SQL.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+JobStatus = Literal["submitting", "running", "completed", "failed"]
+FINISHED: tuple[JobStatus, ...] = ("completed", "failed")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class JobRecord(BaseModel):
+    """A paid, long-running upstream task (video). Written before the first poll, so a restart resumes it."""
+
+    id: str
+    kind: Literal["video"] = "video"
+    provider: str
+    model: str
+    upstream_model: str
+    task_id: str | None = None  # the provider's id; None while the submission is in flight
+    status: JobStatus = "submitting"
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    client_request_id: str | None = None
+    caller: str = "stdio"
+    progress: float | None = None
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+
+class Store(ABC):
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect and bring the schema to the current version."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    # --- video jobs ---
+    @abstractmethod
+    async def create_job(self, job: JobRecord) -> JobRecord:
+        """Insert; if `client_request_id` is set and a job with it exists since its 24 h window, return that one."""
+
+    @abstractmethod
+    async def update_job(self, job_id: str, **fields: Any) -> JobRecord | None: ...
+
+    @abstractmethod
+    async def get_job(self, job_id: str) -> JobRecord | None: ...
+
+    @abstractmethod
+    async def find_job_by_request_id(self, client_request_id: str, since: datetime) -> JobRecord | None: ...
+
+    @abstractmethod
+    async def list_jobs(self, *, limit: int = 20, unfinished_only: bool = False) -> list[JobRecord]: ...
