@@ -10,6 +10,7 @@ from mcp.server.mcpserver import MCPServer
 
 from mcp_server import __version__
 from mcp_server.gateway import Gateway
+from mcp_server.schemas import tune_tools
 from mcp_server.tools import catalog, chat, presets
 
 INSTRUCTIONS = (
@@ -38,4 +39,5 @@ def build_server(gateway: Gateway) -> MCPServer[Any]:
     chat.register(mcp, gateway)
     catalog.register(mcp, gateway)
     presets.register(mcp, gateway.config.presets)
+    tune_tools(mcp)  # last: after every tool is registered
     return mcp

@@ -1,0 +1,281 @@
+"""genroute's benchmark: one command, every figure, side by side with the floor it stands on.
+
+    python -m bench [--quick] [--only overhead,throughput,...] [--out FILE]
+
+Starts the provider emulator (tests/emulator.py) at fixed upstream latencies and measures the same
+chat call three ways: (a) straight to the emulator with httpx2, (b) the bare SDK forwarder in
+bench/bare_server.py, (c) genroute's chat_complete. Prints a table and writes JSON to bench/results/.
+Targets are reported as pass/fail in the output; nothing here asserts timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from bench import coldstart, overhead, procs, report, throughput
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SECTIONS = ("overhead", "throughput", "slow", "coldstart", "media", "video", "usage")
+
+# Published per-request overheads of HTTP gateways on a localhost mock provider (see docs/performance.md).
+PUBLISHED = {
+    "portkey_oss_ms": 2.4,
+    "litellm_ms": 4.3,
+    "rust_go_gateways_ms": "< 1 (TensorZero 0.19 ms p50, Bifrost 0.011-0.059 ms)",
+    "python_mcp_sdk_calls_per_s": "260-430 per process",
+}
+TARGETS = {
+    "overhead_p50_ms": 0.5,
+    "throughput_ratio": 0.9,
+    "coldstart_ms": 150.0,
+    "media_peak_ratio": 4.0,
+    "usage_ms": 100.0,
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much of each section to run: the full run, or a quick smoke run that still yields every figure."""
+
+    overhead_rounds: int = 10
+    overhead_block: int = 50
+    overhead_warmup: int = 30
+    latencies_ms: tuple[float, ...] = (0.0, 20.0)
+    concurrency: tuple[int, ...] = (1, 16, 64)
+    throughput_seconds: float = 4.0
+    throughput_rounds: int = 3
+    slow_calls: int = 500
+    slow_latency_ms: float = 2000.0
+    coldstart_runs: int = 10
+    media_runs: int = 3
+    video_jobs: int = 1000
+    usage_records: int = 1_000_000
+
+
+QUICK = Plan(
+    overhead_rounds=2,
+    overhead_block=5,
+    overhead_warmup=3,
+    throughput_seconds=0.5,
+    throughput_rounds=1,
+    slow_calls=50,
+    slow_latency_ms=500.0,
+    coldstart_runs=1,
+    media_runs=1,
+    video_jobs=50,
+    usage_records=20_000,
+)
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=procs.ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        commit = ""
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "commit": commit,
+        "loadavg_start": _loadavg(),
+    }
+
+
+def _loadavg() -> list[float]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+async def run_sections(plan: Plan, only: set[str], workdir: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+
+    async def section(name: str, body: Callable[[], Awaitable[Any]]) -> None:
+        if name not in only:
+            return
+        log(f"-- {name}")
+        started = time.perf_counter()
+        try:
+            results[name] = await body()
+        except Exception as error:  # one failed section must not lose the others' figures
+            results[name] = {"error": f"{type(error).__name__}: {error}"}
+        log(f"   {name} done in {time.perf_counter() - started:.1f} s")
+
+    if only & {"overhead", "throughput", "coldstart"}:
+        for latency in plan.latencies_ms:
+            with procs.Fleet(latency, workdir / f"fleet-{latency:g}") as fleet:
+
+                async def overhead_body(fleet: procs.Fleet = fleet) -> dict[str, Any]:
+                    args = (plan.overhead_rounds, plan.overhead_block, plan.overhead_warmup)
+                    return {
+                        "http": await overhead.run_http(fleet, *args),
+                        "stdio": await overhead.run_stdio(fleet, *args),
+                    }
+
+                await section_into(results, "overhead", f"latency_{latency:g}ms", overhead_body, only, log)
+                if latency == plan.latencies_ms[0]:
+
+                    async def throughput_body(fleet: procs.Fleet = fleet) -> dict[str, Any]:
+                        return await throughput.closed_loops(
+                            fleet, list(plan.concurrency), plan.throughput_seconds, plan.throughput_rounds
+                        )
+
+                    async def coldstart_body(fleet: procs.Fleet = fleet) -> dict[str, Any]:
+                        return await anyio.to_thread.run_sync(
+                            coldstart.run, fleet.upstream, fleet.config, plan.coldstart_runs
+                        )
+
+                    await section("throughput", throughput_body)
+                    await section("coldstart", coldstart_body)
+
+    if "slow" in only:
+        with procs.Fleet(plan.slow_latency_ms, workdir / "fleet-slow") as fleet:
+
+            async def slow_body() -> dict[str, Any]:
+                out = await throughput.slow_burst(fleet, plan.slow_calls, timeout_s=120.0)
+                out["upstream_latency_ms"] = plan.slow_latency_ms
+                return out
+
+            await section("slow", slow_body)
+
+    for name in ("media", "video", "usage"):
+        if name in only:
+            results[name] = await optional_section(name, plan, workdir, log)
+    return results
+
+
+async def section_into(
+    results: dict[str, Any],
+    name: str,
+    key: str,
+    body: Callable[[], Awaitable[Any]],
+    only: set[str],
+    log: Callable[[str], None],
+) -> None:
+    """Like `section`, for sections measured once per latency: results[name][key]."""
+    if name not in only:
+        return
+    log(f"-- {name} ({key})")
+    started = time.perf_counter()
+    try:
+        value = await body()
+    except Exception as error:
+        value = {"error": f"{type(error).__name__}: {error}"}
+    results.setdefault(name, {})[key] = value
+    log(f"   {name} ({key}) done in {time.perf_counter() - started:.1f} s")
+
+
+async def optional_section(name: str, plan: Plan, workdir: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    """Sections whose genroute side lands with other issues: run when their module is present."""
+    log(f"-- {name}")
+    started = time.perf_counter()
+    try:
+        if name == "media":
+            from bench import media
+
+            result = await media.run(workdir / "media", plan.media_runs)
+        elif name == "video":
+            from bench import video
+
+            result = await video.run(workdir / "video", plan.video_jobs)
+        else:
+            from bench import usage
+
+            result = await anyio.to_thread.run_sync(usage.run, workdir / "usage", plan.usage_records)
+    except Exception as error:
+        result = {"error": f"{type(error).__name__}: {error}"}
+    log(f"   {name} done in {time.perf_counter() - started:.1f} s")
+    return result
+
+
+def verdicts(results: dict[str, Any]) -> dict[str, Any]:
+    """Each target: the measured figure and whether it holds."""
+    out: dict[str, Any] = {}
+
+    def check(key: str, value: Any, limit: float, at_most: bool = True) -> None:
+        if isinstance(value, int | float) and math.isfinite(value):
+            out[key] = {"value": value, "target": limit, "ok": value <= limit if at_most else value >= limit}
+
+    for latency, by_transport in results.get("overhead", {}).items():
+        for transport, figures in by_transport.items():
+            value = figures.get("genroute_minus_bare", {}).get("p50_ms") if isinstance(figures, dict) else None
+            check(f"overhead_{transport}_{latency}_p50_ms", value, TARGETS["overhead_p50_ms"])
+    for clients, row in results.get("throughput", {}).items():
+        if isinstance(row, dict):
+            check(f"throughput_{clients}_ratio", row.get("genroute_vs_bare"), TARGETS["throughput_ratio"], False)
+    slow = results.get("slow", {}).get("genroute", {})
+    if "completed" in slow:
+        out["slow_all_completed"] = {"value": slow["completed"], "target": slow["calls"], "ok": slow["errors"] == 0}
+    cold = results.get("coldstart", {}).get("genroute_minus_bare", {})
+    check("coldstart_minus_bare_ms", cold.get("median_ms"), TARGETS["coldstart_ms"])
+    media = results.get("media", {})
+    check("media_peak_ratio", media.get("peak_growth_over_image_bytes"), TARGETS["media_peak_ratio"])
+    check("usage_get_usage_ms", results.get("usage", {}).get("get_usage_median_ms"), TARGETS["usage_ms"])
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a short smoke run: every figure, few samples")
+    parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections of {SECTIONS}")
+    parser.add_argument("--out", type=Path, help="JSON file to write (default: bench/results/<time>.json)")
+    args = parser.parse_args(argv)
+    only = {s.strip() for s in args.only.split(",") if s.strip()}
+    unknown = only - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
+    plan = QUICK if args.quick else Plan()
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    info = machine()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="genroute-bench-") as tmp:
+        results = anyio.run(run_sections, plan, only, Path(tmp), log)
+    document = {
+        "mode": "quick" if args.quick else "full",
+        "machine": {**info, "loadavg_end": _loadavg()},
+        "plan": plan.__dict__,
+        "published": PUBLISHED,
+        "targets": TARGETS,
+        "results": results,
+        "verdicts": verdicts(results),
+        "elapsed_s": round(time.perf_counter() - started, 1),
+    }
+    out = args.out or RESULTS / f"{time.strftime('%Y%m%d-%H%M%S')}{'-quick' if args.quick else ''}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(document, indent=2, allow_nan=True) + "\n", encoding="utf-8")
+    print(report.render(document))
+    print(f"\nJSON: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
