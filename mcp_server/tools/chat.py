@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from mcp_server.errors import invalid_argument
 from mcp_server.gateway import Gateway
 from mcp_server.providers.base import ChatDelta, ChatMessage, Usage
-from mcp_server.tools.results import guarded, ok, progress_token
+from mcp_server.tools.results import OptionalText, guarded, ok, progress_token
 
 MAX_PROMPT_CHARS = 1_000_000
 
@@ -56,9 +56,9 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
             list[ChatMessage] | None,
             Field(description="The conversation, oldest first: [{role: system|user|assistant, content}]"),
         ] = None,
-        prompt: Annotated[str | None, Field(description="A single user message (instead of `messages`)")] = None,
-        model: Annotated[str | None, Field(description="Model id or alias (see list_models)")] = None,
-        system: Annotated[str | None, Field(description="A system instruction put before the conversation")] = None,
+        prompt: Annotated[OptionalText, Field(description="A single user message (instead of `messages`)")] = None,
+        model: Annotated[OptionalText, Field(description="Model id or alias (see list_models)")] = None,
+        system: Annotated[OptionalText, Field(description="A system instruction put before the conversation")] = None,
         temperature: Annotated[float | None, Field(ge=0, le=2, description="Sampling temperature, 0-2")] = None,
         top_p: Annotated[float | None, Field(gt=0, le=1, description="Nucleus sampling, 0-1")] = None,
         max_tokens: Annotated[int | None, Field(ge=1, le=1_000_000, description="Upper limit of answer tokens")] = None,

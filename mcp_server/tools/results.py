@@ -5,16 +5,27 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, ParamSpec
+from typing import Annotated, Any, ParamSpec
 
 from mcp.server.mcpserver import Context
 from mcp_types import CallToolResult, ContentBlock, TextContent
-from pydantic import BaseModel
+from pydantic import BaseModel, WithJsonSchema, WrapValidator
 
 from mcp_server.errors import GatewayError
 
 log = logging.getLogger("genroute.tools")
 P = ParamSpec("P")
+
+
+def _none_or_str(value: Any, handler: Any) -> Any:
+    return None if value is None else handler(value)
+
+
+# An optional free-text argument (a prompt, a system instruction). Typed `str | None` the SDK would try
+# json.loads on every such string and turn a prompt that happens to be JSON ('["a", "b"]', '{"k": 1}')
+# into a list or dict that then fails validation (and pay a JSON parse error per call). Declared as
+# `str` with a None pass-through, the SDK leaves the text alone; the schema still says string or null.
+OptionalText = Annotated[str, WrapValidator(_none_or_str), WithJsonSchema({"type": ["string", "null"]})]
 
 
 def ok(output: BaseModel, content: Sequence[ContentBlock] = (), text: str | None = None) -> CallToolResult:

@@ -1,0 +1,116 @@
+"""The benchmark runs end to end in its quick mode and produces every figure it promises.
+
+No timing is asserted here (speed belongs to the bench's own report): only that each section ran,
+that every figure is present and a finite number, and that no call failed along the way.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _finite(document: Any, *path: str) -> float:
+    value: Any = document
+    for key in path:
+        assert isinstance(value, dict) and key in value, f"missing {'.'.join(path)} (stopped at {key!r})"
+        value = value[key]
+    assert isinstance(value, int | float) and not isinstance(value, bool), f"{'.'.join(path)} = {value!r}"
+    assert math.isfinite(value), f"{'.'.join(path)} = {value!r}"
+    return float(value)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("bench") / "quick.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=480,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Targets" in done.stdout, done.stdout[-3000:]
+    return json.loads(out.read_text())
+
+
+def test_every_section_ran_without_error(report: dict[str, Any]) -> None:
+    results = report["results"]
+    for section in ("overhead", "throughput", "slow", "coldstart", "media", "video", "usage"):
+        assert section in results, f"section {section} missing"
+        text = json.dumps(results[section])
+        assert '"error"' not in text, f"section {section} failed: {text[:1000]}"
+
+
+def test_overhead_figures_for_both_latencies_and_transports(report: dict[str, Any]) -> None:
+    overhead = report["results"]["overhead"]
+    assert set(overhead) == {"latency_0ms", "latency_20ms"}
+    for latency in overhead.values():
+        assert set(latency) == {"http", "stdio"}
+        for figures in latency.values():
+            for who in ("direct", "bare", "genroute", "genroute_minus_bare", "genroute_minus_direct"):
+                for stat in ("p50_ms", "p95_ms", "p99_ms"):
+                    _finite(figures, who, stat)
+            for who in ("bare", "genroute"):
+                assert _finite(figures, who, "server_cpu_us_per_call") > 0
+    # the 20 ms upstream shows up in the direct calls' latency: the emulator really waited
+    assert _finite(overhead["latency_20ms"]["http"], "direct", "p50_ms") >= 20.0
+
+
+def test_throughput_figures_with_zero_errors(report: dict[str, Any]) -> None:
+    throughput = report["results"]["throughput"]
+    assert set(throughput) == {"clients_1", "clients_16", "clients_64"}
+    for row in throughput.values():
+        for who in ("bare", "genroute"):
+            assert _finite(row, who, "calls_per_s") > 0
+            assert row[who]["errors"] == 0, row[who].get("first_error")
+        _finite(row, "genroute_vs_bare")
+
+
+def test_slow_calls_all_complete_and_the_loop_is_probed(report: dict[str, Any]) -> None:
+    slow = report["results"]["slow"]
+    for who in ("bare", "genroute"):
+        assert slow[who]["completed"] == slow[who]["calls"] > 0
+        assert slow[who]["errors"] == 0
+        assert slow[who]["healthz_probes"] > 0
+        _finite(slow, who, "healthz_max_ms")
+        # every call waited for the upstream's latency: they really were held
+        assert _finite(slow, who, "call_p50_ms") >= slow["upstream_latency_ms"]
+
+
+def test_cold_start_media_video_usage_figures(report: dict[str, Any]) -> None:
+    results = report["results"]
+    for who in ("bare", "genroute"):
+        assert _finite(results["coldstart"], who, "median_ms") > 0
+    _finite(results["coldstart"], "genroute_minus_bare", "median_ms")
+    for key in ("wall_ms", "peak_growth_bytes", "image_bytes", "peak_growth_over_image_bytes"):
+        _finite(results["media"], key)
+    for key in ("jobs", "cpu_ms_per_poll_round", "rss_growth_bytes"):
+        _finite(results["video"], key)
+    for key in ("records", "get_usage_median_ms"):
+        _finite(results["usage"], key)
+
+
+def test_verdicts_cover_every_target(report: dict[str, Any]) -> None:
+    verdicts = report["verdicts"]
+    for key in (
+        "overhead_http_latency_0ms_p50_ms",
+        "overhead_stdio_latency_0ms_p50_ms",
+        "throughput_clients_64_ratio",
+        "slow_all_completed",
+        "coldstart_minus_bare_ms",
+        "media_peak_ratio",
+        "usage_get_usage_ms",
+    ):
+        assert key in verdicts, key
+        assert isinstance(verdicts[key]["ok"], bool)
