@@ -34,6 +34,15 @@ class ServerConfig(_Strict):
     default_video_model: str | None = None
     local_model: bool = True  # serve local/smollm2 whenever the `local` extra is installed
 
+    def anchored(self, base: Path) -> ServerConfig:
+        """Relative folders are relative to the config file, not to the cwd (clients start servers in `/`)."""
+        update: dict[str, Path] = {}
+        for name in ("data_dir", "output_dir", "input_dir"):
+            value: Path | None = getattr(self, name)
+            if value is not None and not value.expanduser().is_absolute():
+                update[name] = base / value
+        return self.model_copy(update=update)
+
     def resolved_data_dir(self) -> Path:
         if self.data_dir is not None:
             return self.data_dir.expanduser().resolve()
@@ -193,7 +202,9 @@ def load_config(path: str | Path | None = None) -> GatewayConfig:
         raise ConfigError(str(file), "(file)", f"cannot read: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(file), "(syntax)", f"not valid TOML: {exc}") from None
-    return parse_config(raw, source=str(file))
+    config = parse_config(raw, source=str(file))
+    config.server = config.server.anchored(file.resolve().parent)
+    return config
 
 
 def parse_config(raw: dict[str, Any], source: str = "<memory>") -> GatewayConfig:

@@ -65,10 +65,16 @@ def parse_allow_entry(text: str) -> AllowEntry:
     return AllowEntry(None if network else host.lower(), network, int(port) if port else None)
 
 
+def _unmapped(address: IPAddress) -> IPAddress:
+    """::ffff:127.0.0.1 is 127.0.0.1: judge (and connect to) the IPv4 address inside."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
 def is_public(address: IPAddress) -> bool:
     """Globally routable unicast: not private, loopback, link-local (cloud metadata), CGNAT, reserved or multicast."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    address = _unmapped(address)
     return address.is_global and not address.is_multicast
 
 
@@ -154,6 +160,7 @@ class GuardedFetcher:
             except (OSError, TimeoutError):
                 raise invalid_argument(name, f"The host '{host}' in {name} could not be resolved.") from None
             addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in resolved]
+        addresses = [_unmapped(address) for address in addresses]
         if not addresses:
             raise invalid_argument(name, f"The host '{host}' in {name} could not be resolved.")
         for address in addresses:

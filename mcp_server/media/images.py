@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -46,9 +48,7 @@ async def store_images(
         item = await registry.save(data, model_id, extension)
         stored[index] = StoredImage(item=item, width=info.width, height=info.height, url=image.url, data=data)
 
-    async with anyio.create_task_group() as group:
-        for index, image in enumerate(result.images):
-            group.start_soon(one, index, image)
+    await _each(one, result.images)
     return [image for image in stored if image is not None]
 
 
@@ -85,10 +85,28 @@ async def previews(images: list[StoredImage], config: MediaConfig) -> list[Previ
         except UnreadableImage:
             made[index] = None
 
-    async with anyio.create_task_group() as group:
-        for index, image in enumerate(images):
-            group.start_soon(one, index, image)
+    await _each(one, images)
     return made
+
+
+async def _each(fn: Callable[[int, Any], Awaitable[None]], items: Sequence[Any]) -> None:
+    """`fn(index, item)` for every item concurrently; a failure surfaces as itself, not as an ExceptionGroup."""
+    try:
+        async with anyio.create_task_group() as group:
+            for index, item in enumerate(items):
+                group.start_soon(fn, index, item)
+    except BaseExceptionGroup as group:
+        errors = group.subgroup(GatewayError)
+        if errors is not None:
+            raise _leaves(errors)[0] from None
+        raise
+
+
+def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
+    found: list[BaseException] = []
+    for error in group.exceptions:
+        found.extend(_leaves(error) if isinstance(error, BaseExceptionGroup) else [error])
+    return found
 
 
 def _unreadable(provider: str, what: str) -> GatewayError:

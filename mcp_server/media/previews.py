@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 # Formats every MCP client renders inline; anything else is re-encoded.
 _INLINE_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
 _QUALITIES = (85, 72, 60, 45)
+_ORIENTATION = 0x0112  # the EXIF tag
 _MAX_PIXELS = 16384 * 16384  # refuse decompression bombs; the largest documented output is 8192 px a side
 
 
@@ -68,8 +69,10 @@ def make_preview(data: bytes, max_b64_bytes: int, max_side: int) -> Preview:
                     data_b64=base64.b64encode(data).decode("ascii"), mime_type=mime, width=width, height=height
                 )
             img.draft("RGB", (max_side, max_side))  # JPEG: decode at a reduced scale, much faster for big images
-            frame = ImageOps.exif_transpose(img) or img
-            flat = _flatten(frame)
+            img.load()  # decode now, while the buffer is open
+            if img.getexif().get(_ORIENTATION, 1) != 1:  # only then: exif_transpose copies the whole image
+                img = ImageOps.exif_transpose(img)
+            flat = _flatten(img)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise UnreadableImage(str(exc)) from None
     return _fit(flat, max_b64_bytes, max_side)
@@ -84,7 +87,7 @@ def _flatten(img: Image) -> Image:
         background = PILImage.new("RGB", rgba.size, (255, 255, 255))
         background.paste(rgba, mask=rgba.getchannel("A"))
         return background
-    return img.convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")
 
 
 def _fit(img: Image, max_b64_bytes: int, max_side: int) -> Preview:
@@ -92,8 +95,10 @@ def _fit(img: Image, max_b64_bytes: int, max_side: int) -> Preview:
 
     side = max_side
     for _ in range(8):  # bounded: each round shrinks the long side by 30%
-        scaled = img.copy()
-        scaled.thumbnail((side, side), PILImage.Resampling.LANCZOS, reducing_gap=2.0)
+        scale = min(side / img.width, side / img.height, 1.0)
+        size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+        # reducing_gap=1: a box reduction by the integer factor, then Lanczos: ~5x faster than Lanczos alone
+        scaled = img.resize(size, PILImage.Resampling.LANCZOS, reducing_gap=1.0) if scale < 1.0 else img
         for quality in _QUALITIES:
             buffer = io.BytesIO()
             scaled.save(buffer, "JPEG", quality=quality, optimize=True, progressive=True)
