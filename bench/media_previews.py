@@ -1,18 +1,28 @@
-"""Preview encoding cost: time and inline size for one 4096x4096 PNG and for n = 4 1024x1024 images.
+"""Preview encoding cost: time and inline size for 4096x4096 and 1024x1024 upstream PNGs, n = 1 and 4.
 
 Uses the emulator's generated PNGs (gradients plus noise bands, real Pillow PNGs) and genroute's own
-`make_preview` with the default budget (200 KB of base64, 1024 px). Run: python -m bench.media_previews
+`make_preview` with the default budget (200 KB of base64, 1024 px); then whole generate_image calls
+through the in-memory client against the emulator (download, save, preview, result).
+Run: python -m bench.media_previews
 """
 
 from __future__ import annotations
 
+import os
 import statistics
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import anyio
 
 from mcp_server.config import MediaConfig
 from mcp_server.media.previews import make_preview
+from tests.emulator import Emulator
 from tests.emulator_media import png_bytes
+from tests.support import EMU_KEY_ENV, base_config, in_memory_client
+from tests.support_media import IMAGE_MODEL, media_config
 
 REPEAT = 5
 
@@ -22,8 +32,8 @@ def measure(label: str, images: list[bytes], config: MediaConfig) -> None:
     sizes: list[int] = []
     for _ in range(REPEAT):
         started = time.perf_counter()
-        # as the tool does it: one worker thread per image
-        with ThreadPoolExecutor(max_workers=len(images)) as pool:
+        # as the tool does it: worker threads, one per CPU at most (4 at most)
+        with ThreadPoolExecutor(max_workers=max(1, min(len(images), 4, os.cpu_count() or 1))) as pool:
             made = list(
                 pool.map(lambda data: make_preview(data, config.preview_max_bytes, config.preview_max_side), images)
             )
@@ -38,12 +48,33 @@ def measure(label: str, images: list[bytes], config: MediaConfig) -> None:
     )
 
 
+async def tool_calls() -> None:
+    os.environ[EMU_KEY_ENV] = "test-key"
+    with Emulator() as emulator, tempfile.TemporaryDirectory() as tmp:
+        config = media_config(base_config(emulator, Path(tmp)))
+        async with in_memory_client(config) as client:
+            for size in ("1024x1024", "4096x4096"):
+                arguments = {"prompt": "bench", "model": IMAGE_MODEL, "n": 4, "size": size}
+                await client.call_tool("generate_image", arguments)  # warm: the emulator renders once per size
+                timings = []
+                for _ in range(3):
+                    started = time.perf_counter()
+                    result = await client.call_tool("generate_image", arguments)
+                    timings.append(time.perf_counter() - started)
+                whole = len(result.model_dump_json(by_alias=True))
+                print(
+                    f"generate_image n=4 {size}: whole tool result {whole / 1e3:.0f} KB; "
+                    f"call time median {statistics.median(timings) * 1000:.0f} ms over 3 calls"
+                )
+
+
 def main() -> None:
     config = MediaConfig()
     big = png_bytes(4096, 4096)
     measure("1 x 4096x4096", [big], config)
     measure("4 x 4096x4096", [big] * 4, config)
     measure("4 x 1024x1024", [png_bytes(1024, 1024)] * 4, config)
+    anyio.run(tool_calls)
 
 
 if __name__ == "__main__":

@@ -176,8 +176,7 @@ class GuardedFetcher:
 
     async def _get(self, target: httpx2.URL, address: IPAddress, name: str) -> bytes | str:
         """One hop to the checked address: the body, or the Location of a redirect."""
-        ip_host = f"[{address}]" if address.version == 6 else str(address)
-        pinned = target.copy_with(host=ip_host.strip("[]"))
+        pinned = target.copy_with(host=str(address))  # httpx brackets IPv6 itself
         host_header = target.host if target.port is None else f"{target.host}:{target.port}"
         extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
         request = self.client().build_request("GET", pinned, headers={"Host": host_header}, extensions=extensions)

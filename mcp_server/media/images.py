@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -74,13 +75,17 @@ async def _image_bytes(image: GeneratedImage, adapter: ProviderAdapter, config: 
 
 
 async def previews(images: list[StoredImage], config: MediaConfig) -> list[Preview | None]:
-    """One preview per image (None where Pillow cannot make one), encoded in parallel worker threads."""
+    """One preview per image (None where Pillow cannot make one), in worker threads, one per CPU at most.
+
+    The bound matters for memory: a decoded 4096x4096 image is about 50 MB.
+    """
     made: list[Preview | None] = [None] * len(images)
+    limiter = anyio.CapacityLimiter(max(1, min(4, os.cpu_count() or 1)))
 
     async def one(index: int, image: StoredImage) -> None:
         try:
             made[index] = await anyio.to_thread.run_sync(
-                make_preview, image.data, config.preview_max_bytes, config.preview_max_side
+                make_preview, image.data, config.preview_max_bytes, config.preview_max_side, limiter=limiter
             )
         except UnreadableImage:
             made[index] = None
