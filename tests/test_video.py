@@ -122,7 +122,7 @@ async def test_refused_submission_fails_the_job_and_frees_its_request_id(
     emulator.fail_next("video_submit", status=402, body={"error": {"message": "Insufficient credits"}})
     arguments = {"prompt": "p", "model": VIDEO_MODEL, "wait_s": 15, "client_request_id": "order-17"}
     async with in_memory_client(config) as client:
-        refused = await client.call_tool("generate_video", arguments)
+        refused = await client.call_tool("generate_video", {**arguments, "wait_s": 0})  # still told in this call
         retried = await client.call_tool("generate_video", arguments)
     error = error_of(refused)
     assert error["status"] == 402 and "Insufficient credits" in error["message"]

@@ -37,6 +37,7 @@ JOB_ID = re.compile(r"^vid-[0-9a-f]{20}$")
 MAX_RETRY_AFTER_S = 120.0  # an upstream's Retry-After is honoured up to this
 PERMANENT_POLL_FAILURES = 3  # consecutive non-transient poll errors before a job is marked failed
 DOWNLOAD_ATTEMPTS = 3
+SUBMIT_GRACE_S = 150.0  # how far past wait_s a call waits for its submission to be answered
 _PRIVATE_ARGUMENTS = ("idempotency_key", "image_file")
 
 OnUpdate = Callable[[JobRecord], Awaitable[None]]
@@ -184,7 +185,9 @@ class VideoJobs:
             changed = tracker.next_change()
             job = tracker.job
             await on_update(job)
-            remaining = deadline - anyio.current_time()
+            # A submission in flight is waited for even past wait_s (bounded): a refusal is reported in this call.
+            end = deadline + (SUBMIT_GRACE_S if job.status == "submitting" else 0.0)
+            remaining = end - anyio.current_time()
             if job.finished or remaining <= 0:
                 return job
             with anyio.move_on_after(remaining):
