@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import procs
+from bench.cpu import process_cpu_seconds
 from bench.stats import median, percentile
 
 INITIALIZE = {
@@ -25,8 +26,8 @@ INITIALIZE = {
 }
 
 
-def time_to_initialize(args: list[str], timeout_s: float = 60.0) -> float:
-    """Seconds from spawning `args` to the first complete line it writes back to `initialize`."""
+def time_to_initialize(args: list[str], timeout_s: float = 60.0) -> tuple[float, float]:
+    """Seconds from spawning `args` to the first line it writes back to `initialize`, and its CPU seconds by then."""
     started = time.perf_counter()
     process = subprocess.Popen(
         args,
@@ -50,10 +51,11 @@ def time_to_initialize(args: list[str], timeout_s: float = 60.0) -> float:
             if ready:
                 buffer += os.read(process.stdout.fileno(), 65536)
         elapsed = time.perf_counter() - started
+        cpu = process_cpu_seconds(process.pid)
         answer = json.loads(buffer.split(b"\n", 1)[0])
         if "result" not in answer:
             raise RuntimeError(f"{args!r} answered initialize with {answer!r}")
-        return elapsed
+        return elapsed, cpu
     finally:
         process.kill()
         process.wait(timeout=10)
@@ -64,10 +66,13 @@ def run(upstream_base: str, config: Path, runs: int) -> dict[str, Any]:
     for args in targets.values():  # warm the OS page cache and .pyc files once, unmeasured
         time_to_initialize(args)
     samples: dict[str, list[float]] = {name: [] for name in targets}
+    cpu: dict[str, list[float]] = {name: [] for name in targets}
     for i in range(runs):
         order = list(targets.items()) if i % 2 == 0 else list(reversed(targets.items()))
         for name, args in order:
-            samples[name].append(time_to_initialize(args) * 1000.0)
+            elapsed, cpu_s = time_to_initialize(args)
+            samples[name].append(elapsed * 1000.0)
+            cpu[name].append(cpu_s * 1000.0)
     out: dict[str, Any] = {}
     for name, values in samples.items():
         out[name] = {
@@ -75,10 +80,13 @@ def run(upstream_base: str, config: Path, runs: int) -> dict[str, Any]:
             "median_ms": round(median(values), 1),
             "min_ms": round(min(values), 1),
             "p90_ms": round(percentile(values, 90), 1),
+            "cpu_median_ms": round(median(cpu[name]), 1),
         }
     pairs = [g - b for g, b in zip(samples["genroute"], samples["bare"], strict=True)]
     out["genroute_minus_bare"] = {
-        "median_ms": round(median(pairs), 1),
-        "min_run_ms": round(out["genroute"]["min_ms"] - out["bare"]["min_ms"], 1),
+        "median_ms": round(out["genroute"]["median_ms"] - out["bare"]["median_ms"], 1),
+        "paired_median_ms": round(median(pairs), 1),
+        "min_ms": round(out["genroute"]["min_ms"] - out["bare"]["min_ms"], 1),
+        "cpu_median_ms": round(out["genroute"]["cpu_median_ms"] - out["bare"]["cpu_median_ms"], 1),
     }
     return out

@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 KEY_ENV = "BENCH_UPSTREAM_KEY"
 KEY = "bench-key"
 MODEL = "gpt-5.5"
+IMAGE_MODEL = "gpt-image-2"
+VIDEO_MODEL = "kling-v2-master"
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -134,11 +136,13 @@ provider = "emu"
 kind = "image"
 usd_per_image = 0.04
 sizes = ["1024x1024", "4096x4096"]
+response_format = "b64_json"
 
 [models."kling-v2-master"]
 provider = "emu"
 kind = "video"
 usd_per_second = 0.1
+durations = [5, 10]
 """
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "genroute.toml"

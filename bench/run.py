@@ -63,7 +63,9 @@ class Plan:
     coldstart_runs: int = 10
     media_runs: int = 3
     video_jobs: int = 1000
+    video_window_s: float = 20.0
     usage_records: int = 1_000_000
+    usage_repeats: int = 30
 
 
 QUICK = Plan(
@@ -77,7 +79,9 @@ QUICK = Plan(
     coldstart_runs=1,
     media_runs=1,
     video_jobs=50,
+    video_window_s=3.0,
     usage_records=20_000,
+    usage_repeats=3,
 )
 
 
@@ -203,11 +207,13 @@ async def optional_section(name: str, plan: Plan, workdir: Path, log: Callable[[
         elif name == "video":
             from bench import video
 
-            result = await video.run(workdir / "video", plan.video_jobs)
+            result = await video.run(workdir / "video", plan.video_jobs, plan.video_window_s)
         else:
             from bench import usage
 
-            result = await anyio.to_thread.run_sync(usage.run, workdir / "usage", plan.usage_records)
+            result = await anyio.to_thread.run_sync(
+                usage.run, workdir / "usage", plan.usage_records, plan.usage_repeats
+            )
     except Exception as error:
         result = {"error": f"{type(error).__name__}: {error}"}
     log(f"   {name} done in {time.perf_counter() - started:.1f} s")

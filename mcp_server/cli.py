@@ -51,6 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(config: GatewayConfig, args: argparse.Namespace) -> int:
+    from mcp_server.providers.http import prepare_tls_context
+
+    prepare_tls_context()  # the CA store loads in a background thread while the SDK is imported
     from mcp_server.gateway import Gateway
     from mcp_server.server import build_server
 
