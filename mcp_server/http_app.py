@@ -51,8 +51,25 @@ def build_http_app(mcp: MCPServer[Any], host: str, port: int) -> Starlette:
     return mcp.streamable_http_app(transport_security=transport_security(host, port), host=host)
 
 
+def raise_open_file_limit(wanted: int = 8192) -> None:
+    """Lift the soft open-file limit toward the hard one: a busy gateway holds a socket per client and per
+    upstream call (up to max_connections per provider), and some systems start at 256 or 1024."""
+    try:
+        import resource
+    except ImportError:  # Windows: no such limit to raise
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass
+
+
 def serve_http(mcp: MCPServer[Any], host: str, port: int, log_level: str) -> None:
     import uvicorn
 
+    raise_open_file_limit()
     app = build_http_app(mcp, host, port)
     uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), access_log=False, lifespan="on")
