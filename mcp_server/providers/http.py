@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import email.utils
 import json
+import os
 import re
 import ssl
 import threading
@@ -29,10 +31,11 @@ _tls: concurrent.futures.Future[ssl.SSLContext] | None = None
 
 
 def prepare_tls_context() -> None:
-    """Start building the TLS context all provider clients share, in a background thread.
+    """Start building the TLS context all provider clients share, in a low-priority background thread.
 
-    Building one loads the system CA store (60-100 ms, mostly outside the GIL): every httpx2 client
-    would otherwise build its own, one after another, on the way to answering `initialize`.
+    Building one loads the system CA store (60-100 ms of CPU, mostly outside the GIL). Started while the
+    SDK is imported, it is ready long before the first upstream call, and it never delays `initialize`:
+    provider clients are built lazily (see `LazyClient`), so nothing waits for it at start.
     """
     global _tls
     with _tls_lock:
@@ -42,6 +45,9 @@ def prepare_tls_context() -> None:
         _tls = future
 
     def build() -> None:
+        if hasattr(os, "setpriority"):  # Linux: a thread is a task; let the main thread win a busy core
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         try:
             future.set_result(httpx2.create_ssl_context(trust_env=False))
         except BaseException as exc:  # surfaces in tls_context(), on the caller's thread
@@ -57,20 +63,49 @@ def tls_context() -> ssl.SSLContext:
     return _tls.result(timeout=60)
 
 
-def build_client(config: ProviderConfig, headers: dict[str, str] | None = None) -> httpx2.AsyncClient:
+class LazyClient:
+    """A provider's pooled httpx2 client, built on first use and then reused for the server's lifetime.
+
+    Attribute access is passed to the real client, so adapters use it as an `httpx2.AsyncClient`.
+    Building it needs the shared TLS context; deferring it keeps that off the way to `initialize`.
+    """
+
+    def __init__(self, config: ProviderConfig, headers: dict[str, str] | None = None) -> None:
+        self._config = config
+        self._headers = headers or {}
+        self._client: httpx2.AsyncClient | None = None
+
+    def get(self) -> httpx2.AsyncClient:
+        if self._client is None:
+            config = self._config
+            self._client = httpx2.AsyncClient(
+                base_url=config.base_url or "",
+                headers=self._headers,
+                verify=tls_context(),
+                timeout=httpx2.Timeout(config.timeout_s, connect=config.connect_timeout_s),
+                limits=httpx2.Limits(
+                    max_connections=config.max_connections,
+                    max_keepalive_connections=min(config.max_connections, MAX_KEEPALIVE),
+                ),
+                follow_redirects=False,
+                trust_env=False,
+            )
+        return self._client
+
+    def __getattr__(self, name: str) -> Any:  # only called for names this class does not define
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.get(), name)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+
+def build_client(config: ProviderConfig, headers: dict[str, str] | None = None) -> LazyClient:
     """One pooled client per provider for the server's lifetime: per-call clients cost a TCP+TLS setup each."""
-    return httpx2.AsyncClient(
-        base_url=config.base_url or "",
-        headers=headers or {},
-        verify=tls_context(),
-        timeout=httpx2.Timeout(config.timeout_s, connect=config.connect_timeout_s),
-        limits=httpx2.Limits(
-            max_connections=config.max_connections,
-            max_keepalive_connections=min(config.max_connections, MAX_KEEPALIVE),
-        ),
-        follow_redirects=False,
-        trust_env=False,
-    )
+    return LazyClient(config, headers)
 
 
 class Redactor:
