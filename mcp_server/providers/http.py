@@ -75,7 +75,7 @@ class LazyClient:
         self._headers = headers or {}
         self._client: httpx2.AsyncClient | None = None
 
-    def get(self) -> httpx2.AsyncClient:
+    def _real(self) -> httpx2.AsyncClient:
         if self._client is None:
             config = self._config
             self._client = httpx2.AsyncClient(
@@ -95,7 +95,7 @@ class LazyClient:
     def __getattr__(self, name: str) -> Any:  # only called for names this class does not define
         if name.startswith("_"):
             raise AttributeError(name)
-        return getattr(self.get(), name)
+        return getattr(self._real(), name)
 
     async def aclose(self) -> None:
         if self._client is not None:
