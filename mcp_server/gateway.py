@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from mcp_server.catalog import Catalog, ModelCard
 from mcp_server.config import LOCAL_PROVIDER, GatewayConfig, ProviderConfig
 from mcp_server.errors import GatewayError
 from mcp_server.providers import ProviderAdapter, build_adapter
+from mcp_server.reliability.attempts import Reliability
+from mcp_server.reliability.health_file import HealthFile
 from mcp_server.router import Router
 from mcp_server.store import Store, open_store_for
 
 log = logging.getLogger("genroute")
+
+
+def health_dir(config: GatewayConfig) -> Path:
+    return config.server.resolved_data_dir() / "health"
 
 
 @dataclass
@@ -21,6 +28,7 @@ class Gateway:
     catalog: Catalog
     router: Router
     store: Store
+    health_file: HealthFile | None = field(default=None, repr=False)
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> Gateway:
@@ -29,11 +37,20 @@ class Gateway:
         if any(card.provider == LOCAL_PROVIDER for card in catalog.cards()) and LOCAL_PROVIDER not in providers:
             providers[LOCAL_PROVIDER] = ProviderConfig(protocol="local")
         adapters: dict[str, ProviderAdapter] = {name: build_adapter(name, cfg) for name, cfg in providers.items()}
-        return cls(config=config, catalog=catalog, router=Router(catalog, adapters), store=open_store_for(config))
+        reliability = Reliability(catalog, config.routing, providers)
+        router = Router(catalog, adapters, reliability)
+        return cls(config=config, catalog=catalog, router=router, store=open_store_for(config))
+
+    @property
+    def health_dir(self) -> Path:
+        """Where serving processes leave their provider health for `genroute check`."""
+        return health_dir(self.config)
 
     async def start(self) -> None:
         """Open the store, then add `discover = true` providers' own listings to the catalog."""
         await self.store.open()
+        self.health_file = HealthFile(self.health_dir, self.router.reliability.health, list(self.router.adapters))
+        self.health_file.attach()
         for name, provider in self.config.providers.items():
             if not provider.discover:
                 continue
@@ -49,5 +66,7 @@ class Gateway:
             log.info("discovered %d models on provider %s", len(models), name)
 
     async def aclose(self) -> None:
+        if self.health_file is not None:
+            self.health_file.detach()
         await self.router.aclose()
         await self.store.close()

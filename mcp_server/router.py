@@ -1,13 +1,14 @@
 """The routing layer: model id -> catalog card -> provider adapter. Knows nothing of MCP.
 
 Every provider call goes through `Router.run`, the one place where a call is resolved, guarded,
-attempted (and, with the hardening rules, retried and sent to fallbacks) and accounted for.
+attempted (retried, sent to fallbacks, skipped past cooling providers: see reliability/) and accounted for.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -15,6 +16,7 @@ from mcp_server.catalog import Catalog, ModelCard
 from mcp_server.config import Kind
 from mcp_server.errors import GatewayError
 from mcp_server.providers.base import ChatDelta, ChatMessage, ChatRequest, ChatResult, ProviderAdapter
+from mcp_server.reliability.attempts import Attempted, Reliability
 
 T = TypeVar("T")
 
@@ -34,6 +36,8 @@ class Routed(Generic[T]):
     value: T
     card: ModelCard
     latency_ms: float
+    fallback_from: str | None = None  # the model asked for, when one of its fallbacks answered
+    attempts: int = 1  # upstream attempts made, retries and fallbacks included
 
     @property
     def provider(self) -> str:
@@ -44,9 +48,12 @@ Operation = Callable[[Route], Awaitable[T]]
 
 
 class Router:
-    def __init__(self, catalog: Catalog, adapters: dict[str, ProviderAdapter]) -> None:
+    def __init__(
+        self, catalog: Catalog, adapters: dict[str, ProviderAdapter], reliability: Reliability | None = None
+    ) -> None:
         self.catalog = catalog
         self.adapters = adapters
+        self.reliability = reliability or Reliability(catalog)
 
     def resolve(self, requested: str | None, kind: Kind) -> ModelCard:
         return self.catalog.resolve(requested, kind)
@@ -62,12 +69,31 @@ class Router:
             )
         return Route(card, adapter)
 
-    async def run(self, card: ModelCard, operation: Operation[T]) -> Routed[T]:
-        """Run one logical call against `card`'s provider."""
-        route = self.route_for(card)
+    async def run(self, card: ModelCard, operation: Operation[T], *, resend_if_lost: bool = True) -> Routed[T]:
+        """Run one logical call against `card`'s provider, or its fallbacks.
+
+        `operation` may run several times (retries, fallbacks): build anything that must stay the same
+        across attempts, such as an Idempotency-Key, outside it. Pass `resend_if_lost=False` for a paid
+        submission (video) that must not be sent again when its answer was lost.
+        """
+        self.route_for(card)
         started = time.perf_counter()
-        value = await operation(route)
-        return Routed(value=value, card=route.card, latency_ms=(time.perf_counter() - started) * 1000.0)
+        done = await self._attempt(card, operation, resend_if_lost)
+        return Routed(
+            value=done.value,
+            card=done.card,
+            latency_ms=(time.perf_counter() - started) * 1000.0,
+            fallback_from=done.fallback_from,
+            attempts=done.attempts,
+        )
+
+    async def _attempt(self, card: ModelCard, operation: Operation[T], resend_if_lost: bool) -> Attempted[T]:
+        """The retry loop (reliability/attempts.py) around `operation`, one route per candidate model."""
+
+        async def call(candidate: ModelCard) -> T:
+            return await operation(self.route_for(candidate))
+
+        return await self.reliability.attempt(card, call, resend_if_lost=resend_if_lost)
 
     async def chat(
         self,
@@ -79,14 +105,20 @@ class Router:
     ) -> Routed[ChatResult]:
         """A chat completion; with `on_delta` the upstream streams and each piece is passed on as it arrives."""
         card = self.resolve(requested, "chat")
+        delivered: list[str] = []  # text already passed to the client, across attempts
 
         async def call(route: Route) -> ChatResult:
             request = ChatRequest(upstream_model=route.card.upstream, messages=messages, **sampling)  # type: ignore[arg-type]
             if on_delta is None:
                 return await route.adapter.chat(request)
-            return await _collect_stream(route.adapter, request, on_delta)
+            return await _collect_stream(route.adapter, request, on_delta, delivered)
 
-        return await self.run(card, call)
+        try:
+            return await self.run(card, call)
+        except GatewayError as error:
+            if delivered and not error.partial_text:  # e.g. the deadline cut the stream: keep what was sent
+                error.partial_text = "".join(delivered)
+            raise
 
     async def aclose(self) -> None:
         for adapter in self.adapters.values():
@@ -94,20 +126,32 @@ class Router:
 
 
 async def _collect_stream(
-    adapter: ProviderAdapter, request: ChatRequest, on_delta: Callable[[ChatDelta], Awaitable[None]]
+    adapter: ProviderAdapter,
+    request: ChatRequest,
+    on_delta: Callable[[ChatDelta], Awaitable[None]],
+    delivered: list[str],
 ) -> ChatResult:
+    """Pass each piece on as it arrives. A failure after the first piece carries the text sent so far,
+    which also tells the retry loop not to try again: the client has already seen part of an answer."""
     parts: list[str] = []
     last = ChatDelta()
     chat_id: str | None = None
-    async for delta in adapter.chat_stream(request):
-        chat_id = chat_id or delta.id
-        if delta.text:
-            parts.append(delta.text)
-            await on_delta(delta)
-        if delta.finish_reason:
-            last.finish_reason = delta.finish_reason
-        if delta.usage:
-            last.usage = delta.usage
+    try:
+        async with aclosing(adapter.chat_stream(request)) as stream:
+            async for delta in stream:
+                chat_id = chat_id or delta.id
+                if delta.text:
+                    parts.append(delta.text)
+                    delivered.append(delta.text)
+                    await on_delta(delta)
+                if delta.finish_reason:
+                    last.finish_reason = delta.finish_reason
+                if delta.usage:
+                    last.usage = delta.usage
+    except GatewayError as error:
+        if parts and not error.partial_text:
+            error.partial_text = "".join(parts)
+        raise
     result = ChatResult(
         id=chat_id or "chatcmpl-stream",
         content="".join(parts),

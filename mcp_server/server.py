@@ -10,7 +10,7 @@ from mcp.server.mcpserver import MCPServer
 
 from mcp_server import __version__
 from mcp_server.gateway import Gateway
-from mcp_server.tools import catalog, chat, presets
+from mcp_server.tools import catalog, chat, presets, status
 
 INSTRUCTIONS = (
     "genroute routes generation requests to AI providers. Call list_models to see what is on offer, "
@@ -38,4 +38,5 @@ def build_server(gateway: Gateway) -> MCPServer[Any]:
     chat.register(mcp, gateway)
     catalog.register(mcp, gateway)
     presets.register(mcp, gateway.config.presets)
+    status.register(mcp, gateway)
     return mcp
