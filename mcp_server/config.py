@@ -7,6 +7,7 @@ or committed. With no file at all the built-in defaults serve the embedded local
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -204,6 +205,8 @@ def parse_config(raw: dict[str, Any], source: str = "<memory>") -> GatewayConfig
         problem = first["msg"].removeprefix("Value error, ")
         if first["type"] == "extra_forbidden":
             problem = "unknown key (check the spelling against the README's config reference)"
+        elif not first["loc"] and re.match(r"^[\w.\-/]+: ", problem):  # "models.x.fallbacks: ..." from a validator
+            key, problem = problem.split(": ", 1)
         raise ConfigError(source, key, problem) from None
     config.source = source
     return config

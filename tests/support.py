@@ -38,6 +38,8 @@ def base_config(emulator: Emulator, tmp_path: Path) -> dict[str, Any]:
             "output_dir": str(tmp_path / "media"),
             "local_model": False,
         },
+        # Real retry rules, short waits: tests never wait out the production backoff (0.5 s x 2^n).
+        "routing": {"backoff_base_s": 0.01, "backoff_max_s": 0.05},
         "providers": {
             "arkroute": {
                 "protocol": "openai",

@@ -207,12 +207,14 @@ class Reliability:
             if not trail.errors:  # every candidate skipped cannot happen (the last is never skipped)
                 return GatewayError("No route could serve this call.", type="server_error", code="no_route", status=503)
             error = trail.errors[0][1]
-        tried = [f"{card.id} ({card.provider}): {_short(e)}" for card, e in trail.errors if e is not error]
+        decisive = next((card.id for card, e in trail.errors if e is error), None)
+        last_by_model = {card.id: f"{card.id} ({card.provider}): {_short(e)}" for card, e in trail.errors}
+        tried = [text for model, text in last_by_model.items() if model != decisive]
         message = error.message
         if trail.attempts() > 1:
             message += f" [{trail.attempts()} attempts]"
         if tried:
-            message += " Also tried: " + "; ".join(dict.fromkeys(tried)) + "."
+            message += " Also tried: " + "; ".join(tried) + "."
         if trail.note:
             message += f" ({trail.note})"
         final = error.copy_with(message)

@@ -7,10 +7,12 @@ of the processes still alive and prints each one's view with its age.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,6 +38,7 @@ class HealthFile:
         self.providers = providers
         self._last_write = 0.0
         self._last_states: tuple[str, ...] = ()
+        self._pending: asyncio.TimerHandle | None = None
 
     def attach(self) -> None:
         """Start writing: once now, then after recorded outcomes."""
@@ -43,14 +46,25 @@ class HealthFile:
         self.write()
 
     def _on_record(self, failed: bool) -> None:
-        """Write at once when a state changes; failures at most 10 times a second, successes once."""
+        """Write at once when a state changes; failures at most 10 times a second, successes once; an
+        outcome not written at once is written by a deferred flush, so the file never stays behind."""
         snapshot = self.health.snapshot(self.providers)
         age = time.monotonic() - self._last_write
         changed = tuple(item.state for item in snapshot) != self._last_states
-        if changed or age >= (MIN_INTERVAL_S / 10 if failed else MIN_INTERVAL_S):
+        interval = MIN_INTERVAL_S / 10 if failed else MIN_INTERVAL_S
+        if changed or age >= interval:
             self.write(snapshot)
+        elif self._pending is None:
+            self._pending = _call_later(interval - age, self._flush)
+
+    def _flush(self) -> None:
+        self._pending = None
+        self.write()
 
     def write(self, snapshot: list[ProviderHealth] | None = None) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
         snapshot = snapshot if snapshot is not None else self.health.snapshot(self.providers)
         report = HealthReport(pid=os.getpid(), written_at=datetime.now(UTC), providers=snapshot)
         temporary = self.path.with_suffix(".tmp")
@@ -65,10 +79,22 @@ class HealthFile:
         self._last_states = tuple(item.state for item in snapshot)
 
     def detach(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
         with contextlib.suppress(ValueError):
             self.health.listeners.remove(self._on_record)
         with contextlib.suppress(OSError):
             self.path.unlink()
+
+
+def _call_later(delay_s: float, callback: Callable[[], None]) -> asyncio.TimerHandle | None:
+    """A timer on the running event loop (both transports run on asyncio); None means write now instead."""
+    try:
+        return asyncio.get_running_loop().call_later(delay_s, callback)
+    except RuntimeError:
+        callback()
+        return None
 
 
 def read_reports(directory: Path) -> list[HealthReport]:
