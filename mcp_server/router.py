@@ -76,7 +76,7 @@ class Router:
         across attempts, such as an Idempotency-Key, outside it. Pass `resend_if_lost=False` for a paid
         submission (video) that must not be sent again when its answer was lost.
         """
-        self.route_for(card)
+        self.route_for(card)  # an unconfigured provider fails here, before any attempt
         started = time.perf_counter()
         done = await self._attempt(card, operation, resend_if_lost)
         return Routed(

@@ -47,9 +47,22 @@ async def test_a_failing_provider_is_skipped_while_it_cools_down(
     arkroute = health["arkroute"]
     assert arkroute["state"] == "cooling_down" and arkroute["cooling_down_until"]
     assert (arkroute["calls_last_minute"], arkroute["failures_last_minute"], arkroute["failure_rate"]) == (3, 3, 1.0)
-    assert arkroute["cooldown_reason"] == "3 of 3 calls failed in the last minute"
-    assert arkroute["last_error"].startswith("HTTP 500")
+    assert arkroute["cooldown_reason"] == "at least half of its calls failed (3 of 3 in the minute before)"
+    assert "answered HTTP 500" in arkroute["last_error"] and arkroute["last_error"].startswith("Provider 'arkroute'")
     assert health["backup"]["state"] == "ok" and health["backup"]["calls_last_minute"] == 1
+
+
+async def test_the_error_says_when_a_cooling_provider_was_skipped(
+    config_data: dict[str, Any], emulator: Emulator, backup: Emulator
+) -> None:
+    async with in_memory_client(with_backup(config_data, backup)) as client:
+        emulator.fail_next("chat", status=500, times=3)
+        output_of(await ask(client))
+        backup.fail_next("chat", status=400)
+        error = error_of(await ask(client))
+    assert error["status"] == 400 and "backup" in error["message"]
+    assert "Skipped, its provider cooling down after recent failures: gpt-5.5 (arkroute)." in error["message"]
+    assert error["attempts"][0] == {"model": "gpt-5.5", "provider": "arkroute", "skipped": "cooling_down"}
 
 
 async def test_a_401_cools_the_provider_down_at_once(
@@ -174,7 +187,8 @@ async def test_status_resource_and_check_over_a_real_http_server(
     arkroute = lines.index("arkroute: ok (4 models listed)")
     assert lines[arkroute + 1].startswith("  health: cooling down until ")
     assert "3 of 3 calls failed in the last minute" in lines[arkroute + 1]
-    assert "last error: HTTP 503" in lines[arkroute + 1] and f"server pid {gateway.process.pid}" in lines[arkroute + 1]
+    assert "last error: Provider 'arkroute' answered HTTP 503" in lines[arkroute + 1]
+    assert f"[server pid {gateway.process.pid}, as of " in lines[arkroute + 1]
     backup_line = lines[lines.index("backup: ok (4 models listed)") + 1]
     assert backup_line.startswith("  health: ok (0 of 1 calls failed in the last minute)")
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from mcp_server.errors import GatewayError
+from mcp_server.reliability.retry import RetryPolicy
 from tests.emulator import Emulator
 from tests.faults_support import error_of, output_of
 from tests.support import in_memory_client, stdio_client, write_config
@@ -180,3 +182,11 @@ async def test_retries_over_stdio_against_a_real_process(
         refused = error_of(await client.call_tool("chat_complete", PROMPT))
     assert answered["content"] == "echo: hi" and retried == 3
     assert refused["status"] == 400 and len(emulator.calls("chat")) == retried + 1
+
+
+def test_backoff_doubles_from_half_a_second_to_eight_with_up_to_a_quarter_of_jitter() -> None:
+    policy = RetryPolicy()  # the production defaults: 0.5 s base, 8 s cap
+    assert [policy.backoff_s(n, rand=lambda: 0.0) for n in range(6)] == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
+    assert [policy.backoff_s(n, rand=lambda: 1.0) for n in range(6)] == [0.375, 0.75, 1.5, 3.0, 6.0, 6.0]
+    refusal = GatewayError("x", status=429, retry_after_s=0)  # Retry-After: 0 means "no opinion": back off
+    assert policy.wait_s(refusal, 1) <= 1.0 and policy.wait_s(GatewayError("x", retry_after_s=7), 0) == 7

@@ -215,6 +215,9 @@ class Reliability:
             message += f" [{trail.attempts()} attempts]"
         if tried:
             message += " Also tried: " + "; ".join(tried) + "."
+        skipped = [f"{r['model']} ({r['provider']})" for r in trail.records if "skipped" in r]
+        if skipped:
+            message += f" Skipped, its provider cooling down after recent failures: {', '.join(skipped)}."
         if trail.note:
             message += f" ({trail.note})"
         final = error.copy_with(message)

@@ -43,7 +43,7 @@ class ProviderHealth(BaseModel):
         if self.state == "ok":
             return f"ok ({counts})" if self.calls_last_minute else "ok (no calls in the last minute)"
         head = (
-            f"cooling down until {self.cooling_down_until:%Y-%m-%d %H:%M:%S} UTC ({self.cooldown_reason}); {counts}"
+            f"cooling down until {self.cooling_down_until:%Y-%m-%d %H:%M:%S} UTC: {self.cooldown_reason}; now {counts}"
             if self.state == "cooling_down" and self.cooling_down_until
             else f"degraded: {counts}"
         )
@@ -104,7 +104,7 @@ class Health:
         if error.status == 401:
             reason = "the provider refused its API key (HTTP 401)"
         elif failures >= MIN_FAILURES and failures >= FAILURE_RATE * calls:
-            reason = f"{failures} of {calls} calls failed in the last minute"
+            reason = f"at least half of its calls failed ({failures} of {calls} in the minute before)"
         cooldown = self._cooldown_s(provider)
         if reason is not None and cooldown > 0:
             tracker.cooling_until = max(tracker.cooling_until, now + cooldown)
@@ -144,8 +144,9 @@ class Health:
 
 
 def _describe(error: GatewayError) -> str:
-    status = f"HTTP {error.status} " if error.status else ""
-    return f"{status}{error.code or error.type}: {error.message}"[:ERROR_TEXT]
+    """The error's own message (it names the provider and the HTTP status) and its code."""
+    text = error.message if error.message.startswith("Provider ") else f"HTTP {error.status}: {error.message}"
+    return f"{text} ({error.code or error.type})"[:ERROR_TEXT]
 
 
 def _utc(timestamp: float) -> datetime:
