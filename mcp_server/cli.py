@@ -153,6 +153,6 @@ def _health_lines(gateway: Gateway) -> dict[str, list[str]]:
     for report in read_reports(gateway.health_dir):
         age = max((now - report.written_at).total_seconds(), 0.0)
         for item in report.providers:
-            text = f"  health: {item.summary()} [server pid {report.pid}, as of {age:.0f} s ago]"
+            text = f"  health: {item.aged(age, now).summary()} [server pid {report.pid}, as of {age:.0f} s ago]"
             lines.setdefault(item.provider, []).append(text)
     return lines

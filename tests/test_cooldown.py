@@ -4,6 +4,7 @@ skipped for cooldown_s while a fallback exists; status://providers and `genroute
 from __future__ import annotations
 
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import anyio
 import pytest
 from mcp import Client
 
+from mcp_server.reliability.health import ProviderHealth
 from mcp_server.reliability.health_file import read_reports
 from tests.emulator import Emulator
 from tests.faults_support import (
@@ -195,3 +197,24 @@ async def test_status_resource_and_check_over_a_real_http_server(
     # the server has stopped (and removed its report): check says so instead of showing stale health
     assert "health: no running genroute server has recorded provider calls" in after.stdout
     assert "  health:" not in after.stdout
+
+
+def test_check_ages_a_report_that_an_idle_server_wrote_long_ago() -> None:
+    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+    seen = ProviderHealth(
+        provider="arkroute",
+        state="cooling_down",
+        calls_last_minute=3,
+        failures_last_minute=3,
+        failure_rate=1.0,
+        cooling_down_until=now - timedelta(seconds=5),
+        cooldown_reason="at least half of its calls failed (3 of 3 in the minute before)",
+        last_error="Provider 'arkroute' answered HTTP 503: busy (service_unavailable)",
+    )
+    assert seen.aged(2, now - timedelta(seconds=10)) is seen  # fresh and still cooling: as written
+    recent = seen.aged(20, now)  # cooldown over, failures still inside the minute
+    assert recent.state == "degraded" and recent.failures_last_minute == 3 and recent.cooling_down_until is None
+    old = seen.aged(90, now)  # everything it counted has left the window
+    assert old.summary() == "ok (no calls in the last minute)" and old.last_error is None
+    still = seen.model_copy(update={"cooling_down_until": now + timedelta(seconds=600)}).aged(90, now)
+    assert still.state == "cooling_down" and still.summary().startswith("cooling down until 2026-01-01 12:10:00 UTC")

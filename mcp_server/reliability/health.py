@@ -37,6 +37,28 @@ class ProviderHealth(BaseModel):
     last_error: str | None = None
     last_error_at: datetime | None = None
 
+    def aged(self, age_s: float, now: datetime) -> ProviderHealth:
+        """This view read `age_s` seconds after it was taken: counts older than the window are gone,
+        and a cooldown that has ended is over (an idle server writes no newer report)."""
+        if age_s < WINDOW_S and (self.cooling_down_until is None or self.cooling_down_until > now):
+            return self
+        cooling = self.cooling_down_until is not None and self.cooling_down_until > now
+        if age_s < WINDOW_S:
+            state = "degraded" if self.failures_last_minute else "ok"
+            return self.model_copy(update={"state": state, "cooling_down_until": None, "cooldown_reason": None})
+        return self.model_copy(
+            update={
+                "state": "cooling_down" if cooling else "ok",
+                "calls_last_minute": 0,
+                "failures_last_minute": 0,
+                "failure_rate": 0.0,
+                "cooling_down_until": self.cooling_down_until if cooling else None,
+                "cooldown_reason": self.cooldown_reason if cooling else None,
+                "last_error": self.last_error if cooling else None,
+                "last_error_at": self.last_error_at if cooling else None,
+            }
+        )
+
     def summary(self) -> str:
         """One line for people: `ok`, or the failure rate, the cooldown and the last error."""
         counts = f"{self.failures_last_minute} of {self.calls_last_minute} calls failed in the last minute"
