@@ -16,6 +16,7 @@ from mcp_server.errors import ConfigError
 from tests.emulator import Emulator
 from tests.faults_support import backup, backup_emulator_server, error_of, output_of, with_backup
 from tests.support import in_memory_client, stdio_client, write_config
+from tests.support_media import IMAGE_MODEL, media_config
 
 __all__ = ["backup", "backup_emulator_server"]  # fixtures
 pytestmark = pytest.mark.anyio
@@ -135,3 +136,17 @@ async def test_fallback_over_stdio_reports_the_answering_model(
         out = output_of(await client.call_tool("chat_complete", PROMPT))
     assert (out["model"], out["provider"], out["fallback_from"]) == ("backup-5", "backup", "gpt-5.5")
     assert len(emulator.calls("chat")) == 3 and len(backup.calls("chat")) == 1
+
+
+async def test_an_image_fallback_is_reported_by_generate_image(
+    config_data: dict[str, Any], emulator: Emulator, backup: Emulator
+) -> None:
+    config = media_config(with_backup(config_data, backup))
+    config["models"]["nano-b"] = {"provider": "backup", "upstream": "nano-banana-2", "kind": "image"}
+    config["models"][IMAGE_MODEL]["fallbacks"] = ["nano-b"]
+    emulator.fail_next("images", status=402)
+    async with in_memory_client(config) as client:
+        out = output_of(await client.call_tool("generate_image", {"prompt": "a lighthouse", "model": IMAGE_MODEL}))
+    assert (out["model"], out["provider"], out["fallback_from"]) == ("nano-b", "backup", IMAGE_MODEL)
+    assert len(emulator.calls("images")) == 1 and len(backup.calls("images")) == 1
+    assert emulator.idempotency_keys == backup.idempotency_keys  # one logical call, one key

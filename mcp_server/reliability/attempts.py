@@ -226,7 +226,10 @@ class Reliability:
 
 
 def _short(error: GatewayError) -> str:
-    return f"HTTP {error.status} {error.code or error.type}" if error.status else (error.code or error.type)
+    """`HTTP 503 service_unavailable`, or just the code of a failure that had no HTTP answer."""
+    if error.status and error.request_sent is None:
+        return f"HTTP {error.status} {error.code or error.type}"
+    return error.code or error.type
 
 
 def _deadline_error(deadline_s: float, card: ModelCard, *, in_flight: bool, lost: bool) -> GatewayError:
