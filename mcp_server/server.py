@@ -8,7 +8,7 @@ from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 
-from mcp_server import __version__
+from mcp_server import __version__, protocol
 from mcp_server.gateway import Gateway
 from mcp_server.tools import catalog, chat, presets
 
@@ -38,4 +38,5 @@ def build_server(gateway: Gateway) -> MCPServer[Any]:
     chat.register(mcp, gateway)
     catalog.register(mcp, gateway)
     presets.register(mcp, gateway.config.presets)
+    protocol.register(mcp, gateway.catalog)
     return mcp
