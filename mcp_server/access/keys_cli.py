@@ -6,7 +6,6 @@ import argparse
 import sys
 from datetime import datetime
 
-from mcp_server.access import keys
 from mcp_server.config import GatewayConfig
 from mcp_server.errors import GatewayError
 from mcp_server.store import ApiKeyRecord, Store, open_store_for
@@ -42,6 +41,8 @@ async def run(config: GatewayConfig, args: argparse.Namespace) -> int:
 
 
 async def _dispatch(store: Store, config: GatewayConfig, args: argparse.Namespace) -> int:
+    from mcp_server.access import keys  # the SDK's auth types: imported only when a keys command runs
+
     if args.keys_action == "create":
         record, key = await keys.create_key(store, args.name, admin=args.admin, rate_limit_per_min=args.rate_limit)
         print(key)
