@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator
 from mcp import Client
 from mcp_types import ResourceTemplateReference
 
@@ -60,3 +61,25 @@ async def test_bad_arguments_name_the_argument_in_the_error_envelope(
         assert error["param"] == param and error["code"] == "invalid_argument" and error["status"] == 400
         assert all(word in error["message"] for word in words), error["message"]
         assert "pydantic" not in error["message"] and "input_value" not in error["message"]
+
+
+async def test_error_results_match_the_advertised_output_schema(
+    config_data: dict[str, Any], emulator: Emulator
+) -> None:
+    """Strict clients validate even isError results against outputSchema; genroute's envelope must pass."""
+    async with legacy_client(config_data) as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+        answered = await client.call_tool("chat_complete", {"prompt": "hi"})
+        emulator.fail_next("chat", status=500)
+        failed = await client.call_tool("chat_complete", {"prompt": "hi"})
+        refused = await client.call_tool("list_models", {"kind": "audio"})
+    for tool in tools.values():
+        if tool.output_schema is not None:
+            Draft202012Validator.check_schema(tool.output_schema)
+    chat = Draft202012Validator(tools["chat_complete"].output_schema)
+    assert not answered.is_error and chat.is_valid(answered.structured_content)
+    assert failed.is_error and chat.is_valid(failed.structured_content)
+    assert not chat.is_valid({"content": "half an answer"})  # the schema still says something
+    assert refused.is_error and Draft202012Validator(tools["list_models"].output_schema).is_valid(
+        refused.structured_content
+    )
