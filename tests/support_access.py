@@ -47,9 +47,10 @@ def post(url: str, token: str | None = None, *, body: bytes | None = None, **hea
     return httpx2.post(url, headers=sent, content=body if body is not None else json.dumps(INIT).encode(), timeout=10)
 
 
-def client(url: str, token: str) -> Client:
+def client(url: str, token: str, mode: str = "legacy") -> Client:
+    """An MCP client sending `token`; "legacy" speaks 2025-11-25 sessions, "auto" the stateless 2026-07-28."""
     http = create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
-    return Client(streamable_http_client(url, http_client=http), mode="legacy")
+    return Client(streamable_http_client(url, http_client=http), mode=mode)
 
 
 def data_bytes(data_dir: Path) -> bytes:

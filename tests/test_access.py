@@ -166,7 +166,8 @@ def test_allowed_hosts_on_a_wildcard_bind() -> None:
 
 
 @pytest.mark.anyio
-async def test_tools_see_the_key_name_and_admin_flag(config_data: dict[str, Any], tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_tools_see_the_key_name_and_admin_flag(config_data: dict[str, Any], tmp_path: Path, mode: str) -> None:
     config_path = write_config(tmp_path / "genroute.toml", config_data)
     alice = new_key(config_path, "alice")
     root = new_key(config_path, "root", "--admin")
@@ -183,7 +184,7 @@ async def test_tools_see_the_key_name_and_admin_flag(config_data: dict[str, Any]
     with ThreadedServer(app, port=port, lifespan="on") as server:
         seen = []
         for key in (alice, root):
-            async with client(server.url + "/mcp", key) as session:
+            async with client(server.url + "/mcp", key, mode) as session:
                 seen.append((await session.call_tool("whoami", {})).structured_content)
     assert seen == [
         {"name": "alice", "admin": False, "caller": "alice"},
