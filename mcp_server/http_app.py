@@ -26,10 +26,12 @@ from mcp_server.access.hosts import HostOriginGuard, is_loopback, security_setti
 from mcp_server.access.keys import ApiKeyVerifier
 from mcp_server.access.oauth import IntrospectionVerifier, metadata_routes, metadata_url
 from mcp_server.gateway import Gateway
+from mcp_server.media.http import media_response
+from mcp_server.media.registry import MediaRegistry
 
 log = logging.getLogger("genroute.http")
 
-__all__ = ["bind_refusal", "build_http_app", "is_loopback", "serve_http"]
+__all__ = ["add_media_route", "bind_refusal", "build_http_app", "is_loopback", "serve_http"]
 
 
 def bind_refusal(host: str, *, no_auth: bool) -> str | None:
@@ -41,6 +43,14 @@ def bind_refusal(host: str, *, no_auth: bool) -> str | None:
             "and send it as `Authorization: Bearer <key>`, or bind to 127.0.0.1."
         )
     return None
+
+
+def add_media_route(mcp: MCPServer[Any], registry: MediaRegistry) -> None:
+    """GET /media/{id}: the full file behind media://{id} (served only by the HTTP transport)."""
+
+    @mcp.custom_route("/media/{media_id}", methods=["GET"], include_in_schema=False)
+    async def media(request: Request) -> Response:
+        return await media_response(registry, request)
 
 
 def build_http_app(mcp: MCPServer[Any], gateway: Gateway, host: str, port: int, *, auth: bool = True) -> ASGIApp:

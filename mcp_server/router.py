@@ -7,6 +7,7 @@ attempted (and, with the hardening rules, retried and sent to fallbacks) and acc
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -14,7 +15,17 @@ from typing import Generic, TypeVar
 from mcp_server.catalog import Catalog, ModelCard
 from mcp_server.config import Kind
 from mcp_server.errors import GatewayError
-from mcp_server.providers.base import ChatDelta, ChatMessage, ChatRequest, ChatResult, ProviderAdapter
+from mcp_server.providers.base import (
+    ChatDelta,
+    ChatMessage,
+    ChatRequest,
+    ChatResult,
+    ImageRequest,
+    ImageResult,
+    ProviderAdapter,
+    VideoRequest,
+    VideoStatus,
+)
 
 T = TypeVar("T")
 
@@ -41,6 +52,11 @@ class Routed(Generic[T]):
 
 
 Operation = Callable[[Route], Awaitable[T]]
+
+
+def new_idempotency_key() -> str:
+    """One per logical paid call: every retry of that call sends the same key, so the provider bills it once."""
+    return f"genroute-{uuid.uuid4().hex}"
 
 
 class Router:
@@ -87,6 +103,70 @@ class Router:
             return await _collect_stream(route.adapter, request, on_delta)
 
         return await self.run(card, call)
+
+    async def generate_image(
+        self,
+        card: ModelCard,
+        *,
+        prompt: str,
+        n: int = 1,
+        size: str | None = None,
+        image_b64: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Routed[ImageResult]:
+        """Images from an image model's card (the tool has validated n and size against it)."""
+        key = idempotency_key or new_idempotency_key()
+
+        async def call(route: Route) -> ImageResult:
+            request = ImageRequest(
+                upstream_model=route.card.upstream,
+                prompt=prompt,
+                n=n,
+                size=size,
+                image_b64=image_b64,
+                response_format=route.card.response_format,
+            )
+            return await route.adapter.generate_image(request, idempotency_key=key)
+
+        return await self.run(card, call)
+
+    async def submit_video(
+        self,
+        card: ModelCard,
+        *,
+        prompt: str,
+        image_b64: str | None = None,
+        duration: float | None = None,
+        aspect_ratio: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Routed[VideoStatus]:
+        """Start a video task. Video jobs keep their key in the job record, so a resumed submission reuses it."""
+        key = idempotency_key or new_idempotency_key()
+
+        async def call(route: Route) -> VideoStatus:
+            request = VideoRequest(
+                upstream_model=route.card.upstream,
+                prompt=prompt,
+                image_b64=image_b64,
+                duration=duration,
+                aspect_ratio=aspect_ratio,
+            )
+            return await route.adapter.submit_video(request, idempotency_key=key)
+
+        return await self.run(card, call)
+
+    async def video_status(self, card: ModelCard, task_id: str) -> Routed[VideoStatus]:
+        """Poll a task on the provider that holds it: never a fallback, which would not know the task."""
+        pinned = card.model_copy(update={"fallbacks": []})
+
+        async def call(route: Route) -> VideoStatus:
+            return await route.adapter.video_status(task_id)
+
+        return await self.run(pinned, call)
+
+    def adapter_for(self, card: ModelCard) -> ProviderAdapter:
+        """The adapter of `card`'s provider, for calls that are not generations (downloads of its outputs)."""
+        return self.route_for(card).adapter
 
     async def aclose(self) -> None:
         for adapter in self.adapters.values():
