@@ -82,6 +82,8 @@ async def test_http_requires_a_valid_unrevoked_key(config_path: Path, emulator: 
         wrong = post(gateway.mcp_url, "gr_" + "x" * 43)
         basic = post(gateway.mcp_url, Authorization="Basic YWxpY2U6cHc=")
         health = httpx2.get(gateway.url + "/healthz", timeout=5)
+        media = httpx2.get(gateway.url + "/media/0123456789abcdef", timeout=5)
+        media_with_key = httpx2.get(gateway.url + "/media/0123456789abcdef", headers={"Authorization": f"Bearer {key}"})
         async with client(gateway.mcp_url, key) as mcp:
             tools = {t.name for t in (await mcp.list_tools()).tools}
             answer = await mcp.call_tool("chat_complete", {"prompt": "hi"})
@@ -89,10 +91,11 @@ async def test_http_requires_a_valid_unrevoked_key(config_path: Path, emulator: 
         assert keys(config_path, "revoke", "alice").returncode == 0  # from another process, while serving
         after_revoke = post(gateway.mcp_url, key)
         stderr = gateway.stderr()
-    for refused in (missing, wrong, basic, after_revoke):
+    for refused in (missing, wrong, basic, after_revoke, media):
         assert refused.status_code == 401
         assert refused.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
     assert health.status_code == 200
+    assert media_with_key.status_code == 404  # past the gate: there is just no such file
     assert {"chat_complete", "list_models"} <= tools
     assert answer.structured_content["content"] == "echo: hi"
     # the client's key authenticates it to genroute only: the provider got the provider's key
