@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from mcp_server import __version__
+from mcp_server.access import keys_cli
 from mcp_server.config import GatewayConfig, ProviderConfig, load_config
 from mcp_server.errors import ConfigError
 
@@ -31,9 +32,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--http", action="store_true", help="serve streamable HTTP at /mcp instead of stdio")
     serve.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    serve.add_argument(
+        "--no-auth", action="store_true", help="HTTP without bearer keys (refused unless --host is a loopback address)"
+    )
 
     commands.add_parser("models", help="print the model catalog")
     commands.add_parser("check", help="validate the config and ask every provider whether it answers")
+    keys_cli.add_parser(commands)
     return parser
 
 
@@ -47,29 +52,44 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from mcp_server.logs import configure_logging
 
-    configure_logging(args.log_level, (p.api_key() for p in config.providers.values()))
+    configure_logging(args.log_level, config_secrets(config))
     if args.command == "serve":
         return _serve(config, args)
     if args.command == "models":
         return _models(config)
+    if args.command == "keys":
+        return anyio.run(keys_cli.run, config, args)
     return anyio.run(_check, config)
+
+
+def config_secrets(config: GatewayConfig) -> list[str | None]:
+    """Every secret the config points at, for the log redactor."""
+    secrets = [p.api_key() for p in config.providers.values()]
+    if config.http.oauth is not None:
+        secrets.extend(config.http.oauth.client_credentials() or ())
+    return secrets
 
 
 def _serve(config: GatewayConfig, args: argparse.Namespace) -> int:
     from mcp_server.gateway import Gateway
     from mcp_server.server import build_server
 
-    mcp = build_server(Gateway.from_config(config))
+    gateway = Gateway.from_config(config)
+    mcp = build_server(gateway)
     if args.http:
-        from mcp_server.http_app import serve_http
+        from mcp_server.http_app import bind_refusal, serve_http
 
-        serve_http(mcp, args.host, args.port, args.log_level)
+        refusal = bind_refusal(args.host, no_auth=args.no_auth)
+        if refusal:
+            print(f"genroute: {refusal}", file=sys.stderr)
+            return 2
+        serve_http(mcp, gateway, args.host, args.port, args.log_level, no_auth=args.no_auth)
     else:
         mcp.run("stdio")
     return 0
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> str:
+def table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=False)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
@@ -100,7 +120,7 @@ def _models(config: GatewayConfig) -> int:
                 ", ".join(card.aliases) or "-",
             ]
         )
-    print(_table(["ID", "KIND", "PROVIDER", "UPSTREAM", "CONTEXT", "PRICE", "ALIASES"], rows))
+    print(table(["ID", "KIND", "PROVIDER", "UPSTREAM", "CONTEXT", "PRICE", "ALIASES"], rows))
     return 0
 
 

@@ -126,6 +126,44 @@ class PresetConfig(_Strict):
     model: str | None = None
 
 
+class OAuthConfig(_Strict):
+    """OAuth 2.1 resource-server mode: tokens that are not genroute keys are checked at the authorization
+    server's RFC 7662 introspection endpoint, and must name `resource_url` as their audience."""
+
+    issuer_url: str  # the authorization server, announced in the RFC 9728 metadata
+    introspection_url: str
+    resource_url: str  # this server's public MCP URL, e.g. https://genroute.example.com/mcp
+    client_id_env: str | None = None  # genroute's own credentials at the introspection endpoint
+    client_secret_env: str | None = None
+    required_scopes: list[str] = Field(default_factory=list)
+    admin_scope: str = "genroute:admin"
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+
+    @field_validator("issuer_url", "introspection_url", "resource_url")
+    @classmethod
+    def _is_http_url(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError("must start with https:// (or http:// for a loopback test server)")
+        return url
+
+    def client_credentials(self) -> tuple[str, str] | None:
+        """(client id, secret) from the environment, for HTTP Basic at the introspection endpoint."""
+        client_id = os.environ.get(self.client_id_env or "") or None
+        secret = os.environ.get(self.client_secret_env or "") or None
+        return (client_id, secret) if client_id and secret else None
+
+
+class HttpConfig(_Strict):
+    """`genroute serve --http`: who may reach the server and how much they may send."""
+
+    allowed_hosts: list[str] = Field(default_factory=list)  # public names, e.g. "genroute.example.com"
+    allowed_origins: list[str] = Field(default_factory=list)  # browser origins, e.g. "https://app.example.com"
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=1024**3)
+    rate_limit_per_min: int = Field(default=120, ge=0)  # per key, unless the key has its own; 0: unlimited
+    forwarded_allow_ips: list[str] = Field(default_factory=lambda: ["127.0.0.1"])  # proxies trusted for X-Forwarded-*
+    oauth: OAuthConfig | None = None
+
+
 class MediaConfig(_Strict):
     """Limits for generated media, previews, reference images and video jobs (the `[media]` table)."""
 
@@ -184,6 +222,7 @@ class GatewayConfig(_Strict):
     presets: dict[str, PresetConfig] = Field(default_factory=dict)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
     media: MediaConfig = Field(default_factory=MediaConfig)
     source: str = Field(default="<built-in defaults>", exclude=True)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 
-from mcp_server import __version__
+from mcp_server import __version__, protocol
 from mcp_server.gateway import Gateway
 from mcp_server.http_app import add_media_route
 from mcp_server.tools import catalog, chat, image, media_resources, presets, status, video
@@ -42,4 +42,5 @@ def build_server(gateway: Gateway) -> MCPServer[Any]:
     media_resources.register(mcp, gateway)
     add_media_route(mcp, gateway.media)
     status.register(mcp, gateway)
+    protocol.register(mcp, gateway.catalog)  # last: it wraps every tool registered above
     return mcp

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mcp_server.config import GatewayConfig
-from mcp_server.store.base import JobRecord, Store
+from mcp_server.store.base import ApiKeyRecord, JobRecord, Store
 
 
 def open_store_for(config: GatewayConfig) -> Store:
@@ -13,4 +13,4 @@ def open_store_for(config: GatewayConfig) -> Store:
     return SQLiteStore(config.server.resolved_data_dir() / "genroute.db")
 
 
-__all__ = ["JobRecord", "Store", "open_store_for"]
+__all__ = ["ApiKeyRecord", "JobRecord", "Store", "open_store_for"]

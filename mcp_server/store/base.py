@@ -44,6 +44,23 @@ class JobRecord(BaseModel):
         return self.status in FINISHED
 
 
+class ApiKeyRecord(BaseModel):
+    """An HTTP client's key. Only the SHA-256 of the key is stored; the key itself is shown once, at creation."""
+
+    id: str
+    name: str
+    key_hash: str
+    admin: bool = False
+    rate_limit_per_min: int | None = None  # None: the config's [http] rate_limit_per_min; 0: unlimited
+    created_at: datetime = Field(default_factory=utcnow)
+    revoked_at: datetime | None = None
+    last_used_at: datetime | None = None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
 class Store(ABC):
     @abstractmethod
     async def open(self) -> None:
@@ -68,3 +85,24 @@ class Store(ABC):
 
     @abstractmethod
     async def list_jobs(self, *, limit: int = 20, unfinished_only: bool = False) -> list[JobRecord]: ...
+
+    # --- API keys (HTTP access control) ---
+    @abstractmethod
+    async def create_key(self, key: ApiKeyRecord) -> ApiKeyRecord:
+        """Insert; raises GatewayError(code="key_exists") when an unrevoked key already has this name."""
+
+    @abstractmethod
+    async def list_keys(self, *, include_revoked: bool = True) -> list[ApiKeyRecord]:
+        """All keys, oldest first."""
+
+    @abstractmethod
+    async def revoke_key(self, name: str) -> ApiKeyRecord | None:
+        """Revoke the unrevoked key called `name`; None when there is none."""
+
+    @abstractmethod
+    async def find_key_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
+        """The unrevoked key with this hash, or None."""
+
+    @abstractmethod
+    async def touch_key(self, key_id: str, when: datetime) -> None:
+        """Record when a key was last used (callers throttle this; it is informational)."""

@@ -15,7 +15,8 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from mcp_server.store.base import JobRecord, Store
+from mcp_server.errors import GatewayError
+from mcp_server.store.base import ApiKeyRecord, JobRecord, Store
 
 MIGRATIONS: list[str] = [
     # 1: video jobs
@@ -40,6 +41,20 @@ MIGRATIONS: list[str] = [
     CREATE INDEX jobs_request ON jobs (client_request_id, created_at);
     CREATE INDEX jobs_status ON jobs (status, updated_at);
     CREATE INDEX jobs_created ON jobs (created_at);
+    """,
+    # api keys. Idempotent (IF NOT EXISTS) so its place in this list may move when branches merge.
+    """
+    CREATE TABLE IF NOT EXISTS api_keys (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        key_hash TEXT NOT NULL UNIQUE,
+        admin INTEGER NOT NULL DEFAULT 0,
+        rate_limit_per_min INTEGER,
+        created_at REAL NOT NULL,
+        revoked_at REAL,
+        last_used_at REAL
+    );
+    CREATE UNIQUE INDEX IF NOT EXISTS api_keys_active_name ON api_keys (name) WHERE revoked_at IS NULL;
     """,
 ]
 
@@ -103,6 +118,22 @@ class SQLiteStore(Store):
 
     async def list_jobs(self, *, limit: int = 20, unfinished_only: bool = False) -> list[JobRecord]:
         return await self.run(_list_jobs, limit, unfinished_only)
+
+    # --- api keys ---
+    async def create_key(self, key: ApiKeyRecord) -> ApiKeyRecord:
+        return await self.run(_create_key, key)
+
+    async def list_keys(self, *, include_revoked: bool = True) -> list[ApiKeyRecord]:
+        return await self.run(_list_keys, include_revoked)
+
+    async def revoke_key(self, name: str) -> ApiKeyRecord | None:
+        return await self.run(_revoke_key, name)
+
+    async def find_key_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
+        return await self.run(_find_key_by_hash, key_hash)
+
+    async def touch_key(self, key_id: str, when: datetime) -> None:
+        await self.run(_touch_key, key_id, when)
 
 
 def _to_row(job: JobRecord) -> dict[str, Any]:
@@ -172,3 +203,65 @@ def _list_jobs(conn: sqlite3.Connection, limit: int, unfinished_only: bool) -> l
     where = "WHERE status NOT IN ('completed', 'failed')" if unfinished_only else ""
     rows = conn.execute(f"SELECT * FROM jobs {where} ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
     return [job for row in rows if (job := _from_row(row)) is not None]
+
+
+_KEY_COLUMNS = tuple(ApiKeyRecord.model_fields)
+_KEY_TIMES = ("created_at", "revoked_at", "last_used_at")
+
+
+def _epoch(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+def _key_from_row(row: sqlite3.Row | None) -> ApiKeyRecord | None:
+    if row is None:
+        return None
+    data = dict(row)
+    for name in _KEY_TIMES:
+        data[name] = None if data[name] is None else datetime.fromtimestamp(data[name], UTC)
+    data["admin"] = bool(data["admin"])
+    return ApiKeyRecord.model_validate(data)
+
+
+def _create_key(conn: sqlite3.Connection, key: ApiKeyRecord) -> ApiKeyRecord:
+    row = key.model_dump()
+    for name in _KEY_TIMES:
+        row[name] = _epoch(row[name])
+    try:
+        conn.execute(
+            f"INSERT INTO api_keys ({', '.join(_KEY_COLUMNS)}) VALUES ({', '.join(':' + c for c in _KEY_COLUMNS)})",
+            row,
+        )
+    except sqlite3.IntegrityError:
+        raise GatewayError(
+            f"A key named '{key.name}' already exists. Revoke it first or pick another name.",
+            code="key_exists",
+            param="name",
+            status=409,
+        ) from None
+    return key
+
+
+def _list_keys(conn: sqlite3.Connection, include_revoked: bool) -> list[ApiKeyRecord]:
+    where = "" if include_revoked else "WHERE revoked_at IS NULL"
+    rows = conn.execute(f"SELECT * FROM api_keys {where} ORDER BY created_at, name").fetchall()
+    return [key for row in rows if (key := _key_from_row(row)) is not None]
+
+
+def _revoke_key(conn: sqlite3.Connection, name: str) -> ApiKeyRecord | None:
+    row = conn.execute("SELECT * FROM api_keys WHERE name = ? AND revoked_at IS NULL", (name,)).fetchone()
+    key = _key_from_row(row)
+    if key is None:
+        return None
+    key.revoked_at = datetime.now(UTC)
+    conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (_epoch(key.revoked_at), key.id))
+    return key
+
+
+def _find_key_by_hash(conn: sqlite3.Connection, key_hash: str) -> ApiKeyRecord | None:
+    row = conn.execute("SELECT * FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL", (key_hash,)).fetchone()
+    return _key_from_row(row)
+
+
+def _touch_key(conn: sqlite3.Connection, key_id: str, when: datetime) -> None:
+    conn.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (_epoch(when), key_id))
