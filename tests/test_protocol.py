@@ -70,7 +70,7 @@ async def test_error_results_match_the_advertised_output_schema(
     async with legacy_client(config_data) as client:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
         answered = await client.call_tool("chat_complete", {"prompt": "hi"})
-        emulator.fail_next("chat", status=500)
+        emulator.fail_next("chat", status=400)  # not retried: the error reaches the client as is
         failed = await client.call_tool("chat_complete", {"prompt": "hi"})
         refused = await client.call_tool("list_models", {"kind": "audio"})
     for tool in tools.values():

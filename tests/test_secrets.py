@@ -64,6 +64,8 @@ async def test_provider_and_client_keys_never_leak(
     canary = secrets.token_hex(24)
     emulator.api_key = canary
     emulator.echo_secrets = True
+    config_data["routing"]["max_retries"] = 0  # every queued fault must reach the client, not be retried away
+    config_data["routing"]["cooldown_s"] = 0.01
     config_path = write_config(tmp_path / "genroute.toml", config_data)
     client_key = new_key(config_path, "canary-client")
     seen: list[str] = []
