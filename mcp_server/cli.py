@@ -1,4 +1,4 @@
-"""The `genroute` command: serve (stdio or HTTP), models, check."""
+"""The `genroute` command: serve (stdio or HTTP), models, usage, check."""
 
 from __future__ import annotations
 
@@ -28,6 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
 
     commands.add_parser("models", help="print the model catalog")
+    from mcp_server.usage.command import add_usage_parser
+
+    add_usage_parser(commands)
     commands.add_parser("check", help="validate the config and ask every provider whether it answers")
     return parser
 
@@ -47,6 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(config, args)
     if args.command == "models":
         return _models(config)
+    if args.command == "usage":
+        from mcp_server.usage.command import usage_command
+
+        return anyio.run(usage_command, config, args)
     return anyio.run(_check, config)
 
 

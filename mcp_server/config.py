@@ -34,6 +34,13 @@ class ServerConfig(_Strict):
     default_video_model: str | None = None
     local_model: bool = True  # serve local/smollm2 whenever the `local` extra is installed
 
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("database_url must be a PostgreSQL URL: postgresql://user:password@host:5432/dbname")
+        return url or None
+
     def resolved_data_dir(self) -> Path:
         if self.data_dir is not None:
             return self.data_dir.expanduser().resolve()

@@ -11,6 +11,7 @@ from mcp_server.errors import GatewayError
 from mcp_server.providers import ProviderAdapter, build_adapter
 from mcp_server.router import Router
 from mcp_server.store import Store, open_store_for
+from mcp_server.usage.accountant import Accountant
 
 log = logging.getLogger("genroute")
 
@@ -29,7 +30,9 @@ class Gateway:
         if any(card.provider == LOCAL_PROVIDER for card in catalog.cards()) and LOCAL_PROVIDER not in providers:
             providers[LOCAL_PROVIDER] = ProviderConfig(protocol="local")
         adapters: dict[str, ProviderAdapter] = {name: build_adapter(name, cfg) for name, cfg in providers.items()}
-        return cls(config=config, catalog=catalog, router=Router(catalog, adapters), store=open_store_for(config))
+        store = open_store_for(config)
+        router = Router(catalog, adapters, Accountant(store, config.budget))
+        return cls(config=config, catalog=catalog, router=router, store=store)
 
     async def start(self) -> None:
         """Open the store, then add `discover = true` providers' own listings to the catalog."""

@@ -15,6 +15,9 @@ from mcp_server.catalog import Catalog, ModelCard
 from mcp_server.config import Kind
 from mcp_server.errors import GatewayError
 from mcp_server.providers.base import ChatDelta, ChatMessage, ChatRequest, ChatResult, ProviderAdapter
+from mcp_server.usage.accountant import Accountant
+from mcp_server.usage.caller import current_caller
+from mcp_server.usage.cost import Quantities, chat_estimate
 
 T = TypeVar("T")
 
@@ -44,9 +47,12 @@ Operation = Callable[[Route], Awaitable[T]]
 
 
 class Router:
-    def __init__(self, catalog: Catalog, adapters: dict[str, ProviderAdapter]) -> None:
+    def __init__(
+        self, catalog: Catalog, adapters: dict[str, ProviderAdapter], accountant: Accountant | None = None
+    ) -> None:
         self.catalog = catalog
         self.adapters = adapters
+        self.accountant = accountant or Accountant(None)
 
     def resolve(self, requested: str | None, kind: Kind) -> ModelCard:
         return self.catalog.resolve(requested, kind)
@@ -62,12 +68,31 @@ class Router:
             )
         return Route(card, adapter)
 
-    async def run(self, card: ModelCard, operation: Operation[T]) -> Routed[T]:
-        """Run one logical call against `card`'s provider."""
+    async def run(
+        self,
+        card: ModelCard,
+        operation: Operation[T],
+        *,
+        tool: str | None = None,
+        caller: str | None = None,
+        estimate: Quantities | None = None,
+        job_id: str | None = None,
+    ) -> Routed[T]:
+        """Run one logical call against `card`'s provider, guarded by the budget and written to the ledger.
+
+        `tool` names the call in the ledger (default: the model's kind); `caller` defaults to the identity the
+        MCP layer set for this request; `estimate` is what the call may use (default: one image, the longest
+        video, a default-length answer); `job_id` ties a video submission to its job.
+        """
         route = self.route_for(card)
-        started = time.perf_counter()
-        value = await operation(route)
-        return Routed(value=value, card=route.card, latency_ms=(time.perf_counter() - started) * 1000.0)
+        async with self.accountant.metered(
+            card, tool=tool or card.kind, caller=caller or current_caller(), estimate=estimate, job_id=job_id
+        ) as meter:
+            started = time.perf_counter()
+            value = await operation(route)
+            routed = Routed(value=value, card=route.card, latency_ms=(time.perf_counter() - started) * 1000.0)
+            meter.done(routed)
+        return routed
 
     async def chat(
         self,
@@ -75,10 +100,16 @@ class Router:
         messages: list[ChatMessage],
         *,
         on_delta: Callable[[ChatDelta], Awaitable[None]] | None = None,
+        tool: str = "chat_complete",
+        caller: str | None = None,
         **sampling: object,
     ) -> Routed[ChatResult]:
         """A chat completion; with `on_delta` the upstream streams and each piece is passed on as it arrives."""
         card = self.resolve(requested, "chat")
+        max_tokens = sampling.get("max_tokens")
+        estimate = chat_estimate(
+            card, (m.content for m in messages), max_tokens if isinstance(max_tokens, int) else None
+        )
 
         async def call(route: Route) -> ChatResult:
             request = ChatRequest(upstream_model=route.card.upstream, messages=messages, **sampling)  # type: ignore[arg-type]
@@ -86,7 +117,7 @@ class Router:
                 return await route.adapter.chat(request)
             return await _collect_stream(route.adapter, request, on_delta)
 
-        return await self.run(card, call)
+        return await self.run(card, call, tool=tool, caller=caller, estimate=estimate)
 
     async def aclose(self) -> None:
         for adapter in self.adapters.values():

@@ -10,11 +10,11 @@ from mcp.server.mcpserver import MCPServer
 
 from mcp_server import __version__
 from mcp_server.gateway import Gateway
-from mcp_server.tools import catalog, chat, presets
+from mcp_server.tools import catalog, chat, presets, usage
 
 INSTRUCTIONS = (
     "genroute routes generation requests to AI providers. Call list_models to see what is on offer, "
-    "then chat_complete to talk to a chat model."
+    "then chat_complete to talk to a chat model. get_usage shows what has been spent and the budget left."
 )
 
 
@@ -37,5 +37,6 @@ def build_server(gateway: Gateway) -> MCPServer[Any]:
     )
     chat.register(mcp, gateway)
     catalog.register(mcp, gateway)
+    usage.register(mcp, gateway)
     presets.register(mcp, gateway.config.presets)
     return mcp

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
+from datetime import date
 from typing import Any
 
 import httpx2
@@ -18,6 +19,7 @@ from mcp_server.providers.base import (
     ChatResult,
     ProviderAdapter,
     ProviderModel,
+    ProviderUsage,
     Usage,
 )
 from mcp_server.providers.http import Redactor, build_client, error_from_response, malformed, transport_error
@@ -154,15 +156,23 @@ class OpenAIAdapter(ProviderAdapter):
         except (ValueError, ValidationError):
             raise malformed(self.name, "a streamed chunk was not valid JSON") from None
 
-    async def list_models(self) -> list[ProviderModel]:
+    async def _get(self, path: str, params: dict[str, str] | None = None) -> httpx2.Response:
         try:
-            response = await self.client.get("/models")
+            response = await self.client.get(path, params=params)
         except httpx2.TransportError as exc:
             raise transport_error(self.name, exc, self.redact(self.config.base_url or "")) from None
         if response.status_code >= 400:
             raise error_from_response(self.name, response, self.redact)
-        listing: _ModelList = self._json(response, _ModelList, "model list")
+        return response
+
+    async def list_models(self) -> list[ProviderModel]:
+        listing: _ModelList = self._json(await self._get("/models"), _ModelList, "model list")
         return listing.data
+
+    async def usage(self, start: date, end: date) -> ProviderUsage:
+        """ARKA AI's GET /v1/usage?start_date=&end_date= (ISO dates); other gateways answer 404."""
+        response = await self._get("/usage", {"start_date": start.isoformat(), "end_date": end.isoformat()})
+        return self._json(response, ProviderUsage, "usage report")
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from mcp_server.config import GatewayConfig
-from mcp_server.store.base import JobRecord, Store
+from mcp_server.store.base import JobRecord, Store, StoreUnavailable
 
 
 def open_store_for(config: GatewayConfig) -> Store:
-    """The configured store, not yet opened (call `await store.open()`)."""
+    """The configured store, not yet opened (call `await store.open()`).
+
+    PostgreSQL's driver is imported only here and only when configured: a stdio server starts without it.
+    """
+    if config.server.database_url:
+        from mcp_server.store.postgres import PostgresStore
+
+        return PostgresStore(config.server.database_url)
     from mcp_server.store.sqlite import SQLiteStore
 
     return SQLiteStore(config.server.resolved_data_dir() / "genroute.db")
 
 
-__all__ = ["JobRecord", "Store", "open_store_for"]
+__all__ = ["JobRecord", "Store", "StoreUnavailable", "open_store_for"]
