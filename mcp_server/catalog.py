@@ -107,9 +107,8 @@ class Catalog:
 
     def add(self, card: ModelCard) -> None:
         """Register a card; a configured card wins over a discovered one with the same id."""
-        existing = self._cards.get(card.id)
-        if existing is not None and card.discovered and not existing.discovered:
-            return
+        if card.discovered and (card.id in self._names or f"{card.provider}/{card.upstream}" in self._names):
+            return  # the provider lists a model the config already names
         self._cards[card.id] = card
         self._names[card.id] = card.id
         self._names.setdefault(f"{card.provider}/{card.upstream}", card.id)

@@ -1,0 +1,50 @@
+"""Shared fixtures: the provider emulator, config files, and genroute run as a real process (stdio or HTTP)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.emulator import Emulator
+from tests.support import EMU_KEY_ENV, GatewayProcess, base_config, write_config
+
+__all__ = ["EMU_KEY_ENV", "GatewayProcess"]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def emulator_server() -> Iterator[Emulator]:
+    with Emulator(api_key="test-key") as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def emulator(emulator_server: Emulator) -> Iterator[Emulator]:
+    """The session's emulator, reset to a clean state for each test."""
+    emulator_server.reset()
+    yield emulator_server
+    emulator_server.reset()
+
+
+@pytest.fixture
+def config_data(emulator: Emulator, tmp_path: Path) -> dict[str, Any]:
+    """A config dict pointing at the emulator; tests tweak it before writing it."""
+    return base_config(emulator, tmp_path)
+
+
+@pytest.fixture
+def config_path(config_data: dict[str, Any], tmp_path: Path) -> Path:
+    return write_config(tmp_path / "genroute.toml", config_data)
+
+
+@pytest.fixture(autouse=True)
+def _emulator_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process gateways read the provider key from the environment, like the real thing."""
+    monkeypatch.setenv(EMU_KEY_ENV, "test-key")

@@ -1,0 +1,166 @@
+"""Helpers for tests: config dicts, TOML files, and genroute as a subprocess over stdio or HTTP."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import tomli_w
+from mcp import Client, StdioServerParameters
+
+from mcp_server.config import parse_config
+from mcp_server.gateway import Gateway
+from mcp_server.server import build_server
+from tests.emulator import Emulator
+
+EMU_KEY_ENV = "GENROUTE_TEST_EMU_KEY"
+
+
+def genroute_command() -> str:
+    """The installed console script, next to the interpreter running the tests."""
+    script = Path(sys.executable).parent / "genroute"
+    return str(script) if script.exists() else shutil.which("genroute") or "genroute"
+
+
+def base_config(emulator: Emulator, tmp_path: Path) -> dict[str, Any]:
+    return {
+        "server": {
+            "data_dir": str(tmp_path / "data"),
+            "output_dir": str(tmp_path / "media"),
+            "local_model": False,
+        },
+        "providers": {
+            "arkroute": {
+                "protocol": "openai",
+                "base_url": emulator.openai_url,
+                "api_key_env": EMU_KEY_ENV,
+                "timeout_s": 10,
+            },
+            "aki": {"protocol": "aki", "base_url": emulator.base_url, "api_key_env": EMU_KEY_ENV, "timeout_s": 10},
+        },
+        "models": {
+            "gpt-5.5": {
+                "provider": "arkroute",
+                "kind": "chat",
+                "context_window": 400000,
+                "description": "Frontier chat model",
+                "input_usd_per_mtok": 1.25,
+                "output_usd_per_mtok": 10.0,
+                "aliases": ["default-chat"],
+            },
+            "gpt-5.4": {"provider": "arkroute", "kind": "chat", "context_window": 200000},
+            "llama3-8b": {"provider": "aki", "upstream": "llama3_8b_chat", "kind": "chat"},
+        },
+        "presets": {
+            "blog-writer": {
+                "description": "Draft a blog post",
+                "template": "Write a blog post about {topic} for {audience}",
+                "model": "gpt-5.5",
+            }
+        },
+    }
+
+
+def write_config(path: Path, data: dict[str, Any]) -> Path:
+    path.write_text(tomli_w.dumps(data), encoding="utf-8")
+    return path
+
+
+def in_memory_client(config: dict[str, Any]) -> Client:
+    """The real server in-process (no subprocess): fastest for logic that does not depend on the transport."""
+    return Client(build_server(Gateway.from_config(parse_config(config))))
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR", "SYSTEMROOT")}
+    env[EMU_KEY_ENV] = "test-key"
+    env.update(extra)
+    return env
+
+
+def stdio_client(config_path: Path, *, env: dict[str, str] | None = None, **client_kwargs: Any) -> Client:
+    params = StdioServerParameters(
+        command=genroute_command(),
+        args=["--config", str(config_path), "--log-level", "DEBUG", "serve"],
+        env=env or child_env(),
+    )
+    return Client(params, **client_kwargs)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class GatewayProcess:
+    """`genroute serve --http` as a subprocess on a free loopback port; stderr kept for log assertions."""
+
+    def __init__(self, config_path: Path, *extra_args: str, env: dict[str, str] | None = None) -> None:
+        self.config_path = config_path
+        self.extra_args = list(extra_args)
+        self.env = env or child_env()
+        self.port = free_port()
+        self.stderr_path = config_path.parent / f"serve-{self.port}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def mcp_url(self) -> str:
+        return self.url + "/mcp"
+
+    def start(self, timeout_s: float = 30.0) -> GatewayProcess:
+        args = [genroute_command(), "--config", str(self.config_path), "--log-level", "DEBUG", "serve", "--http"]
+        args += ["--port", str(self.port), *self.extra_args]
+        with self.stderr_path.open("wb") as stderr:
+            self.process = subprocess.Popen(args, env=self.env, stdout=subprocess.DEVNULL, stderr=stderr)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"genroute exited with {self.process.returncode}: {self.stderr()}")
+            with contextlib.suppress(httpx2.TransportError):
+                if httpx2.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"genroute did not answer /healthz within {timeout_s} s: {self.stderr()}")
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def __enter__(self) -> GatewayProcess:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def http_gateway(config_path: Path, *extra_args: str, env: dict[str, str] | None = None) -> Iterator[GatewayProcess]:
+    with GatewayProcess(config_path, *extra_args, env=env) as process:
+        yield process

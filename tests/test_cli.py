@@ -1,0 +1,104 @@
+"""The genroute command as a user runs it: config errors, models, check."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.emulator import Emulator
+from tests.support import EMU_KEY_ENV, child_env, genroute_command, write_config
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [genroute_command(), *args], capture_output=True, text=True, timeout=60, env=env or child_env()
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "key", "problem"),
+    [
+        ("[server\n", "(syntax)", "not valid TOML"),
+        (
+            '[providers.x]\nprotocol = "openai"\nbase_url = "https://a/v1"\nkey = "sk-1"\n',
+            "providers.x.key",
+            "unknown key",
+        ),
+        ('[providers.x]\nprotocol = "openai"\n', "providers.x", "base_url is required"),
+        ('[providers.x]\nprotocol = "grpc"\n', "providers.x.protocol", "'openai', 'aki' or 'local'"),
+        ('[models.m]\nprovider = "ghost"\n', "models.m.provider", "unknown provider 'ghost'"),
+        (
+            '[models.m]\nprovider = "x"\n[providers.x]\nprotocol="local"\ntimeout_s = -1\n',
+            "providers.x.timeout_s",
+            "greater than 0",
+        ),
+    ],
+)
+def test_config_error_is_one_clear_line(tmp_path: Path, content: str, key: str, problem: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(content)
+    result = run("--config", str(path), "models")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert str(path) in lines[0] and key in lines[0] and problem in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    result = run("--config", str(tmp_path / "nope.toml"), "check")
+    assert result.returncode == 2 and "file not found" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_models_prints_the_catalog(config_path: Path) -> None:
+    result = run("--config", str(config_path), "models")
+    assert result.returncode == 0, result.stderr
+    header, _rule, *rows = result.stdout.strip().splitlines()
+    assert header.split()[:3] == ["ID", "KIND", "PROVIDER"]
+    assert [row.split()[0] for row in rows] == ["gpt-5.5", "gpt-5.4", "llama3-8b"]
+    assert "default-chat" in rows[0] and "$1.25/$10 per Mtok" in rows[0]
+
+
+def test_config_from_environment_variable(config_path: Path) -> None:
+    result = run("models", env=child_env(GENROUTE_CONFIG=str(config_path)))
+    assert result.returncode == 0 and "gpt-5.5" in result.stdout
+
+
+def test_check_reports_each_provider(config_data: dict[str, Any], emulator: Emulator, tmp_path: Path) -> None:
+    providers = config_data["providers"]
+    providers["wrongkey"] = {**providers["arkroute"], "api_key_env": "GENROUTE_TEST_WRONG_KEY"}
+    providers["nokey"] = {**providers["arkroute"], "api_key_env": "GENROUTE_TEST_UNSET_KEY"}
+    providers["down"] = {**providers["arkroute"], "base_url": "http://127.0.0.1:9/v1"}
+    path = write_config(tmp_path / "check.toml", config_data)
+    emulator.api_key = "test-key"
+    result = run("--config", str(path), "check", env=child_env(GENROUTE_TEST_WRONG_KEY="bad"))
+    lines = dict(line.split(": ", 1) for line in result.stdout.strip().splitlines())
+    assert result.returncode == 1
+    assert lines["arkroute"].startswith("ok")
+    assert lines["aki"].startswith("ok")
+    assert lines["nokey"].startswith("missing key") and "GENROUTE_TEST_UNSET_KEY" in lines["nokey"]
+    assert lines["down"].startswith("unreachable")
+    assert lines["config"].startswith("ok")
+    assert EMU_KEY_ENV not in result.stdout and "test-key" not in result.stdout + result.stderr
+
+
+def test_check_bad_key(config_data: dict[str, Any], emulator: Emulator, tmp_path: Path) -> None:
+    config_data["providers"] = {"arkroute": config_data["providers"]["arkroute"]}
+    config_data["models"] = {}
+    config_data["presets"] = {}
+    path = write_config(tmp_path / "check.toml", config_data)
+    # OpenAI's own /models checks the key (ArkRoute's is public): answer as such a provider would
+    emulator.fail_next("models", status=401)
+    result = run("--config", str(path), "check")
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[1].startswith("arkroute: bad key")
+
+
+def test_python_dash_m_is_the_same_command() -> None:
+    result = subprocess.run([sys.executable, "-m", "mcp_server", "--help"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0 and "serve" in result.stdout and "check" in result.stdout

