@@ -21,7 +21,7 @@ from mcp_server.config import BudgetConfig
 from mcp_server.errors import GatewayError
 from mcp_server.store.base import Store, StoreUnavailable, UsageRecord
 from mcp_server.store.usage import COST_EPSILON, month_of, utcnow
-from mcp_server.usage.cost import Quantities, cost, default_estimate, measure, price
+from mcp_server.usage.cost import Quantities, cost, default_estimate, measure, price, usd
 
 log = logging.getLogger("genroute.usage")
 RECORD_TIMEOUT_S = 10.0  # bound on writing the ledger entry of a call that was cancelled or failed
@@ -126,8 +126,8 @@ class Accountant:
         if card.max_usd_per_call is not None and estimate_usd > card.max_usd_per_call + COST_EPSILON:
             await self._refuse(
                 meter,
-                f"Refused: this call to '{card.id}' is estimated at ${estimate_usd:.6f}, above the model's "
-                f"max_usd_per_call of ${card.max_usd_per_call:.6f}. Ask for less (max_tokens, n or duration) "
+                f"Refused: this call to '{card.id}' is estimated at {usd(estimate_usd)}, above the model's "
+                f"max_usd_per_call of {usd(card.max_usd_per_call)}. Ask for less (max_tokens, n or duration) "
                 "or raise max_usd_per_call in the config.",
             )
         limit = self.budget.monthly_usd
@@ -145,12 +145,12 @@ class Accountant:
             ) from None
         if not reservation.granted:
             held = reservation.reserved_usd
-            in_flight = f" plus ${held:.6f} reserved by calls in flight" if held else ""
+            in_flight = f" plus {usd(held)} reserved by calls in flight" if held else ""
             await self._refuse(
                 meter,
-                f"Refused: the monthly budget would be exceeded. Limit ${limit:.2f} ([budget] monthly_usd), "
-                f"spent in {month} ${reservation.spent_usd:.6f}{in_flight}, this call to '{card.id}' "
-                f"estimated at ${estimate_usd:.6f}. Raise the limit, ask for less, or use a cheaper model.",
+                f"Refused: the monthly budget would be exceeded. Limit {usd(limit)} ([budget] monthly_usd), "
+                f"spent in {month} {usd(reservation.spent_usd)}{in_flight}, this call to '{card.id}' "
+                f"estimated at {usd(estimate_usd)}. Raise the limit, ask for less, or use a cheaper model.",
             )
         meter.reservation_id = reservation.id
 

@@ -108,3 +108,9 @@ def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
         return None
     return float(value)
+
+
+def usd(amount: float) -> str:
+    """Dollars as people read them, keeping the digits small amounts need: $12.5, $0.0005, $0."""
+    text = f"{amount:,.6f}".rstrip("0").rstrip(".")
+    return f"${text}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mcp_server.usage.cost import usd
 from mcp_server.usage.report import ProviderFigures, UsageFigures, UsageReport
 
 _COLUMNS = ("REQUESTS", "ERRORS", "PROMPT TOK", "COMPL TOK", "IMAGES", "VIDEO S", "COST USD")
@@ -19,16 +20,12 @@ def _cells(figures: UsageFigures) -> list[str]:
     ]
 
 
-def _usd(value: float | None) -> str:
-    return "none" if value is None else f"${value:,.2f}"
-
-
 def budget_line(report: UsageReport) -> str:
     b = report.budget
-    if b.limit_usd is None:
-        return f"Budget {b.month}: ${b.spent_usd:,.6f} spent, no monthly limit set ([budget] monthly_usd)."
-    held = f", {_usd(b.reserved_usd)} held by calls in flight" if b.reserved_usd else ""
-    return f"Budget {b.month}: ${b.spent_usd:,.6f} spent of {_usd(b.limit_usd)}, {_usd(b.remaining_usd)} left{held}."
+    if b.limit_usd is None or b.remaining_usd is None:
+        return f"Budget {b.month}: {usd(b.spent_usd)} spent, no monthly limit set ([budget] monthly_usd)."
+    held = f", {usd(b.reserved_usd)} held by calls in flight" if b.reserved_usd else ""
+    return f"Budget {b.month}: {usd(b.spent_usd)} spent of {usd(b.limit_usd)}, {usd(b.remaining_usd)} left{held}."
 
 
 def summary_line(report: UsageReport) -> str:
@@ -40,7 +37,7 @@ def summary_line(report: UsageReport) -> str:
         media += f", {report.video_seconds:,.1f} s of video"
     return (
         f"{report.period.start} to {report.period.end}: {report.requests:,} calls{errors}, "
-        f"{report.tokens_used:,} tokens{media}, ${report.cost_usd:,.6f}. {budget_line(report)}"
+        f"{report.tokens_used:,} tokens{media}, {usd(report.cost_usd)}. {budget_line(report)}"
     )
 
 
