@@ -8,15 +8,17 @@ inserts. Whoever holds the month row therefore never waits for another lock.
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from psycopg import AsyncConnection
 
 from mcp_server.store.usage import (
     COST_EPSILON,
+    ROLLUPS,
     BudgetStatus,
     Dialect,
     Reservation,
+    Rollup,
     UsageQuery,
     UsageRecord,
     UsageSummary,
@@ -27,11 +29,7 @@ from mcp_server.store.usage import (
     totals_row,
 )
 
-POSTGRES = Dialect(
-    placeholder="%s",
-    ledger_day="to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
-    rollup_day="to_char(hour AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
-)
+POSTGRES = Dialect(placeholder="%s", day="to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD')")
 
 MIGRATION = """
     CREATE TABLE usage_ledger (
@@ -67,6 +65,20 @@ MIGRATION = """
         cost_usd DOUBLE PRECISION NOT NULL,
         PRIMARY KEY (hour, model, provider, caller)
     );
+    CREATE TABLE usage_daily (
+        day TIMESTAMPTZ NOT NULL,
+        model TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        caller TEXT NOT NULL,
+        requests BIGINT NOT NULL,
+        errors BIGINT NOT NULL,
+        prompt_tokens BIGINT NOT NULL,
+        completion_tokens BIGINT NOT NULL,
+        images BIGINT NOT NULL,
+        video_seconds DOUBLE PRECISION NOT NULL,
+        cost_usd DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (day, model, provider, caller)
+    );
     CREATE TABLE budget_months (
         month TEXT PRIMARY KEY,
         spent_usd DOUBLE PRECISION NOT NULL
@@ -85,16 +97,21 @@ _LEDGER_COLUMNS = (
     "at, tool, model, provider, upstream_model, outcome, prompt_tokens, completion_tokens, images, video_seconds,"
     " cost_usd, latency_ms, caller, job_id"
 )
-_ROLLUP_UPSERT = """
-    INSERT INTO usage_hourly AS u (hour, model, provider, caller, requests, errors, prompt_tokens,
+
+
+def _rollup_upsert(level: Rollup) -> str:
+    return f"""
+    INSERT INTO {level.table} AS u ({level.column}, model, provider, caller, requests, errors, prompt_tokens,
         completion_tokens, images, video_seconds, cost_usd) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-    ON CONFLICT (hour, model, provider, caller) DO UPDATE SET
+    ON CONFLICT ({level.column}, model, provider, caller) DO UPDATE SET
         requests = u.requests + excluded.requests, errors = u.errors + excluded.errors,
         prompt_tokens = u.prompt_tokens + excluded.prompt_tokens,
         completion_tokens = u.completion_tokens + excluded.completion_tokens,
         images = u.images + excluded.images, video_seconds = u.video_seconds + excluded.video_seconds,
         cost_usd = u.cost_usd + excluded.cost_usd
-"""
+    """
+
+
 _MONTH_UPSERT = (
     "INSERT INTO budget_months AS b (month, spent_usd) VALUES (%s, %s) "
     "ON CONFLICT (month) DO UPDATE SET spent_usd = b.spent_usd + excluded.spent_usd"
@@ -132,10 +149,12 @@ async def record(conn: AsyncConnection, records: list[UsageRecord], reservation_
             await cur.executemany(
                 f"INSERT INTO usage_ledger ({_LEDGER_COLUMNS}) VALUES ({values})", [_ledger_row(r) for r in records]
             )
-        await cur.executemany(
-            _ROLLUP_UPSERT,
-            [(*key, *t.model_dump().values()) for key, t in rollup_deltas(records).items()],
-        )
+        for level in ROLLUPS:  # daily rows, then hourly ones, each in key order: one lock order for all writers
+            rows = [
+                (datetime.fromtimestamp(bucket, UTC), model, provider, caller, *sums)
+                for (bucket, model, provider, caller), sums in rollup_deltas(records, level).items()
+            ]
+            await cur.executemany(_rollup_upsert(level), rows)
         if reservation_id is not None:
             await cur.execute("DELETE FROM budget_reservations WHERE id = %s", (reservation_id,))
         spend = list(month_spend(records).items())

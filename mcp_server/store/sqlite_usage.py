@@ -14,9 +14,11 @@ from datetime import datetime, timedelta
 
 from mcp_server.store.usage import (
     COST_EPSILON,
+    ROLLUPS,
     BudgetStatus,
     Dialect,
     Reservation,
+    Rollup,
     UsageQuery,
     UsageRecord,
     UsageSummary,
@@ -28,11 +30,7 @@ from mcp_server.store.usage import (
     utcnow,
 )
 
-SQLITE = Dialect(
-    placeholder="?",
-    ledger_day="strftime('%Y-%m-%d', at, 'unixepoch')",
-    rollup_day="strftime('%Y-%m-%d', hour, 'unixepoch')",
-)
+SQLITE = Dialect(placeholder="?", day="strftime('%Y-%m-%d', {column}, 'unixepoch')")
 
 MIGRATION = """
     CREATE TABLE usage_ledger (
@@ -68,6 +66,20 @@ MIGRATION = """
         cost_usd REAL NOT NULL,
         PRIMARY KEY (hour, model, provider, caller)
     ) WITHOUT ROWID;
+    CREATE TABLE usage_daily (
+        day INTEGER NOT NULL,
+        model TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        caller TEXT NOT NULL,
+        requests INTEGER NOT NULL,
+        errors INTEGER NOT NULL,
+        prompt_tokens INTEGER NOT NULL,
+        completion_tokens INTEGER NOT NULL,
+        images INTEGER NOT NULL,
+        video_seconds REAL NOT NULL,
+        cost_usd REAL NOT NULL,
+        PRIMARY KEY (day, model, provider, caller)
+    ) WITHOUT ROWID;
     CREATE TABLE budget_months (
         month TEXT PRIMARY KEY,
         spent_usd REAL NOT NULL
@@ -86,16 +98,21 @@ _LEDGER_INSERT = (
     "INSERT INTO usage_ledger (at, tool, model, provider, upstream_model, outcome, prompt_tokens, completion_tokens,"
     " images, video_seconds, cost_usd, latency_ms, caller, job_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_ROLLUP_UPSERT = """
-    INSERT INTO usage_hourly (hour, model, provider, caller, requests, errors, prompt_tokens, completion_tokens,
-        images, video_seconds, cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-    ON CONFLICT (hour, model, provider, caller) DO UPDATE SET
+
+
+def _rollup_upsert(level: Rollup) -> str:
+    return f"""
+    INSERT INTO {level.table} ({level.column}, model, provider, caller, requests, errors, prompt_tokens,
+        completion_tokens, images, video_seconds, cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT ({level.column}, model, provider, caller) DO UPDATE SET
         requests = requests + excluded.requests, errors = errors + excluded.errors,
         prompt_tokens = prompt_tokens + excluded.prompt_tokens,
         completion_tokens = completion_tokens + excluded.completion_tokens,
         images = images + excluded.images, video_seconds = video_seconds + excluded.video_seconds,
         cost_usd = cost_usd + excluded.cost_usd
-"""
+    """
+
+
 _MONTH_UPSERT = (
     "INSERT INTO budget_months (month, spent_usd) VALUES (?, ?) "
     "ON CONFLICT (month) DO UPDATE SET spent_usd = spent_usd + excluded.spent_usd"
@@ -136,13 +153,14 @@ def _ledger_row(r: UsageRecord) -> tuple[object, ...]:
 def record(conn: sqlite3.Connection, records: list[UsageRecord], reservation_id: str | None) -> None:
     with immediate(conn):
         conn.executemany(_LEDGER_INSERT, map(_ledger_row, records))
-        conn.executemany(
-            _ROLLUP_UPSERT,
-            (
-                (int(hour.timestamp()), model, provider, caller, *t.model_dump().values())
-                for (hour, model, provider, caller), t in rollup_deltas(records).items()
-            ),
-        )
+        for level in ROLLUPS:
+            conn.executemany(
+                _rollup_upsert(level),
+                (
+                    (bucket, model, provider, caller, *sums)
+                    for (bucket, model, provider, caller), sums in rollup_deltas(records, level).items()
+                ),
+            )
         conn.executemany(_MONTH_UPSERT, month_spend(records).items())
         if reservation_id is not None:
             conn.execute("DELETE FROM budget_reservations WHERE id = ?", (reservation_id,))

@@ -1,8 +1,10 @@
 """The usage ledger's shapes and the query plan both stores share.
 
-Every provider call adds one `UsageRecord` to the ledger and to an hourly roll-up (same transaction). A summary
-over [start, end) reads whole hours from the roll-up and only the partial hours at either edge from the ledger,
-so a month of a million records answers in milliseconds while staying exact to the second.
+Every provider call adds one `UsageRecord` to the ledger and to the daily and hourly roll-ups (same transaction).
+A summary over [start, end) reads whole days and hours from the roll-ups and only the partial hours at either edge
+from the ledger,
+so a month of a million records answers in milliseconds while staying exact to the second. A daily roll-up
+above the hourly one keeps a month's query to a few thousand rows whatever the call volume.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 GroupBy = Literal["model", "day", "provider", "caller"]
 HOUR = timedelta(hours=1)
@@ -26,6 +28,11 @@ def utcnow() -> datetime:
 def month_of(at: datetime) -> str:
     """The budget month ("YYYY-MM", UTC) a moment belongs to."""
     return at.astimezone(UTC).strftime("%Y-%m")
+
+
+def _aware(at: datetime) -> datetime:
+    """Naive times are taken as UTC: every bucket and month is a UTC one."""
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at
 
 
 class UsageRecord(BaseModel):
@@ -46,13 +53,11 @@ class UsageRecord(BaseModel):
     caller: str = "stdio"
     job_id: str | None = None
 
+    _at_aware = field_validator("at")(_aware)
+
     @property
     def errors(self) -> int:
         return 0 if self.outcome == "ok" else 1
-
-    @property
-    def hour(self) -> datetime:
-        return floor_hour(self.at)
 
 
 class UsageTotals(BaseModel):
@@ -90,6 +95,8 @@ class UsageQuery(BaseModel):
     caller: str | None = None
     group_by: GroupBy = "model"
 
+    _times_aware = field_validator("start", "end")(_aware)
+
 
 class UsageSummary(BaseModel):
     totals: UsageTotals
@@ -113,14 +120,29 @@ class Reservation(BaseModel):
     reserved_usd: float  # other calls' reservations in flight at that moment
 
 
-def floor_hour(at: datetime) -> datetime:
-    at = at.astimezone(UTC)
-    return at.replace(minute=0, second=0, microsecond=0)
+@dataclass(frozen=True)
+class Rollup:
+    """A roll-up table: the ledger summed per (bucket, model, provider, caller), buckets `size` long."""
+
+    table: str
+    column: str
+    size: timedelta
 
 
-def ceil_hour(at: datetime) -> datetime:
-    floored = floor_hour(at)
-    return floored if floored == at.astimezone(UTC) else floored + HOUR
+DAILY = Rollup("usage_daily", "day", timedelta(days=1))
+HOURLY = Rollup("usage_hourly", "hour", HOUR)
+ROLLUPS = (DAILY, HOURLY)  # coarsest first: the plan takes whole days, then whole hours, then the ledger
+LEDGER = Rollup("usage_ledger", "at", timedelta(0))
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def floor_to(at: datetime, size: timedelta) -> datetime:
+    return at - (at - _EPOCH) % size
+
+
+def ceil_to(at: datetime, size: timedelta) -> datetime:
+    floored = floor_to(at, size)
+    return floored if floored == at else floored + size
 
 
 @dataclass(frozen=True)
@@ -129,22 +151,18 @@ class Span:
     end: datetime
 
 
-@dataclass(frozen=True)
-class UsagePlan:
-    """Which table answers which part of a period: whole hours from the roll-up, the rest from the ledger."""
-
-    rollup: Span | None
-    ledger: tuple[Span, ...]
-
-
-def plan_usage(start: datetime, end: datetime) -> UsagePlan:
+def plan_usage(start: datetime, end: datetime, levels: tuple[Rollup, ...] = ROLLUPS) -> list[tuple[Rollup, Span]]:
+    """Which table answers which part of [start, end): whole days from the daily roll-up, the hours around them
+    from the hourly one, and only the partial hours at the very edges from the ledger itself."""
     if end <= start:
-        return UsagePlan(None, ())
-    first, last = ceil_hour(start), floor_hour(end)
+        return []
+    if not levels:
+        return [(LEDGER, Span(start, end))]
+    level, finer = levels[0], levels[1:]
+    first, last = ceil_to(start, level.size), floor_to(end, level.size)
     if first >= last:
-        return UsagePlan(None, (Span(start, end),))
-    edges = tuple(span for span in (Span(start, first), Span(last, end)) if span.start < span.end)
-    return UsagePlan(Span(first, last), edges)
+        return plan_usage(start, end, finer)
+    return [(level, Span(first, last)), *plan_usage(start, first, finer), *plan_usage(last, end, finer)]
 
 
 def merge_rows(rows: list[tuple[str, UsageTotals]]) -> UsageSummary:
@@ -162,33 +180,28 @@ class Dialect:
     """The few SQL differences between the stores: placeholders, and how a time column becomes a UTC day."""
 
     placeholder: str
-    ledger_day: str
-    rollup_day: str
+    day: str  # a template with {column}
 
 
-def aggregate_sql(dialect: Dialect, source: Literal["ledger", "rollup"], query: UsageQuery) -> str:
-    """One GROUP BY over the ledger or the roll-up for `query`'s filters; time bounds are the first two params."""
+def aggregate_sql(dialect: Dialect, source: Rollup, query: UsageQuery) -> str:
+    """One GROUP BY over the ledger or a roll-up for `query`'s filters; time bounds are the first two params."""
     ph = dialect.placeholder
-    if source == "ledger":
-        table, time_col, day = "usage_ledger", "at", dialect.ledger_day
+    if source is LEDGER:
         sums = "COUNT(*), SUM(CASE WHEN outcome = 'ok' THEN 0 ELSE 1 END)"
     else:
-        table, time_col, day = "usage_hourly", "hour", dialect.rollup_day
         sums = "SUM(requests), SUM(errors)"
     sums += ", SUM(prompt_tokens), SUM(completion_tokens), SUM(images), SUM(video_seconds), SUM(cost_usd)"
-    key = day if query.group_by == "day" else query.group_by
-    where = [f"{time_col} >= {ph}", f"{time_col} < {ph}"]
+    key = dialect.day.format(column=source.column) if query.group_by == "day" else query.group_by
+    where = [f"{source.column} >= {ph}", f"{source.column} < {ph}"]
     where += [f"{column} = {ph}" for column in ("model", "caller") if getattr(query, column) is not None]
-    return f"SELECT {key}, {sums} FROM {table} WHERE {' AND '.join(where)} GROUP BY 1"
+    return f"SELECT {key}, {sums} FROM {source.table} WHERE {' AND '.join(where)} GROUP BY 1"
 
 
 def summary_statement(
     dialect: Dialect, query: UsageQuery, bound: Callable[[datetime], object]
 ) -> tuple[str, list[object]] | None:
     """The whole plan as one UNION ALL statement (one snapshot, one round trip); None for an empty period."""
-    plan = plan_usage(query.start, query.end)
-    parts: list[tuple[Literal["ledger", "rollup"], Span]] = [("rollup", plan.rollup)] if plan.rollup else []
-    parts += [("ledger", span) for span in plan.ledger]
+    parts = plan_usage(query.start, query.end)
     if not parts:
         return None
     filters = [value for value in (query.model, query.caller) if value is not None]
@@ -212,20 +225,39 @@ def totals_row(row: tuple[object, ...]) -> tuple[str, UsageTotals]:
     )
 
 
-def rollup_deltas(records: list[UsageRecord]) -> dict[tuple[datetime, str, str, str], UsageTotals]:
-    """Records folded into roll-up rows (hour, model, provider, caller), sorted so writers lock in one order."""
-    deltas: dict[tuple[datetime, str, str, str], UsageTotals] = {}
-    for record in records:
-        key = (record.hour, record.model, record.provider, record.caller)
-        part = UsageTotals.of(record)
-        deltas[key] = deltas[key].add(part) if key in deltas else part
+RollupKey = tuple[int, str, str, str]  # (bucket start in epoch seconds, model, provider, caller)
+
+
+def rollup_deltas(records: list[UsageRecord], level: Rollup) -> dict[RollupKey, list[float]]:
+    """Records folded into `level`'s rows: key -> [requests, errors, prompt_tokens, completion_tokens, images,
+    video_seconds, cost_usd], sorted so that writers lock rows in one order. Epoch arithmetic and plain lists,
+    not datetimes and models: a bulk load folds a million records."""
+    size = int(level.size.total_seconds())
+    deltas: dict[RollupKey, list[float]] = {}
+    for r in records:
+        epoch = int(r.at.timestamp())
+        key = (epoch - epoch % size, r.model, r.provider, r.caller)
+        row = deltas.get(key)
+        if row is None:
+            deltas[key] = [1, r.errors, r.prompt_tokens, r.completion_tokens, r.images, r.video_seconds, r.cost_usd]
+        else:
+            row[0] += 1
+            row[1] += r.errors
+            row[2] += r.prompt_tokens
+            row[3] += r.completion_tokens
+            row[4] += r.images
+            row[5] += r.video_seconds
+            row[6] += r.cost_usd
     return dict(sorted(deltas.items()))
 
 
 def month_spend(records: list[UsageRecord]) -> dict[str, float]:
+    """Cost per UTC month ("YYYY-MM") of the records that cost something."""
     spend: dict[str, float] = {}
+    months: dict[int, str] = {}  # UTC day number -> month: one strftime per day, not per record
     for record in records:
         if record.cost_usd:
-            month = month_of(record.at)
+            day = int(record.at.timestamp() // 86400)
+            month = months.get(day) or months.setdefault(day, month_of(record.at))
             spend[month] = spend.get(month, 0.0) + record.cost_usd
     return dict(sorted(spend.items()))

@@ -21,7 +21,7 @@ from mcp_server.config import BudgetConfig
 from mcp_server.errors import GatewayError
 from mcp_server.store.base import Store, StoreUnavailable, UsageRecord
 from mcp_server.store.usage import COST_EPSILON, month_of, utcnow
-from mcp_server.usage.cost import Quantities, cost, default_estimate, measure, price, usd
+from mcp_server.usage.cost import Quantities, cost, default_estimate, estimate_tokens, measure, price, usd
 
 log = logging.getLogger("genroute.usage")
 RECORD_TIMEOUT_S = 10.0  # bound on writing the ledger entry of a call that was cancelled or failed
@@ -82,6 +82,12 @@ class Meter:
         if self.answer is None:
             return self.record("ok")
         used = measure(self.answer.value)
+        text = getattr(self.answer.value, "content", None)
+        if isinstance(text, str) and text and not (used.prompt_tokens or used.completion_tokens):
+            # an upstream that reports no token counts (some streams) is charged by the same estimate as before
+            # the call, not treated as free
+            estimated = {"prompt_tokens": self.estimate.prompt_tokens, "completion_tokens": estimate_tokens(text)}
+            used = used.model_copy(update=estimated)
         return self.record("ok", used=used, cost_usd=cost(self.answer.card, used))
 
     def failure(self, error: BaseException) -> UsageRecord:

@@ -39,13 +39,13 @@ class Metered(Protocol):
     def metered(self) -> Quantities: ...
 
 
+def estimate_tokens(text: str) -> int:
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+
 def estimate_prompt_tokens(texts: Iterable[str]) -> int:
-    count = 0
-    tokens = 0
-    for text in texts:
-        count += 1
-        tokens += math.ceil(len(text) / CHARS_PER_TOKEN)
-    return tokens + count * MESSAGE_OVERHEAD_TOKENS
+    messages = list(texts)
+    return sum(map(estimate_tokens, messages)) + len(messages) * MESSAGE_OVERHEAD_TOKENS
 
 
 def chat_estimate(card: ModelCard, texts: Iterable[str], max_tokens: int | None) -> Quantities:
