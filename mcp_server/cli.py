@@ -61,6 +61,13 @@ def _serve(config: GatewayConfig, args: argparse.Namespace) -> int:
     from mcp_server.gateway import Gateway
     from mcp_server.server import build_server
 
+    if config.server.database_url:  # a database that is down: one clear line, not a startup traceback
+        from mcp_server.store import probe_store
+
+        problem = anyio.run(probe_store, config)
+        if problem:
+            print(f"genroute: {problem}", file=sys.stderr)
+            return 2
     mcp = build_server(Gateway.from_config(config))
     if args.http:
         from mcp_server.http_app import serve_http

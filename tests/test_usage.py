@@ -232,3 +232,29 @@ def test_genroute_usage_rejects_a_bad_date(config_path: Path) -> None:
     result = run_usage(config_path, "--start", "soon")
     assert result.returncode == 2
     assert "start_date" in result.stderr and "ISO 8601" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [["serve"], ["serve", "--http", "--port", "9"], ["usage"]])
+def test_unreachable_database_is_one_clear_line_without_the_password(
+    config_data: dict[str, Any], tmp_path: Path, command: list[str]
+) -> None:
+    config_data["server"]["database_url"] = "postgresql://genroute:hunter2secret@127.0.0.1:9/genroute"
+    path = write_config(tmp_path / "genroute.toml", config_data)
+    result = subprocess.run(
+        [genroute_command(), "--config", str(path), *command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=child_env(),
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 2
+    assert "postgresql://genroute@127.0.0.1:9/genroute" in result.stderr and "Connection refused" in result.stderr
+    assert "hunter2secret" not in result.stderr + result.stdout and "Traceback" not in result.stderr
+
+
+def test_database_url_must_be_postgresql(config_data: dict[str, Any], tmp_path: Path) -> None:
+    config_data["server"]["database_url"] = "mysql://root:pw@db/genroute"
+    result = run_usage(write_config(tmp_path / "genroute.toml", config_data))
+    assert result.returncode == 2 and "server.database_url" in result.stderr and "postgresql://" in result.stderr
+    assert "pw@db" not in result.stderr

@@ -20,4 +20,15 @@ def open_store_for(config: GatewayConfig) -> Store:
     return SQLiteStore(config.server.resolved_data_dir() / "genroute.db")
 
 
-__all__ = ["JobRecord", "Store", "StoreUnavailable", "open_store_for"]
+async def probe_store(config: GatewayConfig) -> str | None:
+    """Open and close the configured store: None when it works, else what is wrong (safe to print)."""
+    store = open_store_for(config)
+    try:
+        await store.open()
+    except StoreUnavailable as error:
+        return str(error)
+    await store.close()
+    return None
+
+
+__all__ = ["JobRecord", "Store", "StoreUnavailable", "open_store_for", "probe_store"]

@@ -68,6 +68,7 @@ _JSON_FIELDS = ("arguments", "result", "error")
 _JOB_COLUMNS = tuple(JobRecord.model_fields)
 POOL_MAX = 10
 CONNECT_TIMEOUT_S = 10
+STATEMENT_TIMEOUT_S = 30
 
 
 def describe_url(url: str) -> str:
@@ -92,20 +93,29 @@ class PostgresStore(Store):
             open=False,
             timeout=30,
             check=AsyncConnectionPool.check_connection,
+            configure=_configure,
             name="genroute",
         )
 
     async def open(self) -> None:
+        """Connect once directly (fails fast, with the server's reason), migrate, then open the pool."""
         try:
-            await self._pool.open(wait=True, timeout=CONNECT_TIMEOUT_S + 5)
-            async with self._pool.connection() as conn:
+            conn = await AsyncConnection.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+            async with conn:
                 await _migrate(conn)
+            await self._pool.open(wait=True, timeout=CONNECT_TIMEOUT_S + 5)
         except (psycopg.OperationalError, PoolTimeout) as exc:
             await self._pool.close()
             raise StoreUnavailable(
-                f"Cannot connect to PostgreSQL at {describe_url(self.url)}: check [server] database_url, "
-                "that the server runs and that the user may log in."
-            ) from exc
+                f"Cannot use PostgreSQL at {describe_url(self.url)} ({self._reason(exc)}): check [server] "
+                "database_url, that the server runs and that the user may log in."
+            ) from None
+
+    def _reason(self, exc: Exception) -> str:
+        """The first line of the driver's message, with the URL's password removed should it appear."""
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        password = conninfo_to_dict(self.url).get("password")
+        return reason.replace(str(password), "[redacted]") if password else reason
 
     async def close(self) -> None:
         await self._pool.close()
@@ -184,6 +194,11 @@ class PostgresStore(Store):
     async def release_reservation(self, reservation_id: str) -> None:
         async with self.connection() as conn:
             await postgres_usage.release(conn, reservation_id)
+
+
+async def _configure(conn: AsyncConnection[Any]) -> None:
+    """Every pooled connection: no statement (lock waits included) may hold a tool call longer than this."""
+    await conn.execute(f"SET statement_timeout = '{STATEMENT_TIMEOUT_S}s'")
 
 
 async def _migrate(conn: AsyncConnection[Any]) -> None:
