@@ -33,6 +33,7 @@ fi
 
 bindir=$(find_bindir)
 if [[ -z "$bindir" ]]; then
+    [[ $(id -u) -eq 0 ]] || { log "PostgreSQL is not installed and installing it needs root (apt-get install postgresql)"; exit 1; }
     log "installing Debian's postgresql package"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >&2
