@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import importlib.util
 from collections.abc import Iterable
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -40,6 +41,7 @@ class ModelCard(BaseModel):
     max_n: int = 4
     durations: list[float] | None = None
     aspect_ratios: list[str] | None = None
+    response_format: Literal["url", "b64_json"] | None = None
     discovered: bool = False
 
     @classmethod
@@ -64,6 +66,7 @@ class ModelCard(BaseModel):
             max_n=model.max_n,
             durations=model.durations,
             aspect_ratios=model.aspect_ratios,
+            response_format=model.response_format,
         )
 
 

@@ -41,6 +41,15 @@ class ServerConfig(_Strict):
             raise ValueError("database_url must be a PostgreSQL URL: postgresql://user:password@host:5432/dbname")
         return url or None
 
+    def anchored(self, base: Path) -> ServerConfig:
+        """Relative folders are relative to the config file, not to the cwd (clients start servers in `/`)."""
+        update: dict[str, Path] = {}
+        for name in ("data_dir", "output_dir", "input_dir"):
+            value: Path | None = getattr(self, name)
+            if value is not None and not value.expanduser().is_absolute():
+                update[name] = base / value
+        return self.model_copy(update=update)
+
     def resolved_data_dir(self) -> Path:
         if self.data_dir is not None:
             return self.data_dir.expanduser().resolve()
@@ -98,6 +107,8 @@ class ModelConfig(_Strict):
     max_n: int = Field(default=4, ge=1, le=10)
     durations: list[float] | None = None
     aspect_ratios: list[str] | None = None
+    # image models: ask the upstream for "url" or "b64_json"; unset sends nothing (the upstream's default)
+    response_format: Literal["url", "b64_json"] | None = None
 
     @field_validator("sizes")
     @classmethod
@@ -115,6 +126,42 @@ class PresetConfig(_Strict):
     model: str | None = None
 
 
+class MediaConfig(_Strict):
+    """Limits for generated media, previews, reference images and video jobs (the `[media]` table)."""
+
+    preview_max_bytes: int = Field(default=200_000, ge=10_000, le=5_000_000)  # base64 bytes per inline preview
+    preview_max_side: int = Field(default=1024, ge=64, le=8192)  # pixels on the long side of a preview
+    full_inline_max_bytes: int = Field(default=1_000_000, ge=10_000, le=50_000_000)  # output="full", all images
+    resource_max_bytes: int = Field(default=64_000_000, ge=1_000_000)  # media://{id} read as one blob
+    max_image_bytes: int = Field(default=50_000_000, ge=1_000_000)  # one image downloaded from a provider
+    max_video_bytes: int = Field(default=1_000_000_000, ge=1_000_000)  # one video downloaded from a provider
+    download_timeout_s: float = Field(default=600.0, gt=0, le=7200)  # a whole download of one generated file
+    reference_max_bytes: int = Field(default=20_000_000, ge=10_000, le=200_000_000)
+    reference_fetch_timeout_s: float = Field(default=20.0, gt=0, le=300)
+    # Hosts a reference_image URL may reach although they resolve to private addresses: "host", "host:port",
+    # an IP or a CIDR ("10.1.0.0/16"), optionally with ":port". Everything else must be a public address.
+    reference_allow_private: list[str] = Field(default_factory=list)
+    video_max_wait_s: float = Field(default=300.0, ge=0, le=3600)  # the largest wait_s a tool call accepts
+    video_poll_initial_s: float = Field(default=1.0, gt=0, le=60)
+    video_poll_max_s: float = Field(default=5.0, gt=0, le=300)
+    video_job_timeout_s: float = Field(default=7200.0, ge=60)  # a job not finished by then is marked failed
+
+    @field_validator("reference_allow_private")
+    @classmethod
+    def _allow_entries_parse(cls, entries: list[str]) -> list[str]:
+        from mcp_server.media.fetch import parse_allow_entry
+
+        for entry in entries:
+            parse_allow_entry(entry)  # ValueError names the entry and the accepted forms
+        return entries
+
+    @model_validator(mode="after")
+    def _poll_bounds(self) -> MediaConfig:
+        if self.video_poll_max_s < self.video_poll_initial_s:
+            raise ValueError("video_poll_max_s must be at least video_poll_initial_s")
+        return self
+
+
 class BudgetConfig(_Strict):
     monthly_usd: float | None = Field(default=None, ge=0)
 
@@ -125,6 +172,7 @@ class GatewayConfig(_Strict):
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     presets: dict[str, PresetConfig] = Field(default_factory=dict)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    media: MediaConfig = Field(default_factory=MediaConfig)
     source: str = Field(default="<built-in defaults>", exclude=True)
 
     @model_validator(mode="after")
@@ -161,7 +209,9 @@ def load_config(path: str | Path | None = None) -> GatewayConfig:
         raise ConfigError(str(file), "(file)", f"cannot read: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(file), "(syntax)", f"not valid TOML: {exc}") from None
-    return parse_config(raw, source=str(file))
+    config = parse_config(raw, source=str(file))
+    config.server = config.server.anchored(file.resolve().parent)
+    return config
 
 
 def parse_config(raw: dict[str, Any], source: str = "<memory>") -> GatewayConfig:

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import anyio
 
 from mcp_server.catalog import Catalog, ModelCard
 from mcp_server.config import LOCAL_PROVIDER, GatewayConfig, ProviderConfig
 from mcp_server.errors import GatewayError
+from mcp_server.media.fetch import GuardedFetcher
+from mcp_server.media.jobs import VideoJobs
+from mcp_server.media.registry import MediaRegistry
 from mcp_server.providers import ProviderAdapter, build_adapter
 from mcp_server.router import Router
 from mcp_server.store import Store, open_store_for
@@ -22,6 +29,26 @@ class Gateway:
     catalog: Catalog
     router: Router
     store: Store
+    media: MediaRegistry = field(init=False)
+    fetcher: GuardedFetcher = field(init=False)
+    jobs: VideoJobs = field(init=False)
+
+    def __post_init__(self) -> None:
+        server, media = self.config.server, self.config.media
+        self.media = MediaRegistry(server.resolved_output_dir())
+        self.fetcher = GuardedFetcher(
+            max_bytes=media.reference_max_bytes,
+            timeout_s=media.reference_fetch_timeout_s,
+            allow_private=media.reference_allow_private,
+        )
+        self.jobs = VideoJobs(
+            store=self.store,
+            router=self.router,
+            catalog=self.catalog,
+            registry=self.media,
+            config=media,
+            inputs_dir=server.resolved_data_dir() / "job-inputs",
+        )
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> Gateway:
@@ -51,6 +78,23 @@ class Gateway:
                 )
             log.info("discovered %d models on provider %s", len(models), name)
 
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[Gateway]:
+        """Started, with a background task group for video job trackers (unfinished jobs resume here)."""
+        await self.start()
+        try:
+            async with anyio.create_task_group() as group:
+                self.jobs.attach(group)
+                try:
+                    await self.jobs.resume_unfinished()
+                    yield self
+                finally:
+                    self.jobs.detach()
+                    group.cancel_scope.cancel()
+        finally:
+            await self.aclose()
+
     async def aclose(self) -> None:
         await self.router.aclose()
+        await self.fetcher.aclose()
         await self.store.close()

@@ -12,6 +12,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from mcp_server import __version__
+from mcp_server.media.http import media_response
+from mcp_server.media.registry import MediaRegistry
 
 
 def is_loopback(host: str) -> bool:
@@ -31,6 +33,14 @@ def transport_security(host: str, port: int, extra_hosts: list[str] | None = Non
     hosts = sorted({f"{name}:{port}" for name in names} | names | set(extra_hosts or []))
     origins = sorted({f"{scheme}://{h}" for h in hosts for scheme in ("http", "https")})
     return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
+
+
+def add_media_route(mcp: MCPServer[Any], registry: MediaRegistry) -> None:
+    """GET /media/{id}: the full file behind media://{id} (served only by the HTTP transport)."""
+
+    @mcp.custom_route("/media/{media_id}", methods=["GET"], include_in_schema=False)
+    async def media(request: Request) -> Response:
+        return await media_response(registry, request)
 
 
 def build_http_app(mcp: MCPServer[Any], host: str, port: int) -> Starlette:

@@ -25,5 +25,6 @@ def configure_logging(level: str, secrets: Iterable[str | None] = ()) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Per-request access lines and HTTP client chatter only at debug level.
-    for noisy in ("httpx", "httpx2", "httpcore", "uvicorn.access", "mcp.server.lowlevel.server", "sse_starlette"):
+    noisy_loggers = ("httpx2", "httpcore2", "uvicorn.access", "mcp.server.lowlevel.server", "sse_starlette")
+    for noisy in noisy_loggers:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

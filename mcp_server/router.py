@@ -7,6 +7,7 @@ attempted (and, with the hardening rules, retried and sent to fallbacks) and acc
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -14,7 +15,17 @@ from typing import Generic, TypeVar
 from mcp_server.catalog import Catalog, ModelCard
 from mcp_server.config import Kind
 from mcp_server.errors import GatewayError
-from mcp_server.providers.base import ChatDelta, ChatMessage, ChatRequest, ChatResult, ProviderAdapter
+from mcp_server.providers.base import (
+    ChatDelta,
+    ChatMessage,
+    ChatRequest,
+    ChatResult,
+    ImageRequest,
+    ImageResult,
+    ProviderAdapter,
+    VideoRequest,
+    VideoStatus,
+)
 from mcp_server.usage.accountant import Accountant
 from mcp_server.usage.caller import current_caller
 from mcp_server.usage.cost import Quantities, chat_estimate
@@ -44,6 +55,11 @@ class Routed(Generic[T]):
 
 
 Operation = Callable[[Route], Awaitable[T]]
+
+
+def new_idempotency_key() -> str:
+    """One per logical paid call: every retry of that call sends the same key, so the provider bills it once."""
+    return f"genroute-{uuid.uuid4().hex}"
 
 
 class Router:
@@ -77,16 +93,23 @@ class Router:
         caller: str | None = None,
         estimate: Quantities | None = None,
         job_id: str | None = None,
+        metered: bool = True,
     ) -> Routed[T]:
         """Run one logical call against `card`'s provider, guarded by the budget and written to the ledger.
 
         `tool` names the call in the ledger (default: the model's kind); `caller` defaults to the identity the
         MCP layer set for this request; `estimate` is what the call may use (default: one image, the longest
-        video, a default-length answer); `job_id` ties a video submission to its job.
+        video, a default-length answer); `job_id` ties a video submission to its job; `metered=False` is for
+        calls that cost nothing and are part of another call (video status polls): no budget, no record.
         """
         route = self.route_for(card)
         async with self.accountant.metered(
-            card, tool=tool or card.kind, caller=caller or current_caller(), estimate=estimate, job_id=job_id
+            card,
+            tool=tool or card.kind,
+            caller=caller or current_caller(),
+            estimate=estimate,
+            job_id=job_id,
+            enabled=metered,
         ) as meter:
             started = time.perf_counter()
             value = await operation(route)
@@ -118,6 +141,74 @@ class Router:
             return await _collect_stream(route.adapter, request, on_delta)
 
         return await self.run(card, call, tool=tool, caller=caller, estimate=estimate)
+
+    async def generate_image(
+        self,
+        card: ModelCard,
+        *,
+        prompt: str,
+        n: int = 1,
+        size: str | None = None,
+        image_b64: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Routed[ImageResult]:
+        """Images from an image model's card (the tool has validated n and size against it)."""
+        key = idempotency_key or new_idempotency_key()
+
+        async def call(route: Route) -> ImageResult:
+            request = ImageRequest(
+                upstream_model=route.card.upstream,
+                prompt=prompt,
+                n=n,
+                size=size,
+                image_b64=image_b64,
+                response_format=route.card.response_format,
+            )
+            return await route.adapter.generate_image(request, idempotency_key=key)
+
+        return await self.run(card, call, tool="generate_image", estimate=Quantities(images=n))
+
+    async def submit_video(
+        self,
+        card: ModelCard,
+        *,
+        prompt: str,
+        image_b64: str | None = None,
+        duration: float | None = None,
+        aspect_ratio: str | None = None,
+        idempotency_key: str | None = None,
+        job_id: str | None = None,
+        caller: str | None = None,
+    ) -> Routed[VideoStatus]:
+        """Start a video task. Video jobs keep their key in the job record, so a resumed submission reuses it.
+        The submission is what the ledger charges (duration x price); status polls are free and not recorded."""
+        key = idempotency_key or new_idempotency_key()
+        estimate = Quantities(video_seconds=duration) if duration else None  # None: the card's longest
+
+        async def call(route: Route) -> VideoStatus:
+            request = VideoRequest(
+                upstream_model=route.card.upstream,
+                prompt=prompt,
+                image_b64=image_b64,
+                duration=duration,
+                aspect_ratio=aspect_ratio,
+            )
+            return await route.adapter.submit_video(request, idempotency_key=key)
+
+        return await self.run(card, call, tool="generate_video", caller=caller, estimate=estimate, job_id=job_id)
+
+    async def video_status(self, card: ModelCard, task_id: str) -> Routed[VideoStatus]:
+        """Poll a task on the provider that holds it: never a fallback, which would not know the task."""
+        pinned = card.model_copy(update={"fallbacks": []})
+
+        async def call(route: Route) -> VideoStatus:
+            return await route.adapter.video_status(task_id)
+
+        return await self.run(pinned, call, metered=False)
+
+    def adapter_for(self, card: ModelCard) -> ProviderAdapter:
+        """The adapter of `card`'s provider, for calls that are not generations (downloads of its outputs)."""
+        return self.route_for(card).adapter
 
     async def aclose(self) -> None:
         for adapter in self.adapters.values():

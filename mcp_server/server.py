@@ -10,22 +10,22 @@ from mcp.server.mcpserver import MCPServer
 
 from mcp_server import __version__
 from mcp_server.gateway import Gateway
-from mcp_server.tools import catalog, chat, presets, usage
+from mcp_server.http_app import add_media_route
+from mcp_server.tools import catalog, chat, image, media_resources, presets, usage, video
 
 INSTRUCTIONS = (
     "genroute routes generation requests to AI providers. Call list_models to see what is on offer, "
-    "then chat_complete to talk to a chat model. get_usage shows what has been spent and the budget left."
+    "then chat_complete to talk to a chat model, generate_image for images, and generate_video for videos "
+    "(long videos return a job_id: call get_video_status with it). Saved files are media:// resources. "
+    "get_usage shows what has been spent and the budget left."
 )
 
 
 def build_server(gateway: Gateway) -> MCPServer[Any]:
     @asynccontextmanager
     async def lifespan(_: MCPServer[Any]) -> AsyncIterator[Gateway]:
-        await gateway.start()
-        try:
+        async with gateway.running():
             yield gateway
-        finally:
-            await gateway.aclose()
 
     mcp: MCPServer[Any] = MCPServer(
         "genroute",
@@ -39,4 +39,8 @@ def build_server(gateway: Gateway) -> MCPServer[Any]:
     catalog.register(mcp, gateway)
     usage.register(mcp, gateway)
     presets.register(mcp, gateway.config.presets)
+    image.register(mcp, gateway)
+    video.register(mcp, gateway)
+    media_resources.register(mcp, gateway)
+    add_media_route(mcp, gateway.media)
     return mcp

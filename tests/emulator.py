@@ -103,13 +103,17 @@ class _Drop(Response):
 class _SSE(StreamingResponse):
     """A text/event-stream that ends normally, or closes the socket mid-body when `cut()` says so at its end."""
 
-    def __init__(self, events: AsyncIterator[bytes], *, cut: Callable[[], bool]) -> None:
+    def __init__(self, events: AsyncIterator[bytes], *, cut: Callable[[], bool], on_abort: Callable[[], None]) -> None:
         super().__init__(events, media_type="text/event-stream", headers={"cache-control": "no-cache"})
-        self.events, self.cut = events, cut
+        self.events, self.cut, self.on_abort = events, cut, on_abort
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        cycle = getattr(receive, "__self__", None)
         async for event in self.events:
+            if getattr(cycle, "disconnected", False):  # the client went away mid-stream: stop generating
+                self.on_abort()
+                return
             await send({"type": "http.response.body", "body": event, "more_body": True})
         if self.cut():
             await _close_connection(receive)
@@ -168,6 +172,7 @@ class Emulator:
         self.overage_cost_per_1k = 0.01
         self.max_recorded: int | None = self._defaults.get("max_recorded")  # None keeps every request
         self.image_submissions = 0
+        self.aborted_streams = 0  # chat streams the client abandoned before the end (cancellation)
         self.video_submissions = 0
         with self._lock:
             self.requests.clear()
@@ -206,6 +211,10 @@ class Emulator:
         )
         with self._lock:
             self._faults[route].append(fault)
+
+    def _stream_aborted(self) -> None:
+        with self._lock:
+            self.aborted_streams += 1
 
     def calls(self, route: str) -> list[RecordedRequest]:
         """The recorded requests that hit `route`."""
@@ -487,7 +496,7 @@ class Emulator:
             return JSONResponse(chat.completion(cid, created, call.model, answer, finish, use))
         cut_after = fault.cut_stream_after if fault is not None else None
         events = self._chat_events(cid, created, call, answer, finish, use, cut_after)
-        return _SSE(events, cut=lambda: cut_after is not None or self._is_stopping())
+        return _SSE(events, cut=lambda: cut_after is not None or self._is_stopping(), on_abort=self._stream_aborted)
 
     async def _chat_events(
         self,

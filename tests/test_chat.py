@@ -7,6 +7,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from mcp import Client
 
@@ -83,3 +84,35 @@ async def test_streaming_sends_progress_as_text_arrives(
     assert values == sorted(values) and len(set(values)) == len(values)  # strictly increasing
     body = emulator.calls("chat")[-1].json
     assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+
+
+async def test_cancellation_aborts_the_upstream_request(
+    config_data: dict[str, Any], emulator: Emulator, tmp_path: Path
+) -> None:
+    """The client gives up mid-stream: genroute closes the upstream stream instead of letting it run on."""
+
+    emulator.reply = " ".join(f"word{i}" for i in range(200))
+    emulator.stream_chunk_delay_ms = 50  # ~10 s of streaming if nobody cancels
+    path = write_config(tmp_path / "genroute.toml", config_data)
+    first_piece = anyio.Event()
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        first_piece.set()
+
+    async with stdio_client(path) as client:
+        with anyio.move_on_after(30):
+            async with anyio.create_task_group() as group:
+
+                async def call() -> None:
+                    await client.call_tool("chat_complete", {"prompt": "go"}, progress_callback=on_progress)
+
+                group.start_soon(call)
+                await first_piece.wait()
+                group.cancel_scope.cancel()
+        with anyio.fail_after(10):
+            while emulator.aborted_streams == 0:  # noqa: ASYNC110 - polling another thread's counter
+                await anyio.sleep(0.05)
+        # the server is still healthy after the cancellation
+        after = await client.call_tool("list_models", {})
+    assert emulator.aborted_streams == 1
+    assert not after.is_error

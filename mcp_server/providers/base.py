@@ -90,6 +90,57 @@ class ProviderUsage(BaseModel):
     breakdown_by_model: dict[str, int] = Field(default_factory=dict)
 
 
+class ImageRequest(BaseModel):
+    """One image generation call (ArkRoute / OpenAI images API), upstream model id already resolved."""
+
+    upstream_model: str
+    prompt: str
+    n: int = 1
+    size: str | None = None
+    image_b64: str | None = None  # reference image for image-to-image, plain base64
+    response_format: Literal["url", "b64_json"] | None = None
+
+
+class GeneratedImage(BaseModel):
+    """One image as the upstream answered: inline base64 or a URL to download (or both)."""
+
+    b64_json: str | None = None
+    url: str | None = None
+    revised_prompt: str | None = None
+
+
+class ImageResult(BaseModel):
+    images: list[GeneratedImage]
+    created: int | None = None
+    cost_usd: float | None = None  # set only when the upstream reports its own charge
+
+
+class VideoRequest(BaseModel):
+    """One video task submission, upstream model id already resolved."""
+
+    upstream_model: str
+    prompt: str
+    image_b64: str | None = None  # first frame for image-to-video, plain base64
+    duration: float | None = None
+    aspect_ratio: str | None = None
+
+
+VideoState = Literal["running", "completed", "failed"]
+
+
+class VideoStatus(BaseModel):
+    """A video task as the upstream reports it; `retry_after_s` comes from the answer's Retry-After header."""
+
+    task_id: str
+    status: VideoState
+    progress: float | None = None  # 0-100 where the provider says
+    video_url: str | None = None
+    duration: float | None = None
+    error_message: str | None = None
+    error_code: str | None = None
+    retry_after_s: float | None = None
+
+
 class ProviderAdapter(ABC):
     """One upstream protocol. One instance per configured provider, alive for the server's lifetime."""
 
@@ -108,6 +159,32 @@ class ProviderAdapter(ABC):
     async def usage(self, start: date, end: date) -> ProviderUsage:
         """The provider's own usage figures for [start, end] (whole days); most providers have none."""
         raise self.unsupported("usage reports")
+
+    async def generate_image(self, request: ImageRequest, *, idempotency_key: str) -> ImageResult:
+        """Generate images; `idempotency_key` goes out as the Idempotency-Key header, the same on every retry."""
+        raise self.unsupported("image generation")
+
+    async def submit_video(self, request: VideoRequest, *, idempotency_key: str) -> VideoStatus:
+        """Start a video task and return its id; sends `idempotency_key` as the Idempotency-Key header."""
+        raise self.unsupported("video generation")
+
+    async def video_status(self, task_id: str) -> VideoStatus:
+        raise self.unsupported("video generation")
+
+    def download_stream(self, url: str, max_bytes: int) -> AsyncIterator[bytes]:
+        """The body at `url` (a media URL this provider returned) in chunks; GatewayError past `max_bytes`."""
+        raise self.unsupported("media downloads")
+
+    async def download(self, url: str, max_bytes: int) -> bytes:
+        """The whole body at `url`, refused past `max_bytes`."""
+        parts: list[bytes] = []
+        stream = self.download_stream(url, max_bytes)
+        try:
+            async for chunk in stream:
+                parts.append(chunk)
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+        return b"".join(parts)
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release pooled connections or loaded weights."""

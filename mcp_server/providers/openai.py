@@ -7,22 +7,38 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import date
 from typing import Any
+from urllib.parse import quote
 
 import httpx2
 from pydantic import BaseModel, ValidationError
 
 from mcp_server.config import ProviderConfig
-from mcp_server.errors import GatewayError
+from mcp_server.errors import GatewayError, upstream_error
 from mcp_server.providers.base import (
     ChatDelta,
     ChatRequest,
     ChatResult,
+    GeneratedImage,
+    ImageRequest,
+    ImageResult,
     ProviderAdapter,
     ProviderModel,
     ProviderUsage,
     Usage,
+    VideoRequest,
+    VideoStatus,
 )
-from mcp_server.providers.http import Redactor, build_client, error_from_response, malformed, transport_error
+from mcp_server.providers.http import (
+    Redactor,
+    build_client,
+    error_from_response,
+    malformed,
+    retry_after_seconds,
+    transport_error,
+)
+
+_DONE = {"completed", "complete", "succeeded", "success", "done"}
+_FAILED = {"failed", "failure", "error", "cancelled", "canceled", "expired"}
 
 
 class _Message(BaseModel):
@@ -61,6 +77,29 @@ class _Chunk(BaseModel):
 
 class _ModelList(BaseModel):
     data: list[ProviderModel]
+
+
+class _ImageList(BaseModel):
+    created: int | None = None
+    data: list[GeneratedImage]
+    cost: float | None = None
+
+
+class _TaskError(BaseModel):
+    message: str | None = None
+    code: str | None = None
+
+
+class _VideoTask(BaseModel):
+    """ArkRoute's video task: `{task_id, status, progress?, video_url?, duration?, error?}`."""
+
+    task_id: str | None = None
+    id: str | None = None
+    status: str = "processing"
+    progress: float | None = None
+    video_url: str | None = None
+    duration: float | None = None
+    error: _TaskError | str | None = None
 
 
 class OpenAIAdapter(ProviderAdapter):
@@ -174,5 +213,108 @@ class OpenAIAdapter(ProviderAdapter):
         response = await self._get("/usage", {"start_date": start.isoformat(), "end_date": end.isoformat()})
         return self._json(response, ProviderUsage, "usage report")
 
+    # ----- media -----------------------------------------------------------------------------------
+
+    async def generate_image(self, request: ImageRequest, *, idempotency_key: str) -> ImageResult:
+        body: dict[str, Any] = {"model": request.upstream_model, "prompt": request.prompt, "n": request.n}
+        if request.size:
+            body["size"] = request.size
+        if request.image_b64:
+            body["image"] = request.image_b64
+        if request.response_format:
+            body["response_format"] = request.response_format
+        response = await self._post("/images/generations", body, {"Idempotency-Key": idempotency_key})
+        listing: _ImageList = self._json(response, _ImageList, "image generation result")
+        if not listing.data or any(not (image.b64_json or image.url) for image in listing.data):
+            raise malformed(self.name, "image generation result without image data")
+        return ImageResult(images=listing.data, created=listing.created, cost_usd=listing.cost)
+
+    async def submit_video(self, request: VideoRequest, *, idempotency_key: str) -> VideoStatus:
+        body: dict[str, Any] = {"model": request.upstream_model, "prompt": request.prompt}
+        if request.image_b64:
+            body["image"] = request.image_b64
+        if request.duration is not None:
+            body["duration"] = int(request.duration) if float(request.duration).is_integer() else request.duration
+        if request.aspect_ratio:
+            body["aspect_ratio"] = request.aspect_ratio
+        response = await self._post("/video/generations", body, {"Idempotency-Key": idempotency_key})
+        return self._video(response, "video submission")
+
+    async def video_status(self, task_id: str) -> VideoStatus:
+        try:
+            response = await self.client.get(f"/video/status/{quote(task_id, safe='')}")
+        except httpx2.TransportError as exc:
+            raise transport_error(self.name, exc, self.redact(self.config.base_url or "")) from None
+        if response.status_code >= 400:
+            raise error_from_response(self.name, response, self.redact)
+        return self._video(response, "video status")
+
+    def _video(self, response: httpx2.Response, what: str) -> VideoStatus:
+        task: _VideoTask = self._json(response, _VideoTask, what)
+        task_id = task.task_id or task.id
+        if not task_id:
+            raise malformed(self.name, f"{what} without a task_id")
+        state = task.status.lower()
+        status = "completed" if state in _DONE else "failed" if state in _FAILED else "running"
+        if status == "completed" and not task.video_url:
+            raise malformed(self.name, f"{what} says completed but has no video_url")
+        error = task.error if isinstance(task.error, _TaskError) else _TaskError(message=task.error)
+        return VideoStatus(
+            task_id=task_id,
+            status=status,
+            progress=task.progress,
+            video_url=task.video_url,
+            duration=task.duration,
+            error_message=self.redact(error.message)[:500] if error.message else None,
+            error_code=error.code,
+            retry_after_s=retry_after_seconds(response.headers),
+        )
+
+    async def download_stream(self, url: str, max_bytes: int) -> AsyncIterator[bytes]:
+        """GET a media URL on the pooled client; the key goes only to the provider's own origin."""
+        target = httpx2.URL(url)
+        if target.scheme not in ("http", "https"):
+            raise malformed(self.name, "a media URL that is not http(s)")
+        request = self.client.build_request("GET", target)
+        if (target.scheme, target.host, target.port) != (
+            self.client.base_url.scheme,
+            self.client.base_url.host,
+            self.client.base_url.port,
+        ):
+            request.headers.pop("authorization", None)
+        try:
+            response = await self.client.send(request, stream=True, follow_redirects=True)
+        except httpx2.TransportError as exc:
+            raise transport_error(self.name, exc, self.redact(f"{target.scheme}://{target.host}")) from None
+        try:
+            if response.status_code >= 400:
+                await response.aread()
+                raise upstream_error(
+                    self.name, response.status_code, f"could not download the generated file ({target.host})"
+                )
+            declared = response.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > max_bytes:
+                raise _too_large(self.name, max_bytes)
+            received = 0
+            async for chunk in response.aiter_bytes():
+                received += len(chunk)
+                if received > max_bytes:
+                    raise _too_large(self.name, max_bytes)
+                yield chunk
+        except httpx2.TransportError as exc:
+            raise transport_error(self.name, exc, self.redact(f"{target.scheme}://{target.host}")) from None
+        finally:
+            await response.aclose()
+
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+def _too_large(provider: str, max_bytes: int) -> GatewayError:
+    return GatewayError(
+        f"Provider '{provider}' sent a media file larger than the {max_bytes} byte limit "
+        "(raise [media] max_image_bytes / max_video_bytes in the config to allow it).",
+        type="upstream_error",
+        code="media_too_large",
+        status=502,
+    )

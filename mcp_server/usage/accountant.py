@@ -81,14 +81,19 @@ class Meter:
     def success(self) -> UsageRecord:
         if self.answer is None:
             return self.record("ok")
-        used = measure(self.answer.value)
-        text = getattr(self.answer.value, "content", None)
-        if isinstance(text, str) and text and not (used.prompt_tokens or used.completion_tokens):
-            # an upstream that reports no token counts (some streams) is charged by the same estimate as before
-            # the call, not treated as free
-            estimated = {"prompt_tokens": self.estimate.prompt_tokens, "completion_tokens": estimate_tokens(text)}
-            used = used.model_copy(update=estimated)
+        used = self._unstated_from_estimate(measure(self.answer.value))
         return self.record("ok", used=used, cost_usd=cost(self.answer.card, used))
+
+    def _unstated_from_estimate(self, used: Quantities) -> Quantities:
+        """What the answer does not state is charged as estimated, never as free: token counts an upstream left
+        out (some streams), the seconds of a video whose submission answer gives no duration."""
+        update: dict[str, float] = {}
+        text = getattr(self.answer.value if self.answer else None, "content", None)
+        if isinstance(text, str) and text and not (used.prompt_tokens or used.completion_tokens):
+            update = {"prompt_tokens": self.estimate.prompt_tokens, "completion_tokens": estimate_tokens(text)}
+        if not used.video_seconds and self.estimate.video_seconds and self.card.kind == "video":
+            update["video_seconds"] = self.estimate.video_seconds
+        return used.model_copy(update=update) if update else used
 
     def failure(self, error: BaseException) -> UsageRecord:
         """Failed calls cost nothing, unless the upstream billed it: then the estimate is the best figure."""
@@ -116,9 +121,13 @@ class Accountant:
         caller: str,
         estimate: Quantities | None = None,
         job_id: str | None = None,
+        enabled: bool = True,
     ) -> AsyncIterator[Meter]:
         estimate = estimate or default_estimate(card)
         meter = Meter(card, tool, caller, job_id, estimate, price(card, estimate))
+        if not enabled:
+            yield meter
+            return
         await self._admit(meter)
         try:
             yield meter

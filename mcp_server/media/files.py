@@ -1,0 +1,142 @@
+"""Media files on disk: names genroute chooses, written only inside the output root.
+
+A file's name is its media id: `<UTC time>-<model slug>-<12 hex>.<ext>`. Nothing a client sends (prompt,
+arguments) ever becomes part of a path, the root is resolved (symlinks included) before anything is
+written, files are created exclusively without following links, and a name must match the id pattern
+before it is looked up, so neither `../` nor a planted symlink leads outside the root.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+
+from mcp_server.errors import GatewayError
+
+MIME_TYPES: dict[str, str] = {
+    "png": "image/png",
+    "jpg": "image/jpeg",
+    "webp": "image/webp",
+    "gif": "image/gif",
+    "mp4": "video/mp4",
+    "webm": "video/webm",
+    "mov": "video/quicktime",
+}
+IMAGE_EXTENSIONS = ("png", "jpg", "webp", "gif")
+VIDEO_EXTENSIONS = ("mp4", "webm", "mov")
+MEDIA_ID = re.compile(r"^\d{8}-\d{6}-[a-z0-9-]{1,48}-[0-9a-f]{12}\.(?:png|jpg|webp|gif|mp4|webm|mov)$")
+_SLUG_JUNK = re.compile(r"[^a-z0-9]+")
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+
+
+def sniff_extension(head: bytes) -> str | None:
+    """The file type from its first bytes (never from a name or a Content-Type an upstream chose)."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpg"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if head[4:8] == b"ftyp":
+        return "mov" if head[8:12] == b"qt  " else "mp4"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "webm"
+    return None
+
+
+def model_slug(model: str) -> str:
+    slug = _SLUG_JUNK.sub("-", model.lower()).strip("-")[:40].strip("-")
+    return slug or "model"
+
+
+def new_media_id(model: str, extension: str, now: datetime | None = None) -> str:
+    if extension not in MIME_TYPES:
+        raise ValueError(f"unsupported media extension {extension!r}")
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{model_slug(model)}-{secrets.token_hex(6)}.{extension}"
+
+
+def is_media_id(value: str) -> bool:
+    return bool(MEDIA_ID.match(value))
+
+
+def mime_type_of(media_id: str) -> str:
+    return MIME_TYPES[media_id.rsplit(".", 1)[-1]]
+
+
+class MediaRoot:
+    """The output directory. `directory()` resolves it (following a symlinked root to its target) and creates it."""
+
+    def __init__(self, configured: Path) -> None:
+        self.configured = configured
+
+    def directory(self) -> Path:
+        root = self.configured.expanduser().resolve()
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _unwritable(root, exc.strerror or "cannot create it") from None
+        if not root.is_dir():
+            raise _unwritable(root, "it is not a directory")
+        if not os.access(root, os.W_OK | os.X_OK):
+            raise _unwritable(root, "permission denied")
+        return root
+
+    def create(self, media_id: str) -> tuple[Path, Path, int]:
+        """A fresh temporary file next to the final one: (final path, temp path, fd). Publish with `commit`."""
+        if not is_media_id(media_id):
+            raise ValueError(f"not a media id: {media_id!r}")
+        root = self.directory()
+        final = root / media_id
+        temp = root / f".{media_id}.{secrets.token_hex(4)}.part"
+        try:
+            fd = os.open(temp, _OPEN_FLAGS, 0o644)
+        except OSError as exc:
+            raise _unwritable(root, exc.strerror or "cannot create a file") from None
+        return final, temp, fd
+
+    @staticmethod
+    def commit(temp: Path, final: Path) -> None:
+        """Publish a written file under its final name; a killed process leaves only a `.part` file."""
+        os.replace(temp, final)
+
+    def write(self, media_id: str, data: bytes) -> Path:
+        final, temp, fd = self.create(media_id)
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+            self.commit(temp, final)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        return final
+
+    def find(self, media_id: str) -> Path | None:
+        """The file for an id, or None: unknown ids, symlinks and anything resolving outside the root are refused."""
+        if not is_media_id(media_id):
+            return None
+        root = self.configured.expanduser().resolve()
+        candidate = root / media_id
+        try:
+            if candidate.is_symlink() or not candidate.is_file():
+                return None
+            real = candidate.resolve(strict=True)
+        except OSError:
+            return None
+        return real if real.parent == root else None
+
+
+def _unwritable(root: Path, reason: str) -> GatewayError:
+    return GatewayError(
+        f"Cannot save media in {root}: {reason}. Set [server] output_dir in the config to a writable folder.",
+        type="server_error",
+        code="output_dir_unwritable",
+        status=500,
+    )

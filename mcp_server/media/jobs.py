@@ -1,0 +1,399 @@
+"""Video jobs: recorded before they are paid for, tracked in the background, downloaded, resumed after a restart.
+
+One tracker task per unfinished job runs in the gateway's task group (not in a tool call), so a
+client that cancels or times out stops only its own waiting: the job goes on being polled and its
+video downloaded. Tool calls wait on the tracker with a bound (`wait_s`) and hear about every poll.
+At start the gateway resumes every unfinished job in the store, including one caught mid-submission,
+which is sent again with the same Idempotency-Key.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import Awaitable, Callable
+from contextlib import aclosing
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+import anyio.to_thread
+from pydantic import BaseModel
+
+from mcp_server.catalog import Catalog, ModelCard
+from mcp_server.config import MediaConfig
+from mcp_server.errors import GatewayError, invalid_argument
+from mcp_server.media.reference import ReferenceImage
+from mcp_server.media.registry import MediaItem, MediaRegistry
+from mcp_server.providers.base import VideoStatus
+from mcp_server.router import Router, new_idempotency_key
+from mcp_server.store import JobRecord, Store
+
+log = logging.getLogger("genroute.jobs")
+JOB_ID = re.compile(r"^vid-[0-9a-f]{20}$")
+MAX_RETRY_AFTER_S = 120.0  # an upstream's Retry-After is honoured up to this
+PERMANENT_POLL_FAILURES = 3  # consecutive non-transient poll errors before a job is marked failed
+DOWNLOAD_ATTEMPTS = 3
+SUBMIT_GRACE_S = 150.0  # how far past wait_s a call waits for its submission to be answered
+_PRIVATE_ARGUMENTS = ("idempotency_key", "image_file")
+
+OnUpdate = Callable[[JobRecord], Awaitable[None]]
+
+
+class VideoResult(BaseModel):
+    """What a completed job stores as its result."""
+
+    video: MediaItem | None = None  # None only when every download attempt failed
+    url: str | None = None  # the upstream's URL (may expire)
+    duration: float | None = None
+    cost_usd: float | None = None
+    download_error: str | None = None
+
+
+def elapsed_s(job: JobRecord) -> float:
+    end = job.updated_at if job.finished else datetime.now(UTC)
+    return round(max((end - job.created_at).total_seconds(), 0.0), 1)
+
+
+def public_view(job: JobRecord) -> dict[str, Any]:
+    """A job as clients may read it (jobs:// resources): without its idempotency key or input file."""
+    data = job.model_dump(mode="json")
+    data["arguments"] = {k: v for k, v in job.arguments.items() if k not in _PRIVATE_ARGUMENTS}
+    data["elapsed_s"] = elapsed_s(job)
+    return data
+
+
+def is_transient(error: GatewayError) -> bool:
+    return error.status is None or error.status in (408, 409, 425, 429) or error.status >= 500
+
+
+class _Tracker:
+    """The latest state of one job and an event that fires on every poll."""
+
+    def __init__(self, job: JobRecord) -> None:
+        self.job = job
+        self._changed = anyio.Event()
+
+    def next_change(self) -> anyio.Event:
+        return self._changed
+
+    def publish(self, job: JobRecord) -> None:
+        self.job = job
+        changed, self._changed = self._changed, anyio.Event()
+        changed.set()
+
+
+class VideoJobs:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        router: Router,
+        catalog: Catalog,
+        registry: MediaRegistry,
+        config: MediaConfig,
+        inputs_dir: Path,
+    ) -> None:
+        self.store = store
+        self.router = router
+        self.catalog = catalog
+        self.registry = registry
+        self.config = config
+        self.inputs_dir = inputs_dir
+        self._trackers: dict[str, _Tracker] = {}
+        self._group: anyio.abc.TaskGroup | None = None
+
+    # ----- lifecycle (the gateway's lifespan owns the task group) ----------------------------------
+
+    def attach(self, group: anyio.abc.TaskGroup) -> None:
+        self._group = group
+
+    def detach(self) -> None:
+        self._group = None
+        self._trackers.clear()
+
+    async def resume_unfinished(self) -> int:
+        jobs = await self.store.list_jobs(limit=1000, unfinished_only=True)
+        for job in jobs:
+            self._ensure(job)
+        if jobs:
+            log.info("resumed tracking of %d unfinished video job(s)", len(jobs))
+        return len(jobs)
+
+    # ----- what the tools call ---------------------------------------------------------------------
+
+    async def create(
+        self,
+        card: ModelCard,
+        *,
+        prompt: str,
+        image: ReferenceImage | None,
+        duration: float | None,
+        aspect_ratio: str | None,
+        client_request_id: str | None,
+        caller: str = "stdio",
+    ) -> tuple[JobRecord, bool]:
+        """Record a job (or find the one with this client_request_id) and start tracking it: (job, created)."""
+        job_id = f"vid-{secrets.token_hex(10)}"
+        image_file = await self._save_input(job_id, image) if image is not None else None
+        job = JobRecord(
+            id=job_id,
+            provider=card.provider,
+            model=card.id,
+            upstream_model=card.upstream,
+            arguments={
+                "prompt": prompt,
+                "duration": duration,
+                "aspect_ratio": aspect_ratio,
+                "has_image": image is not None,
+                "image_file": image_file,
+                "idempotency_key": new_idempotency_key(),
+            },
+            client_request_id=client_request_id,
+            caller=caller,
+        )
+        stored = await self.store.create_job(job)
+        if stored.id != job.id and image_file:
+            await self._drop_input(image_file)
+        if not stored.finished:
+            self._ensure(stored)
+        return stored, stored.id == job.id
+
+    async def get(self, job_id: str) -> JobRecord:
+        job = await self.store.get_job(job_id) if JOB_ID.match(job_id) else None
+        if job is None:
+            raise invalid_argument(
+                "job_id",
+                f"No video job '{job_id}'. Job ids look like vid-0123456789abcdef0123 and come from "
+                "generate_video; jobs://recent lists the latest ones.",
+                code="job_not_found",
+            )
+        return job
+
+    async def wait(self, job_id: str, wait_s: float, on_update: OnUpdate) -> JobRecord:
+        """Wait up to `wait_s` for the job to finish, calling `on_update` now and after every poll."""
+        job = await self.get(job_id)
+        if job.finished:
+            await on_update(job)
+            return job
+        tracker = self._ensure(job)
+        deadline = anyio.current_time() + wait_s
+        while True:
+            changed = tracker.next_change()
+            job = tracker.job
+            await on_update(job)
+            # A submission in flight is waited for even past wait_s (bounded): a refusal is reported in this call.
+            end = deadline + (SUBMIT_GRACE_S if job.status == "submitting" else 0.0)
+            remaining = end - anyio.current_time()
+            if job.finished or remaining <= 0:
+                return job
+            with anyio.move_on_after(remaining):
+                await changed.wait()
+
+    def card_for(self, job: JobRecord) -> ModelCard:
+        """The card a job's provider calls go through; built from the record if the config no longer has it."""
+        card = self.catalog.get(job.model)
+        if card is not None and card.provider == job.provider:
+            return card
+        return ModelCard(id=job.model, kind="video", provider=job.provider, upstream=job.upstream_model)
+
+    # ----- tracking --------------------------------------------------------------------------------
+
+    def _ensure(self, job: JobRecord) -> _Tracker:
+        tracker = self._trackers.get(job.id)
+        if tracker is None:
+            if self._group is None:
+                raise GatewayError(
+                    "Video job tracking is not running (the gateway was not started with its lifespan).",
+                    type="server_error",
+                    code="jobs_not_running",
+                    status=500,
+                )
+            tracker = self._trackers[job.id] = _Tracker(job)
+            self._group.start_soon(self._track, tracker, name=f"video-job {job.id}")
+        return tracker
+
+    async def _track(self, tracker: _Tracker) -> None:
+        job = tracker.job
+        try:
+            if job.status == "submitting":
+                job = await self._submit(job, tracker)
+            interval = self.config.video_poll_initial_s
+            failures = 0
+            while not job.finished:
+                if self._expired(job):
+                    job = await self._fail(job, self._timeout_error(job))
+                    break
+                delay = interval
+                try:
+                    routed = await self.router.video_status(self.card_for(job), job.task_id or "")
+                except GatewayError as error:
+                    failures = 0 if is_transient(error) else failures + 1
+                    if failures >= PERMANENT_POLL_FAILURES:
+                        job = await self._fail(job, error.body().model_dump())
+                        break
+                    delay = max(delay, min(error.retry_after_s or 0.0, MAX_RETRY_AFTER_S))
+                    log.info("video job %s: status poll failed (%s), trying again", job.id, error.code)
+                else:
+                    failures = 0
+                    job = await self._apply(job, routed.value, tracker)
+                    delay = max(delay, min(routed.value.retry_after_s or 0.0, MAX_RETRY_AFTER_S))
+                tracker.publish(job)
+                if job.finished:
+                    break
+                await anyio.sleep(delay)
+                interval = min(interval * 1.5, self.config.video_poll_max_s)
+        except Exception:
+            log.exception("tracking video job %s stopped on an unexpected error; it resumes on the next call", job.id)
+        finally:
+            self._trackers.pop(job.id, None)
+            tracker.publish(job)
+
+    async def _submit(self, job: JobRecord, tracker: _Tracker) -> JobRecord:
+        arguments = job.arguments
+        image_file = arguments.get("image_file")
+        try:
+            image_b64 = await self._load_input(image_file) if image_file else None
+            routed = await self.router.submit_video(
+                self.card_for(job),
+                prompt=arguments["prompt"],
+                image_b64=image_b64,
+                duration=arguments.get("duration"),
+                aspect_ratio=arguments.get("aspect_ratio"),
+                idempotency_key=arguments.get("idempotency_key") or new_idempotency_key(),
+                job_id=job.id,
+                caller=job.caller,
+            )
+        except GatewayError as error:
+            if is_transient(error):
+                # The provider may have started it: keep client_request_id, so a repeat does not pay twice.
+                error.message += " The provider may still have started the job; check its dashboard before retrying."
+                failed = await self._fail(job, error.body().model_dump())
+            else:  # refused: nothing runs upstream, so a corrected call may reuse the client_request_id
+                failed = await self._fail(job, error.body().model_dump(), client_request_id=None)
+            if image_file:
+                await self._drop_input(image_file)
+            return failed
+        status = routed.value
+        updated = await self.store.update_job(
+            job.id,
+            status="running",
+            task_id=status.task_id,
+            provider=routed.card.provider,
+            model=routed.card.id,
+            upstream_model=routed.card.upstream,
+            progress=status.progress,
+        )
+        job = updated or job
+        if image_file:
+            await self._drop_input(image_file)
+        log.info("video job %s submitted to %s as task %s", job.id, job.provider, job.task_id)
+        if status.status != "running":
+            job = await self._apply(job, status, tracker)
+        return job
+
+    async def _apply(self, job: JobRecord, status: VideoStatus, tracker: _Tracker) -> JobRecord:
+        if status.status == "running":
+            return await self._update(job, status="running", progress=status.progress)
+        if status.status == "failed":
+            detail = status.error_message or "no reason given"
+            return await self._fail(
+                job,
+                {
+                    "message": f"Provider '{job.provider}' reports the video job failed: {detail}",
+                    "type": "upstream_error",
+                    "code": status.error_code or "generation_failed",
+                    "param": None,
+                    "status": None,
+                },
+            )
+        job = await self._update(job, progress=100.0)
+        tracker.publish(job)  # "downloading": the waiting call hears it before the download
+        result = await self._download(job, status)
+        return await self._update(job, status="completed", progress=100.0, result=result.model_dump(mode="json"))
+
+    async def _download(self, job: JobRecord, status: VideoStatus) -> VideoResult:
+        card = self.card_for(job)
+        duration = status.duration if status.duration is not None else job.arguments.get("duration")
+        per_second = card.pricing.usd_per_second
+        result = VideoResult(
+            url=status.video_url,
+            duration=duration,
+            cost_usd=round(per_second * duration, 6) if per_second is not None and duration is not None else None,
+        )
+        problem = "no download attempted"
+        for attempt in range(DOWNLOAD_ATTEMPTS):
+            try:
+                adapter = self.router.adapter_for(card)
+                with anyio.fail_after(self.config.download_timeout_s):
+                    async with aclosing(
+                        adapter.download_stream(status.video_url or "", self.config.max_video_bytes)
+                    ) as chunks:  # type: ignore[type-var]
+                        result.video = await self.registry.save_stream(chunks, job.model, "mp4")
+                log.info("video job %s: saved %s", job.id, result.video.path)
+                return result
+            except GatewayError as error:
+                problem = error.message
+            except TimeoutError:
+                problem = f"the download took longer than {self.config.download_timeout_s:g} s"
+            log.warning("video job %s: download attempt %d failed: %s", job.id, attempt + 1, problem)
+            await anyio.sleep(2.0**attempt)
+        result.download_error = f"The video could not be downloaded ({problem}); the upstream URL may still work."
+        return result
+
+    # ----- helpers ---------------------------------------------------------------------------------
+
+    async def _update(self, job: JobRecord, **fields: Any) -> JobRecord:
+        return await self.store.update_job(job.id, **fields) or job.model_copy(update=fields)
+
+    async def _fail(self, job: JobRecord, error: dict[str, Any], **fields: Any) -> JobRecord:
+        log.info("video job %s failed: %s", job.id, error.get("message"))
+        return await self._update(job, status="failed", error=error, **fields)
+
+    def _expired(self, job: JobRecord) -> bool:
+        return (datetime.now(UTC) - job.created_at).total_seconds() > self.config.video_job_timeout_s
+
+    def _timeout_error(self, job: JobRecord) -> dict[str, Any]:
+        return {
+            "message": (
+                f"Provider '{job.provider}' did not finish the video within {self.config.video_job_timeout_s:g} s "
+                "([media] video_job_timeout_s); genroute stopped tracking it."
+            ),
+            "type": "timeout",
+            "code": "job_timeout",
+            "param": None,
+            "status": None,
+        }
+
+    async def _save_input(self, job_id: str, image: ReferenceImage) -> str:
+        """Keep the reference image until the submission is acknowledged, so a restart can resend it."""
+        path = self.inputs_dir / f"{job_id}.input"
+
+        def write() -> None:
+            self.inputs_dir.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(image.data)
+
+        await anyio.to_thread.run_sync(write)
+        return path.name
+
+    async def _load_input(self, name: str) -> str:
+        import base64
+
+        path = self.inputs_dir / Path(name).name
+        try:
+            data = await anyio.Path(path).read_bytes()
+        except OSError:
+            raise GatewayError(
+                "The job's reference image was lost before it could be submitted; submit the video again.",
+                type="server_error",
+                code="job_input_lost",
+                status=500,
+            ) from None
+        return base64.b64encode(data).decode("ascii")
+
+    async def _drop_input(self, name: str) -> None:
+        path = self.inputs_dir / Path(name).name
+        await anyio.to_thread.run_sync(lambda: path.unlink(missing_ok=True))

@@ -1,0 +1,108 @@
+"""A reference image from a tool argument: base64, a data: URL, an http(s) URL (guarded), or a file in input_dir.
+
+Never an arbitrary local path: a path is read only when it resolves inside the configured input_dir.
+The bytes must be an image (checked by their first bytes) within `[media] reference_max_bytes`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from pathlib import Path
+
+import anyio
+from pydantic import BaseModel
+
+from mcp_server.errors import GatewayError, invalid_argument
+from mcp_server.media.fetch import GuardedFetcher
+from mcp_server.media.files import IMAGE_EXTENSIONS, MIME_TYPES, sniff_extension
+
+_PATH_HINTS = (".png", ".jpg", ".jpeg", ".webp", ".gif")
+
+
+class ReferenceImage(BaseModel):
+    data: bytes
+    mime_type: str
+
+    def b64(self) -> str:
+        return base64.b64encode(self.data).decode("ascii")
+
+
+async def load_reference_image(
+    value: str, *, param: str, input_dir: Path | None, fetcher: GuardedFetcher, max_bytes: int
+) -> ReferenceImage:
+    text = value.strip()
+    if not text:
+        raise invalid_argument(param, f"{param} is empty.")
+    lowered = text[:16].lower()
+    if lowered.startswith("data:"):
+        data = _decode_data_url(text, param, max_bytes)
+    elif lowered.startswith(("http://", "https://")):
+        data = await fetcher.fetch(text, param=param)
+    elif lowered.startswith("file:"):
+        raise invalid_argument(param, f"{param} does not take file: URLs; pass a path relative to the input folder.")
+    else:
+        data = _decode_base64(text, param, max_bytes)
+        if data is None:
+            data = await _read_input_file(text, param, input_dir, max_bytes)
+    return _as_image(data, param, max_bytes)
+
+
+def _decode_base64(text: str, param: str, max_bytes: int) -> bytes | None:
+    """Plain base64 that decodes to an image, else None (the value may be a file name instead)."""
+    if len(text) > 4 * (max_bytes // 3 + 1) + 1024:  # refused without decoding a huge string
+        raise _too_large(param, max_bytes)
+    compact = "".join(text.split())
+    try:
+        data = base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return data if sniff_extension(data[:16]) in IMAGE_EXTENSIONS else None
+
+
+def _decode_data_url(text: str, param: str, max_bytes: int) -> bytes:
+    header, sep, payload = text.partition(",")
+    if not sep or ";base64" not in header.lower():
+        raise invalid_argument(param, f"{param} data: URLs must be base64, like data:image/png;base64,iVBOR...")
+    data = _decode_base64(payload, param, max_bytes)
+    if data is None:
+        raise invalid_argument(param, f"{param} data: URL does not hold a PNG, JPEG, WebP or GIF image.")
+    return data
+
+
+async def _read_input_file(text: str, param: str, input_dir: Path | None, max_bytes: int) -> bytes:
+    looks_like_path = "/" in text or "\\" in text or text.lower().endswith(_PATH_HINTS)
+    if not looks_like_path:
+        raise invalid_argument(
+            param, f"{param} must be base64 image data, a data: URL, an http(s) URL, or a file in the input folder."
+        )
+    if input_dir is None:
+        raise invalid_argument(
+            param,
+            f"{param} looks like a file path, but no input folder is configured, so local files cannot be read. "
+            "Pass the image as base64 or a data: URL, or set [server] input_dir in the config.",
+        )
+    root = await anyio.Path(input_dir).expanduser()
+    root = await root.resolve()
+    candidate = await (root / text).resolve()  # absolute `text` replaces root; both are checked below
+    if not candidate.is_relative_to(root):
+        raise invalid_argument(param, f"{param} path is outside the input folder {root}; only files in it can be read.")
+    if not await candidate.is_file():
+        raise invalid_argument(param, f"{param}: no file '{text}' in the input folder {root}.")
+    stat = await candidate.stat()
+    if stat.st_size > max_bytes:
+        raise _too_large(param, max_bytes)
+    return await candidate.read_bytes()
+
+
+def _too_large(param: str, max_bytes: int) -> GatewayError:
+    return invalid_argument(param, f"{param} is larger than {max_bytes} bytes ([media] reference_max_bytes).")
+
+
+def _as_image(data: bytes, param: str, max_bytes: int) -> ReferenceImage:
+    if len(data) > max_bytes:
+        raise _too_large(param, max_bytes)
+    extension = sniff_extension(data[:16])
+    if extension not in IMAGE_EXTENSIONS:
+        raise invalid_argument(param, f"{param} is not a PNG, JPEG, WebP or GIF image.")
+    return ReferenceImage(data=data, mime_type=MIME_TYPES[extension])

@@ -1,0 +1,69 @@
+"""Resources: media://{id} (a saved file, as a blob with its own mime type), jobs://{job_id}, jobs://recent."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
+
+from mcp_server.errors import GatewayError
+from mcp_server.gateway import Gateway
+from mcp_server.media.files import MIME_TYPES
+from mcp_server.media.jobs import public_view
+
+RECENT_JOBS = 20
+
+
+def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
+    limit = gateway.config.media.resource_max_bytes
+
+    # One template per file type, so every read carries the file's real mime type (a template has one).
+    for extension, mime_type in MIME_TYPES.items():
+        kind = "image" if mime_type.startswith("image/") else "video"
+        mcp.resource(
+            f"media://{{media_id}}.{extension}",
+            name=f"media-{extension}",
+            title=f"Generated {kind} ({extension})",
+            description=f"A {kind} genroute generated and saved, in full (ids come from tool results)",
+            mime_type=mime_type,
+        )(_media_reader(gateway, extension, limit))
+
+    @mcp.resource(
+        "jobs://recent",
+        name="recent-jobs",
+        description=f"The {RECENT_JOBS} latest video jobs, newest first",
+        mime_type="application/json",
+    )
+    async def recent_jobs() -> str:
+        jobs = await gateway.store.list_jobs(limit=RECENT_JOBS)
+        return json.dumps({"jobs": [public_view(job) for job in jobs]}, indent=2)
+
+    @mcp.resource(
+        "jobs://{job_id}",
+        name="job",
+        description="One video job: status, arguments, timestamps, result or error",
+        mime_type="application/json",
+    )
+    async def job_resource(job_id: str) -> str:
+        try:
+            job = await gateway.jobs.get(job_id)
+        except GatewayError as error:
+            raise ResourceNotFoundError(error.message) from None
+        return json.dumps(public_view(job), indent=2)
+
+
+def _media_reader(gateway: Gateway, extension: str, limit: int) -> Callable[[str], Awaitable[bytes]]:
+    async def read_media(media_id: str) -> bytes:
+        try:
+            _, data = await gateway.media.read(f"{media_id}.{extension}", limit)
+        except GatewayError as error:
+            if error.status == 404:
+                raise ResourceNotFoundError(error.message) from None
+            raise ResourceError(error.message) from None
+        return data
+
+    read_media.__name__ = f"media_{extension}"
+    return read_media

@@ -1,0 +1,207 @@
+"""generate_video and get_video_status: bounded waits with progress on every poll, then a job id to resume."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp_types import CallToolResult, ResourceLink, ToolAnnotations
+from pydantic import BaseModel, Field
+
+from mcp_server.catalog import ModelCard
+from mcp_server.errors import GatewayError, invalid_argument
+from mcp_server.gateway import Gateway
+from mcp_server.media.jobs import OnUpdate, VideoResult, elapsed_s
+from mcp_server.media.reference import load_reference_image
+from mcp_server.media.registry import MediaItem
+from mcp_server.store import JobRecord
+from mcp_server.tools.image import check_prompt
+from mcp_server.tools.results import failed, guarded, ok, progress_token
+
+DEFAULT_WAIT_S = 45.0
+_RATIO = re.compile(r"^\d{1,3}:\d{1,3}$")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class VideoJobOutput(BaseModel):
+    job_id: str = Field(description="Pass to get_video_status; also readable as jobs://{job_id}")
+    status: Literal["submitting", "running", "completed", "failed"]
+    model: str
+    provider: str
+    elapsed_s: float = Field(description="Seconds since the job was submitted")
+    progress: float | None = Field(default=None, description="0-100, where the provider reports it")
+    hint: str | None = Field(default=None, description="What to do next while the job is still running")
+    video: MediaItem | None = Field(default=None, description="The saved file (media:// uri, path), once done")
+    url: str | None = Field(default=None, description="The provider's URL for the video (may expire)")
+    duration: float | None = None
+    cost_usd: float | None = None
+    download_error: str | None = None
+    deduplicated: bool = Field(default=False, description="True when client_request_id matched an existing job")
+
+
+def check_video_arguments(card: ModelCard, duration: float | None, aspect_ratio: str | None) -> None:
+    if duration is not None:
+        if card.durations and duration not in card.durations:
+            allowed = ", ".join(f"{d:g}" for d in card.durations)
+            raise invalid_argument(
+                "duration", f"Model '{card.id}' makes videos of {allowed} seconds; got {duration:g}."
+            )
+        if not 0 < duration <= 600:
+            raise invalid_argument("duration", f"`duration` must be a number of seconds above 0; got {duration:g}.")
+    if aspect_ratio is not None:
+        if card.aspect_ratios and aspect_ratio not in card.aspect_ratios:
+            allowed = ", ".join(card.aspect_ratios)
+            raise invalid_argument(
+                "aspect_ratio", f"Model '{card.id}' offers aspect ratios {allowed}; got '{aspect_ratio}'."
+            )
+        if not _RATIO.match(aspect_ratio):
+            raise invalid_argument("aspect_ratio", f"`aspect_ratio` must look like 16:9; got '{aspect_ratio}'.")
+
+
+def check_wait(wait_s: float, limit: float) -> float:
+    if not 0 <= wait_s <= limit:
+        raise invalid_argument("wait_s", f"`wait_s` must be from 0 to {limit:g} seconds; got {wait_s:g}.")
+    return wait_s
+
+
+def progress_reporter(ctx: Context) -> OnUpdate:
+    """A progress notification per poll (status, provider progress, elapsed), strictly increasing, if asked for."""
+    last = -1.0
+
+    async def report(job: JobRecord) -> None:
+        nonlocal last
+        if progress_token(ctx) is None:
+            return
+        elapsed = elapsed_s(job)
+        value = max(elapsed, last + 0.1)
+        last = value
+        detail = f", provider at {job.progress:g}%" if job.progress is not None else ""
+        await ctx.report_progress(value, None, f"video job {job.id}: {job.status}{detail}, {elapsed:.0f} s elapsed")
+
+    return report
+
+
+def job_result(job: JobRecord, *, deduplicated: bool = False) -> CallToolResult:
+    if job.status == "failed":
+        error = job.error or {}
+        result = failed(
+            GatewayError(
+                str(error.get("message") or "The video job failed."),
+                type=str(error.get("type") or "upstream_error"),
+                code=error.get("code"),
+                param=error.get("param"),
+                status=error.get("status"),
+            )
+        )
+        result.structured_content = {**(result.structured_content or {}), "job_id": job.id}
+        return result
+    output = VideoJobOutput(
+        job_id=job.id,
+        status=job.status,
+        model=job.model,
+        provider=job.provider,
+        elapsed_s=elapsed_s(job),
+        progress=job.progress,
+        deduplicated=deduplicated,
+    )
+    if job.status != "completed":
+        output.hint = (
+            f"The video is still being made ({output.elapsed_s:.0f} s so far). Call get_video_status with "
+            f"job_id '{job.id}' to wait for it; the job keeps running on the server in the meantime."
+        )
+        return ok(output, text=f"Video job {job.id} is {job.status}. {output.hint}")
+    done = VideoResult.model_validate(job.result or {})
+    output.video, output.url, output.duration = done.video, done.url, done.duration
+    output.cost_usd, output.download_error = done.cost_usd, done.download_error
+    if done.video is None:
+        return ok(output, text=f"Video job {job.id} is done, but {done.download_error} URL: {done.url}")
+    link = ResourceLink(
+        type="resource_link",
+        uri=done.video.uri,
+        name=done.video.id,
+        title="Generated video",
+        description=f"The generated video, saved at {done.video.path}",
+        mime_type=done.video.mime_type,
+        size=done.video.bytes,
+    )
+    duration = f"{done.duration:g} s " if done.duration is not None else ""
+    text = f"Video job {job.id} is done: {duration}video saved at {done.video.path} ({done.video.uri})."
+    return ok(output, [link], text=text)
+
+
+def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
+    config = gateway.config.media
+
+    @mcp.tool(
+        name="generate_video",
+        description=(
+            "Start a video from a text prompt (optionally a first-frame image) and wait up to `wait_s` seconds "
+            "(default 45) with progress notifications. If it is not done by then the result is "
+            "{job_id, status: 'running'}: call get_video_status with the job_id. Pass `client_request_id` to make a "
+            "retry safe: the same id within 24 h returns the existing job instead of paying again."
+        ),
+        annotations=ToolAnnotations(readOnlyHint=False, openWorldHint=True, idempotentHint=False),
+    )
+    @guarded
+    async def generate_video(
+        ctx: Context,
+        prompt: Annotated[str, Field(description="What happens in the video")],
+        model: Annotated[str | None, Field(description="Video model id or alias (see list_models)")] = None,
+        image: Annotated[
+            str | None,
+            Field(description="First frame: base64, a data: URL, a public http(s) URL, or a file in the input folder"),
+        ] = None,
+        duration: Annotated[float | None, Field(description="Seconds, one of the model's durations")] = None,
+        aspect_ratio: Annotated[str | None, Field(description="e.g. 16:9, one of the model's aspect ratios")] = None,
+        wait_s: Annotated[float, Field(description="How long to wait before returning the job id")] = DEFAULT_WAIT_S,
+        client_request_id: Annotated[
+            str | None, Field(description="Your id for this request; a repeat within 24 h returns the same job")
+        ] = None,
+    ) -> Annotated[CallToolResult, VideoJobOutput]:
+        check_prompt(prompt)
+        card = gateway.router.resolve(model, "video")
+        check_video_arguments(card, duration, aspect_ratio)
+        check_wait(wait_s, config.video_max_wait_s)
+        if client_request_id is not None and not _REQUEST_ID.match(client_request_id):
+            raise invalid_argument(
+                "client_request_id", "`client_request_id` must be 1-128 characters of letters, digits and . _ : -"
+            )
+        reference = None
+        if image is not None:
+            reference = await load_reference_image(
+                image,
+                param="image",
+                input_dir=gateway.config.server.input_dir,
+                fetcher=gateway.fetcher,
+                max_bytes=config.reference_max_bytes,
+            )
+        job, created = await gateway.jobs.create(
+            card,
+            prompt=prompt,
+            image=reference,
+            duration=duration,
+            aspect_ratio=aspect_ratio,
+            client_request_id=client_request_id,
+        )
+        job = await gateway.jobs.wait(job.id, wait_s, progress_reporter(ctx))
+        return job_result(job, deduplicated=not created)
+
+    @mcp.tool(
+        name="get_video_status",
+        description=(
+            "Wait up to `wait_s` seconds (default 45) for a video job from generate_video, with progress "
+            "notifications, and return it: the saved video once done, the provider's error if it failed, or "
+            "status 'running' (call again)."
+        ),
+        annotations=ToolAnnotations(readOnlyHint=True, openWorldHint=True, idempotentHint=True),
+    )
+    @guarded
+    async def get_video_status(
+        ctx: Context,
+        job_id: Annotated[str, Field(description="The job_id generate_video returned")],
+        wait_s: Annotated[float, Field(description="How long to wait for it to finish")] = DEFAULT_WAIT_S,
+    ) -> Annotated[CallToolResult, VideoJobOutput]:
+        check_wait(wait_s, config.video_max_wait_s)
+        job = await gateway.jobs.wait(job_id.strip(), wait_s, progress_reporter(ctx))
+        return job_result(job)

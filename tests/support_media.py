@@ -1,0 +1,134 @@
+"""Test helpers for media: image/video models in the config, and a second loopback web site.
+
+`LoopbackSite` is a real HTTP server on 127.0.0.1 (stdlib, in a thread) standing in for "some web site"
+a reference_image URL points at: it serves an image, redirects wherever a test says, loops, stalls or
+sends too much. Tests make the fetch guard treat it as public the way an operator would, with
+`[media] reference_allow_private = ["127.0.0.1:<its port>"]`; everything else on loopback (the
+emulator's port) stays private.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+from tests.emulator_media import png_bytes
+
+IMAGE_MODEL = "nano"  # url answers (ArkRoute's default)
+B64_IMAGE_MODEL = "nano-b64"  # asks for b64_json
+VIDEO_MODEL = "kling"
+
+
+def media_config(config: dict[str, Any], **media: Any) -> dict[str, Any]:
+    """Add image and video models (limits and prices as a real config would carry) and fast polling."""
+    config["models"].update(
+        {
+            IMAGE_MODEL: {
+                "provider": "arkroute",
+                "upstream": "nano-banana-2",
+                "kind": "image",
+                "sizes": ["256x256", "1024x1024", "1024x1536", "4096x4096"],
+                "max_n": 4,
+                "usd_per_image": 0.02,
+            },
+            B64_IMAGE_MODEL: {
+                "provider": "arkroute",
+                "upstream": "nano-banana-2",
+                "kind": "image",
+                "response_format": "b64_json",
+                "max_n": 2,
+            },
+            VIDEO_MODEL: {
+                "provider": "arkroute",
+                "upstream": "kling-v2-master",
+                "kind": "video",
+                "durations": [5, 10],
+                "aspect_ratios": ["16:9", "9:16", "1:1"],
+                "usd_per_second": 0.1,
+            },
+        }
+    )
+    config["media"] = {"video_poll_initial_s": 0.2, "video_poll_max_s": 0.5, **media}
+    return config
+
+
+def png_b64(width: int = 64, height: int = 64) -> str:
+    return base64.b64encode(png_bytes(width, height)).decode("ascii")
+
+
+def file_bytes(path: str | Path) -> bytes:
+    return Path(path).read_bytes()
+
+
+def media_files(config: dict[str, Any]) -> list[Path]:
+    root = Path(config["server"]["output_dir"])
+    return sorted(p for p in root.iterdir() if not p.name.startswith(".")) if root.exists() else []
+
+
+class LoopbackSite:
+    """A small web site on a loopback port: /image.png, /redirect?to=URL, /loop, /big, /slow, /notfound."""
+
+    def __init__(self, big_bytes: int = 64_000) -> None:
+        self.paths: list[str] = []
+        self.big_bytes = big_bytes
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                site.paths.append(self.path)
+                url = urlparse(self.path)
+                if url.path == "/image.png":
+                    self._send(200, png_bytes(32, 32), "image/png")
+                elif url.path == "/redirect":
+                    target = parse_qs(url.query)["to"][0]
+                    self.send_response(302)
+                    self.send_header("Location", target)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                elif url.path == "/loop":
+                    self.send_response(302)
+                    self.send_header("Location", "/loop")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                elif url.path == "/big":
+                    body = png_bytes(32, 32)
+                    self._send(200, body + b"\0" * (site.big_bytes - len(body)), "image/png", chunked=True)
+                elif url.path == "/slow":
+                    time.sleep(3)
+                    self._send(200, png_bytes(32, 32), "image/png")
+                else:
+                    self._send(404, b"not found", "text/plain")
+
+            def _send(self, status: int, body: bytes, kind: str, chunked: bool = False) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                if not chunked:  # without a length the guard must count the bytes itself
+                    self.send_header("Content-Length", str(len(body)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, name="loopback-site", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> LoopbackSite:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
