@@ -1,4 +1,4 @@
-"""The `genroute` command: serve (stdio or HTTP), models, check."""
+"""The `genroute` command: serve (stdio or HTTP), models, usage, check."""
 
 from __future__ import annotations
 
@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     commands.add_parser("models", help="print the model catalog")
+    from mcp_server.usage.command import add_usage_parser
+
+    add_usage_parser(commands)
     commands.add_parser("check", help="validate the config and ask every provider whether it answers")
     keys_cli.add_parser(commands)
     return parser
@@ -59,6 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _models(config)
     if args.command == "keys":
         return anyio.run(keys_cli.run, config, args)
+    if args.command == "usage":
+        from mcp_server.usage.command import usage_command
+
+        return anyio.run(usage_command, config, args)
     return anyio.run(_check, config)
 
 
@@ -74,6 +81,13 @@ def _serve(config: GatewayConfig, args: argparse.Namespace) -> int:
     from mcp_server.gateway import Gateway
     from mcp_server.server import build_server
 
+    if config.server.database_url:  # a database that is down: one clear line, not a startup traceback
+        from mcp_server.store import probe_store
+
+        problem = anyio.run(probe_store, config)
+        if problem:
+            print(f"genroute: {problem}", file=sys.stderr)
+            return 2
     gateway = Gateway.from_config(config)
     mcp = build_server(gateway)
     if args.http:

@@ -35,6 +35,13 @@ class ServerConfig(_Strict):
     default_video_model: str | None = None
     local_model: bool = True  # serve local/smollm2 whenever the `local` extra is installed
 
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("database_url must be a PostgreSQL URL: postgresql://user:password@host:5432/dbname")
+        return url or None
+
     def anchored(self, base: Path) -> ServerConfig:
         """Relative folders are relative to the config file, not to the cwd (clients start servers in `/`)."""
         update: dict[str, Path] = {}

@@ -21,6 +21,7 @@ from mcp_server.reliability.attempts import Reliability
 from mcp_server.reliability.health_file import HealthFile
 from mcp_server.router import Router
 from mcp_server.store import Store, open_store_for
+from mcp_server.usage.accountant import Accountant
 
 log = logging.getLogger("genroute")
 
@@ -64,9 +65,10 @@ class Gateway:
         if any(card.provider == LOCAL_PROVIDER for card in catalog.cards()) and LOCAL_PROVIDER not in providers:
             providers[LOCAL_PROVIDER] = ProviderConfig(protocol="local")
         adapters: dict[str, ProviderAdapter] = {name: build_adapter(name, cfg) for name, cfg in providers.items()}
+        store = open_store_for(config)
         reliability = Reliability(catalog, config.routing, providers)
-        router = Router(catalog, adapters, reliability)
-        return cls(config=config, catalog=catalog, router=router, store=open_store_for(config))
+        router = Router(catalog, adapters, reliability, Accountant(store, config.budget))
+        return cls(config=config, catalog=catalog, router=router, store=store)
 
     @property
     def health_dir(self) -> Path:

@@ -28,6 +28,9 @@ from mcp_server.providers.base import (
     VideoStatus,
 )
 from mcp_server.reliability.attempts import Attempted, Reliability
+from mcp_server.usage.accountant import Accountant
+from mcp_server.usage.caller import current_caller
+from mcp_server.usage.cost import Quantities, chat_estimate
 
 T = TypeVar("T")
 
@@ -65,11 +68,16 @@ def new_idempotency_key() -> str:
 
 class Router:
     def __init__(
-        self, catalog: Catalog, adapters: dict[str, ProviderAdapter], reliability: Reliability | None = None
+        self,
+        catalog: Catalog,
+        adapters: dict[str, ProviderAdapter],
+        reliability: Reliability | None = None,
+        accountant: Accountant | None = None,
     ) -> None:
         self.catalog = catalog
         self.adapters = adapters
         self.reliability = reliability or Reliability(catalog)
+        self.accountant = accountant or Accountant(None)
 
     def resolve(self, requested: str | None, kind: Kind) -> ModelCard:
         return self.catalog.resolve(requested, kind)
@@ -85,23 +93,48 @@ class Router:
             )
         return Route(card, adapter)
 
-    async def run(self, card: ModelCard, operation: Operation[T], *, resend_if_lost: bool = True) -> Routed[T]:
-        """Run one logical call against `card`'s provider, or its fallbacks.
+    async def run(
+        self,
+        card: ModelCard,
+        operation: Operation[T],
+        *,
+        tool: str | None = None,
+        caller: str | None = None,
+        estimate: Quantities | None = None,
+        job_id: str | None = None,
+        metered: bool = True,
+        resend_if_lost: bool = True,
+    ) -> Routed[T]:
+        """Run one logical call against `card`'s provider or its fallbacks, guarded by the budget, in the ledger.
 
         `operation` may run several times (retries, fallbacks): build anything that must stay the same
         across attempts, such as an Idempotency-Key, outside it. Pass `resend_if_lost=False` for a paid
         submission (video) that must not be sent again when its answer was lost.
+        `tool` names the call in the ledger (default: the model's kind); `caller` defaults to the identity the
+        MCP layer set for this request; `estimate` is what the call may use (default: one image, the longest
+        video, a default-length answer); `job_id` ties a video submission to its job; `metered=False` is for
+        calls that cost nothing and are part of another call (video status polls): no budget, no record.
         """
         self.route_for(card)  # an unconfigured provider fails here, before any attempt
-        started = time.perf_counter()
-        done = await self._attempt(card, operation, resend_if_lost)
-        return Routed(
-            value=done.value,
-            card=done.card,
-            latency_ms=(time.perf_counter() - started) * 1000.0,
-            fallback_from=done.fallback_from,
-            attempts=done.attempts,
-        )
+        async with self.accountant.metered(
+            card,
+            tool=tool or card.kind,
+            caller=caller or current_caller(),
+            estimate=estimate,
+            job_id=job_id,
+            enabled=metered,
+        ) as meter:
+            started = time.perf_counter()
+            done = await self._attempt(card, operation, resend_if_lost)
+            routed = Routed(
+                value=done.value,
+                card=done.card,
+                latency_ms=(time.perf_counter() - started) * 1000.0,
+                fallback_from=done.fallback_from,
+                attempts=done.attempts,
+            )
+            meter.done(routed)
+        return routed
 
     async def _attempt(self, card: ModelCard, operation: Operation[T], resend_if_lost: bool) -> Attempted[T]:
         """The retry loop (reliability/attempts.py) around `operation`, one route per candidate model."""
@@ -117,11 +150,17 @@ class Router:
         messages: list[ChatMessage],
         *,
         on_delta: Callable[[ChatDelta], Awaitable[None]] | None = None,
+        tool: str = "chat_complete",
+        caller: str | None = None,
         **sampling: object,
     ) -> Routed[ChatResult]:
         """A chat completion; with `on_delta` the upstream streams and each piece is passed on as it arrives."""
         card = self.resolve(requested, "chat")
         delivered: list[str] = []  # text already passed to the client, across attempts
+        max_tokens = sampling.get("max_tokens")
+        estimate = chat_estimate(
+            card, (m.content for m in messages), max_tokens if isinstance(max_tokens, int) else None
+        )
 
         async def call(route: Route) -> ChatResult:
             request = ChatRequest(upstream_model=route.card.upstream, messages=messages, **sampling)  # type: ignore[arg-type]
@@ -130,7 +169,7 @@ class Router:
             return await _collect_stream(route.adapter, request, on_delta, delivered)
 
         try:
-            return await self.run(card, call)
+            return await self.run(card, call, tool=tool, caller=caller, estimate=estimate)
         except GatewayError as error:
             if delivered and not error.partial_text:  # e.g. the deadline cut the stream: keep what was sent
                 error.partial_text = "".join(delivered)
@@ -160,7 +199,7 @@ class Router:
             )
             return await route.adapter.generate_image(request, idempotency_key=key)
 
-        return await self.run(card, call)
+        return await self.run(card, call, tool="generate_image", estimate=Quantities(images=n))
 
     async def submit_video(
         self,
@@ -171,9 +210,13 @@ class Router:
         duration: float | None = None,
         aspect_ratio: str | None = None,
         idempotency_key: str | None = None,
+        job_id: str | None = None,
+        caller: str | None = None,
     ) -> Routed[VideoStatus]:
-        """Start a video task. Video jobs keep their key in the job record, so a resumed submission reuses it."""
+        """Start a video task. Video jobs keep their key in the job record, so a resumed submission reuses it.
+        The submission is what the ledger charges (duration x price); status polls are free and not recorded."""
         key = idempotency_key or new_idempotency_key()
+        estimate = Quantities(video_seconds=duration) if duration else None  # None: the card's longest
 
         async def call(route: Route) -> VideoStatus:
             request = VideoRequest(
@@ -186,7 +229,9 @@ class Router:
             return await route.adapter.submit_video(request, idempotency_key=key)
 
         # A lost answer may mean a paid job exists upstream: never sent again (see docs/reliability.md).
-        return await self.run(card, call, resend_if_lost=False)
+        return await self.run(
+            card, call, tool="generate_video", caller=caller, estimate=estimate, job_id=job_id, resend_if_lost=False
+        )
 
     async def video_status(self, card: ModelCard, task_id: str) -> Routed[VideoStatus]:
         """Poll a task on the provider that holds it: never a fallback, which would not know the task."""
@@ -195,7 +240,7 @@ class Router:
         async def call(route: Route) -> VideoStatus:
             return await route.adapter.video_status(task_id)
 
-        return await self.run(pinned, call)
+        return await self.run(pinned, call, metered=False)
 
     def adapter_for(self, card: ModelCard) -> ProviderAdapter:
         """The adapter of `card`'s provider, for calls that are not generations (downloads of its outputs)."""

@@ -264,6 +264,8 @@ class VideoJobs:
                 duration=arguments.get("duration"),
                 aspect_ratio=arguments.get("aspect_ratio"),
                 idempotency_key=arguments.get("idempotency_key") or new_idempotency_key(),
+                job_id=job.id,
+                caller=job.caller,
             )
         except GatewayError as error:
             if is_transient(error):

@@ -8,15 +8,26 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.to_thread
 
-from mcp_server.errors import GatewayError
-from mcp_server.store.base import ApiKeyRecord, JobRecord, Store
+from mcp_server.store import sqlite_keys, sqlite_usage
+from mcp_server.store.base import (
+    ApiKeyRecord,
+    BudgetStatus,
+    JobRecord,
+    Reservation,
+    Store,
+    StoreUnavailable,
+    UsageQuery,
+    UsageRecord,
+    UsageSummary,
+)
+from mcp_server.store.sqlite_usage import immediate
 
 MIGRATIONS: list[str] = [
     # 1: video jobs
@@ -42,7 +53,9 @@ MIGRATIONS: list[str] = [
     CREATE INDEX jobs_status ON jobs (status, updated_at);
     CREATE INDEX jobs_created ON jobs (created_at);
     """,
-    # api keys. Idempotent (IF NOT EXISTS) so its place in this list may move when branches merge.
+    # 2: usage ledger, its hourly roll-up, budget months and reservations
+    sqlite_usage.MIGRATION,
+    # 3: api keys. Idempotent (IF NOT EXISTS) so its place in this list may move when branches merge.
     """
     CREATE TABLE IF NOT EXISTS api_keys (
         id TEXT PRIMARY KEY,
@@ -79,17 +92,14 @@ class SQLiteStore(Store):
         conn.execute("PRAGMA synchronous=NORMAL")  # with WAL: a committed write survives a killed process
         conn.execute("PRAGMA busy_timeout=30000")
         conn.execute("PRAGMA foreign_keys=ON")
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in filter(str.strip, script.split(";")):
+        while True:  # the version is read under the write lock: two processes opening at once migrate once
+            with immediate(conn):
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if version >= len(MIGRATIONS):
+                    break
+                for statement in filter(str.strip, MIGRATIONS[version].split(";")):
                     conn.execute(statement)
-                conn.execute(f"PRAGMA user_version={number}")
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+                conn.execute(f"PRAGMA user_version={version + 1}")
         return conn
 
     async def close(self) -> None:
@@ -101,7 +111,10 @@ class SQLiteStore(Store):
         """Run `fn(conn, *args)` in the store's thread; the building block for every query."""
         if self._conn is None:
             raise RuntimeError("store is not open")
-        return await anyio.to_thread.run_sync(fn, self._conn, *args, limiter=self._limiter)
+        try:
+            return await anyio.to_thread.run_sync(fn, self._conn, *args, limiter=self._limiter)
+        except sqlite3.OperationalError as exc:  # locked past busy_timeout, disk full, I/O error
+            raise StoreUnavailable(f"The SQLite database {self.path} is unavailable: {exc}.") from exc
 
     # --- jobs ---
     async def create_job(self, job: JobRecord) -> JobRecord:
@@ -121,19 +134,41 @@ class SQLiteStore(Store):
 
     # --- api keys ---
     async def create_key(self, key: ApiKeyRecord) -> ApiKeyRecord:
-        return await self.run(_create_key, key)
+        return await self.run(sqlite_keys.create, key)
 
     async def list_keys(self, *, include_revoked: bool = True) -> list[ApiKeyRecord]:
-        return await self.run(_list_keys, include_revoked)
+        return await self.run(sqlite_keys.list_all, include_revoked)
 
     async def revoke_key(self, name: str) -> ApiKeyRecord | None:
-        return await self.run(_revoke_key, name)
+        return await self.run(sqlite_keys.revoke, name)
 
     async def find_key_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
-        return await self.run(_find_key_by_hash, key_hash)
+        return await self.run(sqlite_keys.find_by_hash, key_hash)
 
     async def touch_key(self, key_id: str, when: datetime) -> None:
-        await self.run(_touch_key, key_id, when)
+        await self.run(sqlite_keys.touch, key_id, when)
+
+    # --- usage and budgets ---
+    async def record_usage(self, record: UsageRecord, *, reservation_id: str | None = None) -> None:
+        await self.run(sqlite_usage.record, [record], reservation_id)
+
+    async def record_usage_batch(self, records: list[UsageRecord]) -> None:
+        if records:
+            await self.run(sqlite_usage.record, records, None)
+
+    async def usage_summary(self, query: UsageQuery) -> UsageSummary:
+        return await self.run(sqlite_usage.summary, query)
+
+    async def budget_status(self, month: str) -> BudgetStatus:
+        return await self.run(sqlite_usage.status, month)
+
+    async def reserve_budget(
+        self, month: str, limit_usd: float, amount_usd: float, *, ttl: timedelta = timedelta(hours=2)
+    ) -> Reservation:
+        return await self.run(sqlite_usage.reserve, month, limit_usd, amount_usd, ttl)
+
+    async def release_reservation(self, reservation_id: str) -> None:
+        await self.run(sqlite_usage.release, reservation_id)
 
 
 def _to_row(job: JobRecord) -> dict[str, Any]:
@@ -157,22 +192,16 @@ def _from_row(row: sqlite3.Row | None) -> JobRecord | None:
 
 
 def _create_job(conn: sqlite3.Connection, job: JobRecord) -> JobRecord:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with immediate(conn):
         if job.client_request_id:
             since = datetime.fromtimestamp(job.created_at.timestamp() - 24 * 3600, UTC)
             existing = _find_job(conn, job.client_request_id, since)
             if existing is not None:
-                conn.execute("COMMIT")
                 return existing
         row = _to_row(job)
         conn.execute(
             f"INSERT INTO jobs ({', '.join(_JOB_COLUMNS)}) VALUES ({', '.join(':' + c for c in _JOB_COLUMNS)})", row
         )
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return job
 
 
@@ -203,65 +232,3 @@ def _list_jobs(conn: sqlite3.Connection, limit: int, unfinished_only: bool) -> l
     where = "WHERE status NOT IN ('completed', 'failed')" if unfinished_only else ""
     rows = conn.execute(f"SELECT * FROM jobs {where} ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
     return [job for row in rows if (job := _from_row(row)) is not None]
-
-
-_KEY_COLUMNS = tuple(ApiKeyRecord.model_fields)
-_KEY_TIMES = ("created_at", "revoked_at", "last_used_at")
-
-
-def _epoch(value: datetime | None) -> float | None:
-    return None if value is None else value.timestamp()
-
-
-def _key_from_row(row: sqlite3.Row | None) -> ApiKeyRecord | None:
-    if row is None:
-        return None
-    data = dict(row)
-    for name in _KEY_TIMES:
-        data[name] = None if data[name] is None else datetime.fromtimestamp(data[name], UTC)
-    data["admin"] = bool(data["admin"])
-    return ApiKeyRecord.model_validate(data)
-
-
-def _create_key(conn: sqlite3.Connection, key: ApiKeyRecord) -> ApiKeyRecord:
-    row = key.model_dump()
-    for name in _KEY_TIMES:
-        row[name] = _epoch(row[name])
-    try:
-        conn.execute(
-            f"INSERT INTO api_keys ({', '.join(_KEY_COLUMNS)}) VALUES ({', '.join(':' + c for c in _KEY_COLUMNS)})",
-            row,
-        )
-    except sqlite3.IntegrityError:
-        raise GatewayError(
-            f"A key named '{key.name}' already exists. Revoke it first or pick another name.",
-            code="key_exists",
-            param="name",
-            status=409,
-        ) from None
-    return key
-
-
-def _list_keys(conn: sqlite3.Connection, include_revoked: bool) -> list[ApiKeyRecord]:
-    where = "" if include_revoked else "WHERE revoked_at IS NULL"
-    rows = conn.execute(f"SELECT * FROM api_keys {where} ORDER BY created_at, name").fetchall()
-    return [key for row in rows if (key := _key_from_row(row)) is not None]
-
-
-def _revoke_key(conn: sqlite3.Connection, name: str) -> ApiKeyRecord | None:
-    row = conn.execute("SELECT * FROM api_keys WHERE name = ? AND revoked_at IS NULL", (name,)).fetchone()
-    key = _key_from_row(row)
-    if key is None:
-        return None
-    key.revoked_at = datetime.now(UTC)
-    conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (_epoch(key.revoked_at), key.id))
-    return key
-
-
-def _find_key_by_hash(conn: sqlite3.Connection, key_hash: str) -> ApiKeyRecord | None:
-    row = conn.execute("SELECT * FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL", (key_hash,)).fetchone()
-    return _key_from_row(row)
-
-
-def _touch_key(conn: sqlite3.Connection, key_id: str, when: datetime) -> None:
-    conn.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (_epoch(when), key_id))
