@@ -80,6 +80,31 @@ def random_records(count: int, seed: int) -> list[UsageRecord]:
     return records
 
 
+# --- api keys ---
+
+
+async def test_api_keys_store_hashes_and_revoke_by_name(store: Store) -> None:
+    from mcp_server.errors import GatewayError
+    from mcp_server.store.base import ApiKeyRecord
+
+    alice = await store.create_key(ApiKeyRecord(id="k1", name="alice", key_hash="h1", admin=True, rate_limit_per_min=5))
+    await store.create_key(ApiKeyRecord(id="k2", name="bob", key_hash="h2"))
+    with pytest.raises(GatewayError) as caught:
+        await store.create_key(ApiKeyRecord(id="k3", name="alice", key_hash="h3"))
+    assert caught.value.code == "key_exists"
+    found = await store.find_key_by_hash("h1")
+    assert found is not None and (found.name, found.admin, found.rate_limit_per_min) == ("alice", True, 5)
+    await store.touch_key("k1", alice.created_at + timedelta(minutes=1))
+    revoked = await store.revoke_key("alice")
+    assert revoked is not None and revoked.revoked_at is not None
+    assert await store.find_key_by_hash("h1") is None  # a revoked key stops working at once
+    assert await store.revoke_key("alice") is None
+    again = await store.create_key(ApiKeyRecord(id="k4", name="alice", key_hash="h4"))  # the name is free again
+    assert again.name == "alice"
+    assert [k.name for k in await store.list_keys(include_revoked=False)] == ["bob", "alice"]
+    assert len(await store.list_keys()) == 3
+
+
 # --- jobs ---
 
 
