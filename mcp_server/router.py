@@ -13,6 +13,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from mcp_server.access.identity import current_caller
 from mcp_server.catalog import Catalog, ModelCard
 from mcp_server.config import Kind
 from mcp_server.errors import GatewayError
@@ -29,7 +30,6 @@ from mcp_server.providers.base import (
 )
 from mcp_server.reliability.attempts import Attempted, Reliability
 from mcp_server.usage.accountant import Accountant
-from mcp_server.usage.caller import current_caller
 from mcp_server.usage.cost import Quantities, chat_estimate
 
 T = TypeVar("T")

@@ -252,3 +252,26 @@ async def test_oauth_resource_server_mode(config_data: dict[str, Any], tmp_path:
     assert authorization.requests[0]["authorization"].startswith("Basic ")
     assert authorization.requests[0]["form"]["token_type_hint"] == "access_token"
     assert "tok-good" not in stderr and "s3cret-introspection" not in stderr
+
+
+@pytest.mark.anyio
+async def test_ledger_records_the_key_name_and_a_key_sees_only_its_own_usage(config_path: Path) -> None:
+    """Over a real `genroute serve --http`: calls are charged to the key that made them; a non-admin key's
+    get_usage shows only its own usage and may not ask for another caller's; an admin key sees everyone."""
+    alice = new_key(config_path, "alice")
+    bob = new_key(config_path, "bob")
+    root = new_key(config_path, "root", "--admin")
+    with http_gateway(config_path, auth=True) as gateway:
+        for key, calls in ((alice, 2), (bob, 1)):
+            async with client(gateway.mcp_url, key) as session:
+                for _ in range(calls):
+                    assert not (await session.call_tool("chat_complete", {"prompt": "hi"})).is_error
+        async with client(gateway.mcp_url, alice) as session:
+            own = (await session.call_tool("get_usage", {"group_by": "caller"})).structured_content
+            spying = await session.call_tool("get_usage", {"caller": "bob"})
+        async with client(gateway.mcp_url, root) as session:
+            everyone = (await session.call_tool("get_usage", {"group_by": "caller"})).structured_content
+    assert own["requests"] == 2 and set(own["breakdown"]) == {"alice"}
+    assert spying.is_error and spying.structured_content["error"]["param"] == "caller"
+    assert everyone["requests"] == 3
+    assert {name: row["requests"] for name, row in everyone["breakdown"].items()} == {"alice": 2, "bob": 1}

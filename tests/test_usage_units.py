@@ -16,7 +16,6 @@ from mcp_server.providers.base import ChatResult, Usage
 from mcp_server.router import Routed
 from mcp_server.store.usage import LEDGER, plan_usage
 from mcp_server.usage.accountant import Meter
-from mcp_server.usage.caller import caller_from_request
 from mcp_server.usage.cost import (
     DEFAULT_OUTPUT_TOKENS,
     Quantities,
@@ -135,18 +134,3 @@ def test_an_answer_without_token_counts_is_charged_by_estimate_not_free() -> Non
     counted = ChatResult(id="c", content="y" * 20, usage=Usage(prompt_tokens=3, completion_tokens=2))
     meter.done(Routed(value=counted, card=model, latency_ms=5.0))
     assert meter.success().cost_usd == pytest.approx(5)  # reported counts win
-
-
-def test_caller_is_stdio_the_http_keys_name_or_anonymous() -> None:
-    from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
-    from mcp.server.auth.provider import AccessToken
-    from starlette.requests import Request
-
-    def request(**scope: object) -> Request:
-        return Request({"type": "http", "method": "POST", "path": "/mcp", "headers": [], **scope})
-
-    token = AccessToken(token="t", client_id="ci-key", scopes=[])
-    assert caller_from_request(None) == "stdio"
-    assert caller_from_request(request()) == "anonymous"
-    assert caller_from_request(request(**{"genroute.caller": "alice"})) == "alice"
-    assert caller_from_request(request(user=AuthenticatedUser(token))) == "ci-key"

@@ -12,7 +12,6 @@ from mcp_types import CallToolResult, ContentBlock, TextContent
 from pydantic import BaseModel
 
 from mcp_server.errors import GatewayError
-from mcp_server.usage.caller import STDIO, caller_from_request, calling_as
 
 log = logging.getLogger("genroute.tools")
 P = ParamSpec("P")
@@ -50,10 +49,8 @@ def guarded(fn: Callable[P, Awaitable[CallToolResult]]) -> Callable[P, Awaitable
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> CallToolResult:
-        ctx = next((value for value in kwargs.values() if isinstance(value, Context)), None)
         try:
-            with calling_as(caller_of(ctx)):  # the ledger attributes provider calls to this identity
-                return await fn(*args, **kwargs)
+            return await fn(*args, **kwargs)
         except GatewayError as error:
             log.info("%s failed: %s (%s)", fn.__name__, error.code, error.status)
             return failed(error)
@@ -62,17 +59,6 @@ def guarded(fn: Callable[P, Awaitable[CallToolResult]]) -> Callable[P, Awaitable
             return internal_error()
 
     return wrapper
-
-
-def caller_of(ctx: Context[Any] | None) -> str:
-    """ "stdio" without an HTTP request; over HTTP the authenticated key's name, else "anonymous"."""
-    if ctx is None:
-        return STDIO
-    try:
-        request = ctx.request_context.request
-    except ValueError:  # no request context (a direct call outside MCP)
-        return STDIO
-    return caller_from_request(request)
 
 
 def progress_token(ctx: Context[Any] | None) -> str | int | None:

@@ -8,6 +8,8 @@ from mcp.server.mcpserver import MCPServer
 from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
+from mcp_server.access import identity
+from mcp_server.errors import GatewayError
 from mcp_server.gateway import Gateway
 from mcp_server.tools.results import guarded, ok
 from mcp_server.usage.report import UsageReport, build_report
@@ -43,6 +45,17 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
             Field(description="'local': genroute's ledger; 'provider': also the providers' own figures"),
         ] = "local",
     ) -> Annotated[CallToolResult, UsageReport]:
+        who = identity.current()
+        if not who.admin:  # a non-admin key sees its own usage only
+            if caller and caller != who.name:
+                raise GatewayError(
+                    f"This key may only see its own usage (caller '{who.name}'); leave `caller` out.",
+                    type="permission_error",
+                    code="forbidden",
+                    param="caller",
+                    status=403,
+                )
+            caller = who.name
         report = await build_report(
             gateway.store,
             gateway.catalog,
