@@ -118,6 +118,11 @@ class VideoJobs:
     async def resume_unfinished(self) -> int:
         jobs = await self.store.list_jobs(limit=1000, unfinished_only=True)
         for job in jobs:
+            if job.status == "submitting" and not self.router.reliability.honours_idempotency_key(job.provider):
+                # Caught mid-submission by a stop: it may run (and be billed) upstream. Sending it again blindly
+                # could pay twice, so it fails with an explanation; its client_request_id stays taken.
+                await self._fail(job, _outcome_unknown(job.provider))
+                continue
             self._ensure(job)
         if jobs:
             log.info("resumed tracking of %d unfinished video job(s)", len(jobs))
@@ -400,3 +405,19 @@ class VideoJobs:
     async def _drop_input(self, name: str) -> None:
         path = self.inputs_dir / Path(name).name
         await anyio.to_thread.run_sync(lambda: path.unlink(missing_ok=True))
+
+
+def _outcome_unknown(provider: str) -> dict[str, Any]:
+    return (
+        GatewayError(
+            f"genroute stopped while submitting this video to provider '{provider}', so whether the provider started "
+            "(and billed) it is unknown. It was not sent again: that could pay twice, as the provider is not known to "
+            f"honour Idempotency-Key (set honours_idempotency_key = true under [providers.{provider}] if it does). "
+            "Check the provider's dashboard before submitting again with a new client_request_id.",
+            type="upstream_error",
+            code="submission_outcome_unknown",
+            status=502,
+        )
+        .body()
+        .model_dump()
+    )

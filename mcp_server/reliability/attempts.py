@@ -165,7 +165,7 @@ class Reliability:
         can_retry = verdict is Verdict.RETRY and retry < policy.max_retries
         if not resend_if_lost and may_have_run(error):
             # A paid job may exist upstream: sending it again (or elsewhere) could pay twice.
-            if can_retry and self._honours_key(provider):  # same operation, so the same Idempotency-Key
+            if can_retry and self.honours_idempotency_key(provider):  # same operation, so the same Idempotency-Key
                 return _Step.RETRY, error
             return _Step.STOP, _outcome_unknown(candidate, error)
         if verdict is Verdict.RETRY and policy.asks_too_long(error):
@@ -197,7 +197,7 @@ class Reliability:
         await anyio.sleep(wait)
         return True
 
-    def _honours_key(self, provider: str) -> bool:
+    def honours_idempotency_key(self, provider: str) -> bool:
         config = self.providers.get(provider)
         return config is not None and config.honours_idempotency_key
 
