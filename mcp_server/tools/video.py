@@ -13,7 +13,8 @@ from mcp_server.access.identity import current_caller
 from mcp_server.catalog import ModelCard
 from mcp_server.errors import GatewayError, invalid_argument
 from mcp_server.gateway import Gateway
-from mcp_server.media.jobs import OnUpdate, VideoResult, elapsed_s
+from mcp_server.media.job_records import VideoResult, elapsed_s
+from mcp_server.media.jobs import OnUpdate
 from mcp_server.media.reference import load_reference_image
 from mcp_server.media.registry import MediaItem
 from mcp_server.store import JobRecord
