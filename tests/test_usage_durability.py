@@ -54,7 +54,7 @@ async def test_200_concurrent_calls_make_exactly_200_records(
             report = (await client.call_tool("get_usage", {"group_by": "caller"})).structured_content
     assert failures == []
     assert report["requests"] == 200 and report["errors"] == 0
-    assert list(report["breakdown"]) == ["anonymous"]  # HTTP without auth
+    assert list(report["breakdown"]) == ["local"]  # HTTP with --no-auth: the machine's own user
     assert await ledger_count(database_settings) == 200
 
 
