@@ -2,7 +2,8 @@
 so new ones are covered automatically) and random bytes to the HTTP endpoint. The server never crashes and
 always answers with an isError result, a JSON-RPC error or a 4xx; no traceback ever reaches the client.
 
-Not yet checked here: that the usage ledger stays consistent (the ledger is not on main yet).
+Afterwards the usage ledger must agree with what reached the providers: one record per upstream call, totals
+equal to the sum of their breakdown, no negative cost.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import Prompt, Tool
 
 from tests.emulator import Emulator
-from tests.support import GatewayProcess, http_gateway
+from tests.support import GatewayProcess, http_gateway, write_config
 from tests.support_access import INIT, MCP_HEADERS
 
 FUZZ = settings(
@@ -76,13 +77,19 @@ def assert_clean(text: str) -> None:
 
 
 @pytest.fixture
-def served(config_path: Path, emulator: Emulator) -> Iterator[tuple[GatewayProcess, BlockingPortal, Client]]:
+def served(
+    config_data: dict[str, Any], tmp_path: Path, emulator: Emulator
+) -> Iterator[tuple[GatewayProcess, BlockingPortal, Client]]:
+    config_data["routing"]["max_retries"] = 0  # one upstream request per logical call: the ledger must match
+    config_path = write_config(tmp_path / "fuzz.toml", config_data)
     with http_gateway(config_path) as gateway, start_blocking_portal() as portal:
         with portal.wrap_async_context_manager(Client(gateway.mcp_url, mode="legacy")) as client:
             yield gateway, portal, client
 
 
-def test_random_arguments_to_every_tool_and_prompt(served: tuple[GatewayProcess, BlockingPortal, Client]) -> None:
+def test_random_arguments_to_every_tool_and_prompt(
+    served: tuple[GatewayProcess, BlockingPortal, Client], emulator: Emulator
+) -> None:
     gateway, portal, client = served
     tools: list[Tool] = portal.call(client.list_tools).tools
     prompts: list[Prompt] = portal.call(client.list_prompts).prompts
@@ -125,6 +132,14 @@ def test_random_arguments_to_every_tool_and_prompt(served: tuple[GatewayProcess,
     assert gateway.process is not None and gateway.process.poll() is None
     assert not alive.is_error and alive.structured_content["content"] == "echo: still there?"
     assert outcomes["error"] > 0 and outcomes["ok"] > 0  # the strategies reached both sides
+
+    # the ledger stays consistent: exactly one record per call that reached a provider, totals that add up
+    usage = portal.call(client.call_tool, "get_usage", {"group_by": "model"}).structured_content
+    upstream_calls = sum(len(emulator.calls(route)) for route in ("chat", "aki", "images", "video_submit"))
+    assert usage["requests"] == upstream_calls
+    assert usage["requests"] == sum(row["requests"] for row in usage["breakdown"].values())
+    assert usage["errors"] == sum(row["errors"] for row in usage["breakdown"].values())
+    assert 0 <= usage["errors"] <= usage["requests"] and usage["cost_usd"] >= 0
 
 
 def _session(url: str) -> dict[str, str]:
