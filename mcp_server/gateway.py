@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import anyio
 
@@ -16,10 +17,17 @@ from mcp_server.media.fetch import GuardedFetcher
 from mcp_server.media.jobs import VideoJobs
 from mcp_server.media.registry import MediaRegistry
 from mcp_server.providers import ProviderAdapter, build_adapter
+from mcp_server.reliability.attempts import Reliability
+from mcp_server.reliability.health_file import HealthFile
 from mcp_server.router import Router
 from mcp_server.store import Store, open_store_for
+from mcp_server.usage.accountant import Accountant
 
 log = logging.getLogger("genroute")
+
+
+def health_dir(config: GatewayConfig) -> Path:
+    return config.server.resolved_data_dir() / "health"
 
 
 @dataclass
@@ -28,6 +36,7 @@ class Gateway:
     catalog: Catalog
     router: Router
     store: Store
+    health_file: HealthFile | None = field(default=None, repr=False)
     media: MediaRegistry = field(init=False)
     fetcher: GuardedFetcher = field(init=False)
     jobs: VideoJobs = field(init=False)
@@ -56,11 +65,21 @@ class Gateway:
         if any(card.provider == LOCAL_PROVIDER for card in catalog.cards()) and LOCAL_PROVIDER not in providers:
             providers[LOCAL_PROVIDER] = ProviderConfig(protocol="local")
         adapters: dict[str, ProviderAdapter] = {name: build_adapter(name, cfg) for name, cfg in providers.items()}
-        return cls(config=config, catalog=catalog, router=Router(catalog, adapters), store=open_store_for(config))
+        store = open_store_for(config)
+        reliability = Reliability(catalog, config.routing, providers)
+        router = Router(catalog, adapters, reliability, Accountant(store, config.budget))
+        return cls(config=config, catalog=catalog, router=router, store=store)
+
+    @property
+    def health_dir(self) -> Path:
+        """Where serving processes leave their provider health for `genroute check`."""
+        return health_dir(self.config)
 
     async def start(self) -> None:
         """Open the store, then add `discover = true` providers' own listings to the catalog."""
         await self.store.open()
+        self.health_file = HealthFile(self.health_dir, self.router.reliability.health, list(self.router.adapters))
+        self.health_file.attach()
         for name, provider in self.config.providers.items():
             if not provider.discover:
                 continue
@@ -92,6 +111,8 @@ class Gateway:
             await self.aclose()
 
     async def aclose(self) -> None:
+        if self.health_file is not None:
+            self.health_file.detach()
         await self.router.aclose()
         await self.fetcher.aclose()
         await self.store.close()

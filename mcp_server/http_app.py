@@ -1,38 +1,48 @@
-"""Streamable HTTP wiring: the MCP endpoint at /mcp, /healthz, and Host/Origin protection. No tool logic."""
+"""Streamable HTTP app assembly: the MCP endpoint at /mcp, /healthz, and the access layers around them.
+
+Outermost first: Host/Origin (421/403, every path) -> bearer authentication and per-key rate limit
+(401/429, every path but /healthz and /.well-known/*) -> request body cap (413) -> the SDK's app.
+No tool logic here; the pieces live in mcp_server/access/.
+"""
 
 from __future__ import annotations
 
-import ipaddress
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
-from mcp.server.transport_security import TransportSecuritySettings
+from mcp.server.transport_security import RequestBodyLimitMiddleware
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp
 
 from mcp_server import __version__
+from mcp_server.access import identity
+from mcp_server.access.auth import ChainVerifier, require_bearer
+from mcp_server.access.hosts import HostOriginGuard, is_loopback, security_settings
+from mcp_server.access.keys import ApiKeyVerifier
+from mcp_server.access.oauth import IntrospectionVerifier, metadata_routes, metadata_url
+from mcp_server.gateway import Gateway
 from mcp_server.media.http import media_response
 from mcp_server.media.registry import MediaRegistry
 
+log = logging.getLogger("genroute.http")
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+__all__ = ["add_media_route", "bind_refusal", "build_http_app", "is_loopback", "serve_http"]
 
 
-def transport_security(host: str, port: int, extra_hosts: list[str] | None = None) -> TransportSecuritySettings:
-    """DNS-rebinding protection on every bind: only these Host and Origin values are served."""
-    names = {host}
-    if is_loopback(host) or host in ("0.0.0.0", "::"):
-        names |= {"127.0.0.1", "localhost", "[::1]"}
-    hosts = sorted({f"{name}:{port}" for name in names} | names | set(extra_hosts or []))
-    origins = sorted({f"{scheme}://{h}" for h in hosts for scheme in ("http", "https")})
-    return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
+def bind_refusal(host: str, *, no_auth: bool) -> str | None:
+    """Why this bind is refused, or None: unauthenticated HTTP only where no other machine can connect."""
+    if no_auth and not is_loopback(host):
+        return (
+            "--no-auth is allowed only on a loopback address (127.0.0.1, ::1, localhost): "
+            f"{host} can be reached from other machines. Create a key with `genroute keys create NAME` "
+            "and send it as `Authorization: Bearer <key>`, or bind to 127.0.0.1."
+        )
+    return None
 
 
 def add_media_route(mcp: MCPServer[Any], registry: MediaRegistry) -> None:
@@ -43,12 +53,39 @@ def add_media_route(mcp: MCPServer[Any], registry: MediaRegistry) -> None:
         return await media_response(registry, request)
 
 
-def build_http_app(mcp: MCPServer[Any], host: str, port: int) -> Starlette:
+def build_http_app(mcp: MCPServer[Any], gateway: Gateway, host: str, port: int, *, auth: bool = True) -> ASGIApp:
+    http = gateway.config.http
+    settings = security_settings(host, port, http)
+
     @mcp.custom_route("/healthz", methods=["GET"], include_in_schema=False)
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok", "version": __version__})
 
-    return mcp.streamable_http_app(transport_security=transport_security(host, port), host=host)
+    app: Starlette = mcp.streamable_http_app(
+        transport_security=settings, host=host, max_request_body_size=http.max_body_bytes
+    )
+    inner: ASGIApp = RequestBodyLimitMiddleware(app, http.max_body_bytes)
+    if not auth:
+        identity.set_unauthenticated_caller("local")
+        return HostOriginGuard(inner, settings)
+
+    oauth = http.oauth
+    keys = ApiKeyVerifier(
+        gateway.store,
+        default_rate_limit_per_min=http.rate_limit_per_min,
+        scopes=oauth.required_scopes if oauth else None,
+    )
+    introspection = IntrospectionVerifier(oauth, default_rate_limit_per_min=http.rate_limit_per_min) if oauth else None
+    if oauth is not None:
+        app.router.routes.extend(metadata_routes(oauth))
+    _on_lifespan(app, gateway, introspection)
+    protected = require_bearer(
+        inner,
+        ChainVerifier(keys, introspection) if introspection else keys,
+        required_scopes=oauth.required_scopes if oauth else None,
+        resource_metadata_url=metadata_url(oauth) if oauth else None,
+    )
+    return HostOriginGuard(protected, settings)
 
 
 def raise_open_file_limit(wanted: int = 8192) -> None:
@@ -67,9 +104,42 @@ def raise_open_file_limit(wanted: int = 8192) -> None:
             pass
 
 
-def serve_http(mcp: MCPServer[Any], host: str, port: int, log_level: str) -> None:
+def _on_lifespan(app: Starlette, gateway: Gateway, introspection: IntrospectionVerifier | None) -> None:
+    """Warn at start-up when no credential could ever be accepted; close the introspection client at the end."""
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(starlette: Starlette) -> AsyncIterator[Any]:
+        async with inner(starlette) as state:
+            if introspection is None and not await gateway.store.list_keys(include_revoked=False):
+                log.warning("no active API keys: every request will get 401. Create one: genroute keys create NAME")
+            try:
+                yield state
+            finally:
+                if introspection is not None:
+                    await introspection.aclose()
+
+    app.router.lifespan_context = lifespan
+
+
+def serve_http(
+    mcp: MCPServer[Any], gateway: Gateway, host: str, port: int, log_level: str, *, no_auth: bool = False
+) -> None:
     import uvicorn
 
     raise_open_file_limit()
-    app = build_http_app(mcp, host, port)
-    uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), access_log=False, lifespan="on")
+    refusal = bind_refusal(host, no_auth=no_auth)
+    if refusal:
+        raise ValueError(refusal)
+    app = build_http_app(mcp, gateway, host, port, auth=not no_auth)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level.lower(),
+        access_log=False,
+        log_config=None,  # keep genroute's redacting stderr handler for uvicorn's own loggers too
+        lifespan="on",
+        proxy_headers=True,
+        forwarded_allow_ips=gateway.config.http.forwarded_allow_ips,
+    )

@@ -1,12 +1,16 @@
-"""Logging to stderr only (stdout is the stdio protocol channel), with provider keys scrubbed from every line."""
+"""Logging to stderr only (stdout is the stdio protocol channel), with provider keys and genroute's own client
+keys (`gr_...`) scrubbed from every line."""
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Iterable
 
 from mcp_server.providers.http import Redactor
+
+_CLIENT_KEY = re.compile(r"gr_[A-Za-z0-9_-]{16,}")
 
 
 class _RedactingFormatter(logging.Formatter):
@@ -15,7 +19,7 @@ class _RedactingFormatter(logging.Formatter):
         self._redact = redact
 
     def format(self, record: logging.LogRecord) -> str:
-        return self._redact(super().format(record))
+        return _CLIENT_KEY.sub("gr_[redacted]", self._redact(super().format(record)))
 
 
 def configure_logging(level: str, secrets: Iterable[str | None] = ()) -> None:

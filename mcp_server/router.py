@@ -1,7 +1,7 @@
 """The routing layer: model id -> catalog card -> provider adapter. Knows nothing of MCP.
 
 Every provider call goes through `Router.run`, the one place where a call is resolved, guarded,
-attempted (and, with the hardening rules, retried and sent to fallbacks) and accounted for.
+attempted (retried, sent to fallbacks, skipped past cooling providers: see reliability/) and accounted for.
 """
 
 from __future__ import annotations
@@ -9,9 +9,11 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from mcp_server.access.identity import current_caller
 from mcp_server.catalog import Catalog, ModelCard
 from mcp_server.config import Kind
 from mcp_server.errors import GatewayError
@@ -26,6 +28,9 @@ from mcp_server.providers.base import (
     VideoRequest,
     VideoStatus,
 )
+from mcp_server.reliability.attempts import Attempted, Reliability
+from mcp_server.usage.accountant import Accountant
+from mcp_server.usage.cost import Quantities, chat_estimate
 
 T = TypeVar("T")
 
@@ -45,6 +50,8 @@ class Routed(Generic[T]):
     value: T
     card: ModelCard
     latency_ms: float
+    fallback_from: str | None = None  # the model asked for, when one of its fallbacks answered
+    attempts: int = 1  # upstream attempts made, retries and fallbacks included
 
     @property
     def provider(self) -> str:
@@ -60,9 +67,17 @@ def new_idempotency_key() -> str:
 
 
 class Router:
-    def __init__(self, catalog: Catalog, adapters: dict[str, ProviderAdapter]) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        adapters: dict[str, ProviderAdapter],
+        reliability: Reliability | None = None,
+        accountant: Accountant | None = None,
+    ) -> None:
         self.catalog = catalog
         self.adapters = adapters
+        self.reliability = reliability or Reliability(catalog)
+        self.accountant = accountant or Accountant(None)
 
     def resolve(self, requested: str | None, kind: Kind) -> ModelCard:
         return self.catalog.resolve(requested, kind)
@@ -78,12 +93,56 @@ class Router:
             )
         return Route(card, adapter)
 
-    async def run(self, card: ModelCard, operation: Operation[T]) -> Routed[T]:
-        """Run one logical call against `card`'s provider."""
-        route = self.route_for(card)
-        started = time.perf_counter()
-        value = await operation(route)
-        return Routed(value=value, card=route.card, latency_ms=(time.perf_counter() - started) * 1000.0)
+    async def run(
+        self,
+        card: ModelCard,
+        operation: Operation[T],
+        *,
+        tool: str | None = None,
+        caller: str | None = None,
+        estimate: Quantities | None = None,
+        job_id: str | None = None,
+        metered: bool = True,
+        resend_if_lost: bool = True,
+    ) -> Routed[T]:
+        """Run one logical call against `card`'s provider or its fallbacks, guarded by the budget, in the ledger.
+
+        `operation` may run several times (retries, fallbacks): build anything that must stay the same
+        across attempts, such as an Idempotency-Key, outside it. Pass `resend_if_lost=False` for a paid
+        submission (video) that must not be sent again when its answer was lost.
+        `tool` names the call in the ledger (default: the model's kind); `caller` defaults to the identity the
+        MCP layer set for this request; `estimate` is what the call may use (default: one image, the longest
+        video, a default-length answer); `job_id` ties a video submission to its job; `metered=False` is for
+        calls that cost nothing and are part of another call (video status polls): no budget, no record.
+        """
+        self.route_for(card)  # an unconfigured provider fails here, before any attempt
+        async with self.accountant.metered(
+            card,
+            tool=tool or card.kind,
+            caller=caller or current_caller(),
+            estimate=estimate,
+            job_id=job_id,
+            enabled=metered,
+        ) as meter:
+            started = time.perf_counter()
+            done = await self._attempt(card, operation, resend_if_lost)
+            routed = Routed(
+                value=done.value,
+                card=done.card,
+                latency_ms=(time.perf_counter() - started) * 1000.0,
+                fallback_from=done.fallback_from,
+                attempts=done.attempts,
+            )
+            meter.done(routed)
+        return routed
+
+    async def _attempt(self, card: ModelCard, operation: Operation[T], resend_if_lost: bool) -> Attempted[T]:
+        """The retry loop (reliability/attempts.py) around `operation`, one route per candidate model."""
+
+        async def call(candidate: ModelCard) -> T:
+            return await operation(self.route_for(candidate))
+
+        return await self.reliability.attempt(card, call, resend_if_lost=resend_if_lost)
 
     async def chat(
         self,
@@ -91,18 +150,30 @@ class Router:
         messages: list[ChatMessage],
         *,
         on_delta: Callable[[ChatDelta], Awaitable[None]] | None = None,
+        tool: str = "chat_complete",
+        caller: str | None = None,
         **sampling: object,
     ) -> Routed[ChatResult]:
         """A chat completion; with `on_delta` the upstream streams and each piece is passed on as it arrives."""
         card = self.resolve(requested, "chat")
+        delivered: list[str] = []  # text already passed to the client, across attempts
+        max_tokens = sampling.get("max_tokens")
+        estimate = chat_estimate(
+            card, (m.content for m in messages), max_tokens if isinstance(max_tokens, int) else None
+        )
 
         async def call(route: Route) -> ChatResult:
             request = ChatRequest(upstream_model=route.card.upstream, messages=messages, **sampling)  # type: ignore[arg-type]
             if on_delta is None:
                 return await route.adapter.chat(request)
-            return await _collect_stream(route.adapter, request, on_delta)
+            return await _collect_stream(route.adapter, request, on_delta, delivered)
 
-        return await self.run(card, call)
+        try:
+            return await self.run(card, call, tool=tool, caller=caller, estimate=estimate)
+        except GatewayError as error:
+            if delivered and not error.partial_text:  # e.g. the deadline cut the stream: keep what was sent
+                error.partial_text = "".join(delivered)
+            raise
 
     async def generate_image(
         self,
@@ -128,7 +199,7 @@ class Router:
             )
             return await route.adapter.generate_image(request, idempotency_key=key)
 
-        return await self.run(card, call)
+        return await self.run(card, call, tool="generate_image", estimate=Quantities(images=n))
 
     async def submit_video(
         self,
@@ -139,9 +210,13 @@ class Router:
         duration: float | None = None,
         aspect_ratio: str | None = None,
         idempotency_key: str | None = None,
+        job_id: str | None = None,
+        caller: str | None = None,
     ) -> Routed[VideoStatus]:
-        """Start a video task. Video jobs keep their key in the job record, so a resumed submission reuses it."""
+        """Start a video task. Video jobs keep their key in the job record, so a resumed submission reuses it.
+        The submission is what the ledger charges (duration x price); status polls are free and not recorded."""
         key = idempotency_key or new_idempotency_key()
+        estimate = Quantities(video_seconds=duration) if duration else None  # None: the card's longest
 
         async def call(route: Route) -> VideoStatus:
             request = VideoRequest(
@@ -153,7 +228,10 @@ class Router:
             )
             return await route.adapter.submit_video(request, idempotency_key=key)
 
-        return await self.run(card, call)
+        # A lost answer may mean a paid job exists upstream: never sent again (see docs/reliability.md).
+        return await self.run(
+            card, call, tool="generate_video", caller=caller, estimate=estimate, job_id=job_id, resend_if_lost=False
+        )
 
     async def video_status(self, card: ModelCard, task_id: str) -> Routed[VideoStatus]:
         """Poll a task on the provider that holds it: never a fallback, which would not know the task."""
@@ -162,7 +240,7 @@ class Router:
         async def call(route: Route) -> VideoStatus:
             return await route.adapter.video_status(task_id)
 
-        return await self.run(pinned, call)
+        return await self.run(pinned, call, metered=False)
 
     def adapter_for(self, card: ModelCard) -> ProviderAdapter:
         """The adapter of `card`'s provider, for calls that are not generations (downloads of its outputs)."""
@@ -174,20 +252,32 @@ class Router:
 
 
 async def _collect_stream(
-    adapter: ProviderAdapter, request: ChatRequest, on_delta: Callable[[ChatDelta], Awaitable[None]]
+    adapter: ProviderAdapter,
+    request: ChatRequest,
+    on_delta: Callable[[ChatDelta], Awaitable[None]],
+    delivered: list[str],
 ) -> ChatResult:
+    """Pass each piece on as it arrives. A failure after the first piece carries the text sent so far,
+    which also tells the retry loop not to try again: the client has already seen part of an answer."""
     parts: list[str] = []
     last = ChatDelta()
     chat_id: str | None = None
-    async for delta in adapter.chat_stream(request):
-        chat_id = chat_id or delta.id
-        if delta.text:
-            parts.append(delta.text)
-            await on_delta(delta)
-        if delta.finish_reason:
-            last.finish_reason = delta.finish_reason
-        if delta.usage:
-            last.usage = delta.usage
+    try:
+        async with aclosing(adapter.chat_stream(request)) as stream:
+            async for delta in stream:
+                chat_id = chat_id or delta.id
+                if delta.text:
+                    parts.append(delta.text)
+                    delivered.append(delta.text)
+                    await on_delta(delta)
+                if delta.finish_reason:
+                    last.finish_reason = delta.finish_reason
+                if delta.usage:
+                    last.usage = delta.usage
+    except GatewayError as error:
+        if parts and not error.partial_text:
+            error.partial_text = "".join(parts)
+        raise
     result = ChatResult(
         id=chat_id or "chatcmpl-stream",
         content="".join(parts),

@@ -12,6 +12,7 @@ from tests.emulator import Emulator
 from tests.support import EMU_KEY_ENV, GatewayProcess, base_config, write_config
 
 __all__ = ["EMU_KEY_ENV", "GatewayProcess"]
+pytest_plugins = ["tests.store_backends"]  # `backend` and `database_settings`: SQLite and PostgreSQL
 
 
 @pytest.fixture

@@ -38,6 +38,8 @@ def base_config(emulator: Emulator, tmp_path: Path) -> dict[str, Any]:
             "output_dir": str(tmp_path / "media"),
             "local_model": False,
         },
+        # Real retry rules, short waits: tests never wait out the production backoff (0.5 s x 2^n).
+        "routing": {"backoff_base_s": 0.01, "backoff_max_s": 0.05},
         "providers": {
             "arkroute": {
                 "protocol": "openai",
@@ -103,11 +105,16 @@ def free_port() -> int:
 
 
 class GatewayProcess:
-    """`genroute serve --http` as a subprocess on a free loopback port; stderr kept for log assertions."""
+    """`genroute serve --http` as a subprocess on a free loopback port; stderr kept for log assertions.
 
-    def __init__(self, config_path: Path, *extra_args: str, env: dict[str, str] | None = None) -> None:
+    Without `auth=True` it runs with --no-auth (allowed on loopback), as most tests are not about access control.
+    """
+
+    def __init__(
+        self, config_path: Path, *extra_args: str, env: dict[str, str] | None = None, auth: bool = False
+    ) -> None:
         self.config_path = config_path
-        self.extra_args = list(extra_args)
+        self.extra_args = list(extra_args) + ([] if auth else ["--no-auth"])
         self.env = env or child_env()
         self.port = free_port()
         self.stderr_path = config_path.parent / f"serve-{self.port}.log"
@@ -161,6 +168,8 @@ class GatewayProcess:
 
 
 @contextlib.contextmanager
-def http_gateway(config_path: Path, *extra_args: str, env: dict[str, str] | None = None) -> Iterator[GatewayProcess]:
-    with GatewayProcess(config_path, *extra_args, env=env) as process:
+def http_gateway(
+    config_path: Path, *extra_args: str, env: dict[str, str] | None = None, auth: bool = False
+) -> Iterator[GatewayProcess]:
+    with GatewayProcess(config_path, *extra_args, env=env, auth=auth) as process:
         yield process

@@ -44,10 +44,11 @@ async def test_upstream_error_envelope_is_kept_with_status(config_data: dict[str
 
 
 async def test_non_json_error_body_still_gives_a_clear_error(config_data: dict[str, Any], emulator: Emulator) -> None:
-    emulator.fail_next("chat", status=502, body="<html>Bad Gateway from the edge</html>")
+    emulator.fail_next("chat", status=502, body="<html>Bad Gateway from the edge</html>", times=3)
     result = await call(config_data, {"prompt": "hi"})
     error = error_of(result)
     assert error["status"] == 502 and "Bad Gateway" in error["message"]
+    assert len(emulator.calls("chat")) == 3  # a 502 is retried twice (tests/test_retries.py has the rules)
     assert "Traceback" not in result.content[0].text
 
 

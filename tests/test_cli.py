@@ -102,3 +102,19 @@ def test_check_bad_key(config_data: dict[str, Any], emulator: Emulator, tmp_path
 def test_python_dash_m_is_the_same_command() -> None:
     result = subprocess.run([sys.executable, "-m", "mcp_server", "--help"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0 and "serve" in result.stdout and "check" in result.stdout
+
+
+def test_readme_config_reference_is_a_valid_config() -> None:
+    """The README's config reference must stay true: it parses and validates as a real config."""
+    import re
+    import tomllib
+
+    from mcp_server.config import parse_config
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Configuration", 1)[1]
+    block = re.search(r"```toml\n(.*?)```", section, re.S)
+    assert block is not None
+    config = parse_config(tomllib.loads(block.group(1)), source="README.md")
+    assert {"arkroute", "aki"} <= set(config.providers)
+    assert {m.kind for m in config.models.values()} == {"chat", "image", "video"}

@@ -294,9 +294,33 @@ async def test_killed_mid_job_resumes_after_restart(config: dict[str, Any], emul
     assert "resumed tracking of 1 unfinished video job" in second.stderr()
 
 
+async def test_killed_mid_submission_fails_clearly_instead_of_paying_twice(
+    config: dict[str, Any], emulator: Emulator, tmp_path: Path
+) -> None:
+    """The default: a provider not known to honour Idempotency-Key never gets a lost submission again."""
+    emulator.fail_next("video_submit", status=200, latency_ms=2000)  # the answer comes after the server died
+    path = write_config(tmp_path / "genroute.toml", config)
+    first = GatewayProcess(path).start()
+    try:
+        arguments = {"prompt": "p", "model": VIDEO_MODEL, "wait_s": 60, "client_request_id": "kill-0"}
+        await _submit_then_kill(first, arguments, lambda: len(emulator.calls("video_submit")) >= 1)
+    finally:
+        first.stop()
+    with GatewayProcess(path) as second:
+        async with Client(second.mcp_url) as client:
+            again = await client.call_tool(
+                "generate_video", {"prompt": "p", "model": VIDEO_MODEL, "wait_s": 5, "client_request_id": "kill-0"}
+            )
+    error = error_of(again)
+    assert error["code"] == "submission_outcome_unknown" and "dashboard" in error["message"]
+    assert len(emulator.calls("video_submit")) == 1  # neither resent at restart nor by the repeated request
+
+
 async def test_killed_mid_submission_resends_with_the_same_idempotency_key(
     config: dict[str, Any], emulator: Emulator, tmp_path: Path
 ) -> None:
+    """A provider configured as honouring Idempotency-Key gets the lost submission again, with the same key."""
+    config["providers"]["arkroute"]["honours_idempotency_key"] = True
     emulator.video_run_s = 0.5
     emulator.fail_next("video_submit", status=200, latency_ms=2000)  # the answer comes after the server died
     path = write_config(tmp_path / "genroute.toml", config)

@@ -3,8 +3,8 @@
 One tracker task per unfinished job runs in the gateway's task group (not in a tool call), so a
 client that cancels or times out stops only its own waiting: the job goes on being polled and its
 video downloaded. Tool calls wait on the tracker with a bound (`wait_s`) and hear about every poll.
-At start the gateway resumes every unfinished job in the store, including one caught mid-submission,
-which is sent again with the same Idempotency-Key.
+At start the gateway resumes every unfinished job in the store; one caught mid-submission is sent again
+(with the same Idempotency-Key) only to a provider known to honour that key, else it fails with an explanation.
 """
 
 from __future__ import annotations
@@ -21,13 +21,19 @@ from typing import Any
 import anyio
 import anyio.abc
 import anyio.to_thread
-from pydantic import BaseModel
 
 from mcp_server.catalog import Catalog, ModelCard
 from mcp_server.config import MediaConfig
 from mcp_server.errors import GatewayError, invalid_argument
+from mcp_server.media.job_inputs import JobInputs
+from mcp_server.media.job_records import (
+    VideoResult,
+    is_transient,
+    outcome_unknown,
+    timeout_error,
+)
 from mcp_server.media.reference import ReferenceImage
-from mcp_server.media.registry import MediaItem, MediaRegistry
+from mcp_server.media.registry import MediaRegistry
 from mcp_server.providers.base import VideoStatus
 from mcp_server.router import Router, new_idempotency_key
 from mcp_server.store import JobRecord, Store
@@ -38,36 +44,8 @@ MAX_RETRY_AFTER_S = 120.0  # an upstream's Retry-After is honoured up to this
 PERMANENT_POLL_FAILURES = 3  # consecutive non-transient poll errors before a job is marked failed
 DOWNLOAD_ATTEMPTS = 3
 SUBMIT_GRACE_S = 150.0  # how far past wait_s a call waits for its submission to be answered
-_PRIVATE_ARGUMENTS = ("idempotency_key", "image_file")
 
 OnUpdate = Callable[[JobRecord], Awaitable[None]]
-
-
-class VideoResult(BaseModel):
-    """What a completed job stores as its result."""
-
-    video: MediaItem | None = None  # None only when every download attempt failed
-    url: str | None = None  # the upstream's URL (may expire)
-    duration: float | None = None
-    cost_usd: float | None = None
-    download_error: str | None = None
-
-
-def elapsed_s(job: JobRecord) -> float:
-    end = job.updated_at if job.finished else datetime.now(UTC)
-    return round(max((end - job.created_at).total_seconds(), 0.0), 1)
-
-
-def public_view(job: JobRecord) -> dict[str, Any]:
-    """A job as clients may read it (jobs:// resources): without its idempotency key or input file."""
-    data = job.model_dump(mode="json")
-    data["arguments"] = {k: v for k, v in job.arguments.items() if k not in _PRIVATE_ARGUMENTS}
-    data["elapsed_s"] = elapsed_s(job)
-    return data
-
-
-def is_transient(error: GatewayError) -> bool:
-    return error.status is None or error.status in (408, 409, 425, 429) or error.status >= 500
 
 
 class _Tracker:
@@ -102,7 +80,7 @@ class VideoJobs:
         self.catalog = catalog
         self.registry = registry
         self.config = config
-        self.inputs_dir = inputs_dir
+        self.inputs = JobInputs(inputs_dir)
         self._trackers: dict[str, _Tracker] = {}
         self._group: anyio.abc.TaskGroup | None = None
 
@@ -118,6 +96,11 @@ class VideoJobs:
     async def resume_unfinished(self) -> int:
         jobs = await self.store.list_jobs(limit=1000, unfinished_only=True)
         for job in jobs:
+            if job.status == "submitting" and not self.router.reliability.honours_idempotency_key(job.provider):
+                # Caught mid-submission by a stop: it may run (and be billed) upstream. Sending it again blindly
+                # could pay twice, so it fails with an explanation; its client_request_id stays taken.
+                await self._fail(job, outcome_unknown(job.provider))
+                continue
             self._ensure(job)
         if jobs:
             log.info("resumed tracking of %d unfinished video job(s)", len(jobs))
@@ -138,7 +121,7 @@ class VideoJobs:
     ) -> tuple[JobRecord, bool]:
         """Record a job (or find the one with this client_request_id) and start tracking it: (job, created)."""
         job_id = f"vid-{secrets.token_hex(10)}"
-        image_file = await self._save_input(job_id, image) if image is not None else None
+        image_file = await self.inputs.save(job_id, image) if image is not None else None
         job = JobRecord(
             id=job_id,
             provider=card.provider,
@@ -157,7 +140,7 @@ class VideoJobs:
         )
         stored = await self.store.create_job(job)
         if stored.id != job.id and image_file:
-            await self._drop_input(image_file)
+            await self.inputs.drop(image_file)
         if not stored.finished:
             self._ensure(stored)
         return stored, stored.id == job.id
@@ -225,7 +208,7 @@ class VideoJobs:
             failures = 0
             while not job.finished:
                 if self._expired(job):
-                    job = await self._fail(job, self._timeout_error(job))
+                    job = await self._fail(job, timeout_error(job, self.config.video_job_timeout_s))
                     break
                 delay = interval
                 try:
@@ -256,7 +239,7 @@ class VideoJobs:
         arguments = job.arguments
         image_file = arguments.get("image_file")
         try:
-            image_b64 = await self._load_input(image_file) if image_file else None
+            image_b64 = await self.inputs.load(image_file) if image_file else None
             routed = await self.router.submit_video(
                 self.card_for(job),
                 prompt=arguments["prompt"],
@@ -264,16 +247,21 @@ class VideoJobs:
                 duration=arguments.get("duration"),
                 aspect_ratio=arguments.get("aspect_ratio"),
                 idempotency_key=arguments.get("idempotency_key") or new_idempotency_key(),
+                job_id=job.id,
+                caller=job.caller,
             )
         except GatewayError as error:
             if is_transient(error):
                 # The provider may have started it: keep client_request_id, so a repeat does not pay twice.
-                error.message += " The provider may still have started the job; check its dashboard before retrying."
+                if error.code != "submission_outcome_unknown":  # that one already says so
+                    error.message += (
+                        " The provider may still have started the job; check its dashboard before retrying."
+                    )
                 failed = await self._fail(job, error.body().model_dump())
             else:  # refused: nothing runs upstream, so a corrected call may reuse the client_request_id
                 failed = await self._fail(job, error.body().model_dump(), client_request_id=None)
             if image_file:
-                await self._drop_input(image_file)
+                await self.inputs.drop(image_file)
             return failed
         status = routed.value
         updated = await self.store.update_job(
@@ -287,7 +275,7 @@ class VideoJobs:
         )
         job = updated or job
         if image_file:
-            await self._drop_input(image_file)
+            await self.inputs.drop(image_file)
         log.info("video job %s submitted to %s as task %s", job.id, job.provider, job.task_id)
         if status.status != "running":
             job = await self._apply(job, status, tracker)
@@ -353,45 +341,3 @@ class VideoJobs:
 
     def _expired(self, job: JobRecord) -> bool:
         return (datetime.now(UTC) - job.created_at).total_seconds() > self.config.video_job_timeout_s
-
-    def _timeout_error(self, job: JobRecord) -> dict[str, Any]:
-        return {
-            "message": (
-                f"Provider '{job.provider}' did not finish the video within {self.config.video_job_timeout_s:g} s "
-                "([media] video_job_timeout_s); genroute stopped tracking it."
-            ),
-            "type": "timeout",
-            "code": "job_timeout",
-            "param": None,
-            "status": None,
-        }
-
-    async def _save_input(self, job_id: str, image: ReferenceImage) -> str:
-        """Keep the reference image until the submission is acknowledged, so a restart can resend it."""
-        path = self.inputs_dir / f"{job_id}.input"
-
-        def write() -> None:
-            self.inputs_dir.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(image.data)
-
-        await anyio.to_thread.run_sync(write)
-        return path.name
-
-    async def _load_input(self, name: str) -> str:
-        import base64
-
-        path = self.inputs_dir / Path(name).name
-        try:
-            data = await anyio.Path(path).read_bytes()
-        except OSError:
-            raise GatewayError(
-                "The job's reference image was lost before it could be submitted; submit the video again.",
-                type="server_error",
-                code="job_input_lost",
-                status=500,
-            ) from None
-        return base64.b64encode(data).decode("ascii")
-
-    async def _drop_input(self, name: str) -> None:
-        path = self.inputs_dir / Path(name).name
-        await anyio.to_thread.run_sync(lambda: path.unlink(missing_ok=True))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
+from datetime import date
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -70,6 +71,23 @@ class ProviderModel(BaseModel):
 
     id: str
     owned_by: str | None = None
+
+
+class UsagePeriod(BaseModel):
+    start: str | None = None
+    end: str | None = None
+
+
+class ProviderUsage(BaseModel):
+    """A provider's own account of usage, in ARKA AI's GET /v1/usage shape (fields it leaves out stay None)."""
+
+    period: UsagePeriod | None = None
+    tokens_used: int | None = None
+    tokens_included: int | None = None
+    tokens_remaining: int | None = None
+    overage_tokens: int | None = None
+    estimated_overage_cost: float | None = None
+    breakdown_by_model: dict[str, int] = Field(default_factory=dict)
 
 
 class ImageRequest(BaseModel):
@@ -137,6 +155,10 @@ class ProviderAdapter(ABC):
     @abstractmethod
     async def list_models(self) -> list[ProviderModel]:
         """The provider's own model list; also the cheapest call that proves key and URL work."""
+
+    async def usage(self, start: date, end: date) -> ProviderUsage:
+        """The provider's own usage figures for [start, end] (whole days); most providers have none."""
+        raise self.unsupported("usage reports")
 
     async def generate_image(self, request: ImageRequest, *, idempotency_key: str) -> ImageResult:
         """Generate images; `idempotency_key` goes out as the Idempotency-Key header, the same on every retry."""

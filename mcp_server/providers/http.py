@@ -78,15 +78,18 @@ class LazyClient:
     def _real(self) -> httpx2.AsyncClient:
         if self._client is None:
             config = self._config
+            limits = httpx2.Limits(
+                max_connections=config.max_connections,
+                max_keepalive_connections=min(config.max_connections, MAX_KEEPALIVE),
+            )
+            # retries=0, on purpose: the router is the one retry loop, so every attempt is counted, backed
+            # off, logged and may go to a fallback instead.
+            transport = httpx2.AsyncHTTPTransport(retries=0, limits=limits, trust_env=False, verify=tls_context())
             self._client = httpx2.AsyncClient(
                 base_url=config.base_url or "",
                 headers=self._headers,
-                verify=tls_context(),
                 timeout=httpx2.Timeout(config.timeout_s, connect=config.connect_timeout_s),
-                limits=httpx2.Limits(
-                    max_connections=config.max_connections,
-                    max_keepalive_connections=min(config.max_connections, MAX_KEEPALIVE),
-                ),
+                transport=transport,
                 follow_redirects=False,
                 trust_env=False,
             )
@@ -152,12 +155,13 @@ def error_from_response(provider: str, response: httpx2.Response, redact: Redact
             if body_text.strip()
             else response.reason_phrase or "error"
         )
-    hint = _status_hint(status)
+    balance = status in (402, 403) and mentions_balance(message, type_, code)
+    hint = _status_hint(status, balance)
     return upstream_error(
         provider,
         status,
         redact(message)[:MAX_ERROR_TEXT] + hint,
-        type=type_ or _status_type(status),
+        type=type_ or ("insufficient_quota" if balance else _status_type(status)),
         code=code,
         param=param,
         retry_after_s=retry_after,
@@ -197,31 +201,59 @@ def _status_type(status: int) -> str:
     return "invalid_request_error"
 
 
-def _status_hint(status: int) -> str:
+_BALANCE = re.compile(r"(?i)balance|credit|insufficient|quota|billing|payment|funds")
+
+
+def mentions_balance(*texts: str | None) -> bool:
+    """True when an upstream's own words (message, type or code) are about money, as ArcaneAPI's 403 is."""
+    return any(text and _BALANCE.search(text) for text in texts)
+
+
+def _status_hint(status: int, balance: bool = False) -> str:
     if status == 401:
         return " Check the provider's API key environment variable."
-    if status in (402, 403):
-        return " Check the account's balance or permissions with the provider."
+    if status == 402 or balance:
+        return " Check the account's balance with the provider."
+    if status == 403:
+        return " Check the key's permissions with the provider."
     if status == 429:
         return " The provider is rate limiting: wait and try again."
     return ""
 
 
 def transport_error(provider: str, exc: httpx2.TransportError, url: str) -> GatewayError:
-    """Connection failures and timeouts: say which provider and URL, never the raw exception."""
+    """Connection failures and timeouts: say which provider and URL, never the raw exception.
+
+    `request_sent` tells the router whether the upstream may have received the request (the answer was
+    lost) or not (the connection never opened), which decides whether a paid submission may be sent again.
+    """
+    sent = not isinstance(exc, _NOT_SENT)
     if isinstance(exc, httpx2.TimeoutException):
         return GatewayError(
             f"Provider '{provider}' did not answer in time ({url}). Try again, or raise timeout_s in the config.",
             type="timeout",
             code="upstream_timeout",
             status=504,
+            request_sent=sent,
         )
     return GatewayError(
         f"Provider '{provider}' is unreachable ({url}): {type(exc).__name__}. Check base_url and the network.",
         type="connection_error",
         code="upstream_unreachable",
         status=502,
+        request_sent=sent,
     )
+
+
+# Failures that happen before any byte of the request reaches the upstream.
+_NOT_SENT = (
+    httpx2.ConnectError,
+    httpx2.ConnectTimeout,
+    httpx2.PoolTimeout,
+    httpx2.UnsupportedProtocol,
+    httpx2.LocalProtocolError,
+    httpx2.ProxyError,
+)
 
 
 def malformed(provider: str, what: str) -> GatewayError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
+from datetime import date
 from typing import Any
 from urllib.parse import quote
 
@@ -22,6 +23,7 @@ from mcp_server.providers.base import (
     ImageResult,
     ProviderAdapter,
     ProviderModel,
+    ProviderUsage,
     Usage,
     VideoRequest,
     VideoStatus,
@@ -193,15 +195,23 @@ class OpenAIAdapter(ProviderAdapter):
         except (ValueError, ValidationError):
             raise malformed(self.name, "a streamed chunk was not valid JSON") from None
 
-    async def list_models(self) -> list[ProviderModel]:
+    async def _get(self, path: str, params: dict[str, str] | None = None) -> httpx2.Response:
         try:
-            response = await self.client.get("/models")
+            response = await self.client.get(path, params=params)
         except httpx2.TransportError as exc:
             raise transport_error(self.name, exc, self.redact(self.config.base_url or "")) from None
         if response.status_code >= 400:
             raise error_from_response(self.name, response, self.redact)
-        listing: _ModelList = self._json(response, _ModelList, "model list")
+        return response
+
+    async def list_models(self) -> list[ProviderModel]:
+        listing: _ModelList = self._json(await self._get("/models"), _ModelList, "model list")
         return listing.data
+
+    async def usage(self, start: date, end: date) -> ProviderUsage:
+        """ARKA AI's GET /v1/usage?start_date=&end_date= (ISO dates); other gateways answer 404."""
+        response = await self._get("/usage", {"start_date": start.isoformat(), "end_date": end.isoformat()})
+        return self._json(response, ProviderUsage, "usage report")
 
     # ----- media -----------------------------------------------------------------------------------
 

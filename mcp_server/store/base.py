@@ -7,17 +7,29 @@ One interface, two implementations (SQLite in data_dir by default, PostgreSQL wi
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from mcp_server.store.usage import (
+    BudgetStatus,
+    GroupBy,
+    Reservation,
+    UsageQuery,
+    UsageRecord,
+    UsageSummary,
+    UsageTotals,
+    utcnow,
+)
+
+
+class StoreUnavailable(Exception):
+    """The database cannot be reached or written; the message is safe to show (no password, no SQL)."""
+
+
 JobStatus = Literal["submitting", "running", "completed", "failed"]
 FINISHED: tuple[JobStatus, ...] = ("completed", "failed")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class JobRecord(BaseModel):
@@ -44,6 +56,23 @@ class JobRecord(BaseModel):
         return self.status in FINISHED
 
 
+class ApiKeyRecord(BaseModel):
+    """An HTTP client's key. Only the SHA-256 of the key is stored; the key itself is shown once, at creation."""
+
+    id: str
+    name: str
+    key_hash: str
+    admin: bool = False
+    rate_limit_per_min: int | None = None  # None: the config's [http] rate_limit_per_min; 0: unlimited
+    created_at: datetime = Field(default_factory=utcnow)
+    revoked_at: datetime | None = None
+    last_used_at: datetime | None = None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
 class Store(ABC):
     @abstractmethod
     async def open(self) -> None:
@@ -68,3 +97,74 @@ class Store(ABC):
 
     @abstractmethod
     async def list_jobs(self, *, limit: int = 20, unfinished_only: bool = False) -> list[JobRecord]: ...
+
+    # --- API keys (HTTP access control) ---
+    @abstractmethod
+    async def create_key(self, key: ApiKeyRecord) -> ApiKeyRecord:
+        """Insert; raises GatewayError(code="key_exists") when an unrevoked key already has this name."""
+
+    @abstractmethod
+    async def list_keys(self, *, include_revoked: bool = True) -> list[ApiKeyRecord]:
+        """All keys, oldest first."""
+
+    @abstractmethod
+    async def revoke_key(self, name: str) -> ApiKeyRecord | None:
+        """Revoke the unrevoked key called `name`; None when there is none."""
+
+    @abstractmethod
+    async def find_key_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
+        """The unrevoked key with this hash, or None."""
+
+    @abstractmethod
+    async def touch_key(self, key_id: str, when: datetime) -> None:
+        """Record when a key was last used (callers throttle this; it is informational)."""
+
+    # --- usage ledger (one record per provider call) ---
+    @abstractmethod
+    async def record_usage(self, record: UsageRecord, *, reservation_id: str | None = None) -> None:
+        """Add one record in one transaction: the ledger row, its hourly roll-up, the month's spend, and
+        (when given) the settlement of the budget reservation made for the call."""
+
+    @abstractmethod
+    async def record_usage_batch(self, records: list[UsageRecord]) -> None:
+        """Add many records in one transaction (imports and benchmarks); same effect as one by one."""
+
+    @abstractmethod
+    async def usage_summary(self, query: UsageQuery) -> UsageSummary:
+        """Totals and a breakdown over [query.start, query.end), with the query's filters."""
+
+    # --- budgets ---
+    @abstractmethod
+    async def budget_status(self, month: str) -> BudgetStatus:
+        """What `month` ("YYYY-MM", UTC) has spent so far and what calls in flight have reserved."""
+
+    @abstractmethod
+    async def reserve_budget(
+        self, month: str, limit_usd: float, amount_usd: float, *, ttl: timedelta = timedelta(hours=2)
+    ) -> Reservation:
+        """Atomically reserve `amount_usd` when spent + reserved + amount stays within `limit_usd`.
+
+        Concurrent callers (other tasks, processes or replicas) are serialised so the limit holds for all of
+        them together. A reservation not settled within `ttl` (its process died) stops counting."""
+
+    @abstractmethod
+    async def release_reservation(self, reservation_id: str) -> None:
+        """Drop a reservation without recording anything (the call never reached a provider)."""
+
+
+__all__ = [
+    "FINISHED",
+    "ApiKeyRecord",
+    "BudgetStatus",
+    "GroupBy",
+    "JobRecord",
+    "JobStatus",
+    "Reservation",
+    "Store",
+    "StoreUnavailable",
+    "UsageQuery",
+    "UsageRecord",
+    "UsageSummary",
+    "UsageTotals",
+    "utcnow",
+]

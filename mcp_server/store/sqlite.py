@@ -8,14 +8,26 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.to_thread
 
-from mcp_server.store.base import JobRecord, Store
+from mcp_server.store import sqlite_keys, sqlite_usage
+from mcp_server.store.base import (
+    ApiKeyRecord,
+    BudgetStatus,
+    JobRecord,
+    Reservation,
+    Store,
+    StoreUnavailable,
+    UsageQuery,
+    UsageRecord,
+    UsageSummary,
+)
+from mcp_server.store.sqlite_usage import immediate
 
 MIGRATIONS: list[str] = [
     # 1: video jobs
@@ -41,6 +53,22 @@ MIGRATIONS: list[str] = [
     CREATE INDEX jobs_status ON jobs (status, updated_at);
     CREATE INDEX jobs_created ON jobs (created_at);
     """,
+    # 2: usage ledger, its hourly roll-up, budget months and reservations
+    sqlite_usage.MIGRATION,
+    # 3: api keys. Idempotent (IF NOT EXISTS) so its place in this list may move when branches merge.
+    """
+    CREATE TABLE IF NOT EXISTS api_keys (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        key_hash TEXT NOT NULL UNIQUE,
+        admin INTEGER NOT NULL DEFAULT 0,
+        rate_limit_per_min INTEGER,
+        created_at REAL NOT NULL,
+        revoked_at REAL,
+        last_used_at REAL
+    );
+    CREATE UNIQUE INDEX IF NOT EXISTS api_keys_active_name ON api_keys (name) WHERE revoked_at IS NULL;
+    """,
 ]
 
 _JSON_FIELDS = ("arguments", "result", "error")
@@ -64,17 +92,14 @@ class SQLiteStore(Store):
         conn.execute("PRAGMA synchronous=NORMAL")  # with WAL: a committed write survives a killed process
         conn.execute("PRAGMA busy_timeout=30000")
         conn.execute("PRAGMA foreign_keys=ON")
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in filter(str.strip, script.split(";")):
+        while True:  # the version is read under the write lock: two processes opening at once migrate once
+            with immediate(conn):
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if version >= len(MIGRATIONS):
+                    break
+                for statement in filter(str.strip, MIGRATIONS[version].split(";")):
                     conn.execute(statement)
-                conn.execute(f"PRAGMA user_version={number}")
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+                conn.execute(f"PRAGMA user_version={version + 1}")
         return conn
 
     async def close(self) -> None:
@@ -86,7 +111,10 @@ class SQLiteStore(Store):
         """Run `fn(conn, *args)` in the store's thread; the building block for every query."""
         if self._conn is None:
             raise RuntimeError("store is not open")
-        return await anyio.to_thread.run_sync(fn, self._conn, *args, limiter=self._limiter)
+        try:
+            return await anyio.to_thread.run_sync(fn, self._conn, *args, limiter=self._limiter)
+        except sqlite3.OperationalError as exc:  # locked past busy_timeout, disk full, I/O error
+            raise StoreUnavailable(f"The SQLite database {self.path} is unavailable: {exc}.") from exc
 
     # --- jobs ---
     async def create_job(self, job: JobRecord) -> JobRecord:
@@ -103,6 +131,44 @@ class SQLiteStore(Store):
 
     async def list_jobs(self, *, limit: int = 20, unfinished_only: bool = False) -> list[JobRecord]:
         return await self.run(_list_jobs, limit, unfinished_only)
+
+    # --- api keys ---
+    async def create_key(self, key: ApiKeyRecord) -> ApiKeyRecord:
+        return await self.run(sqlite_keys.create, key)
+
+    async def list_keys(self, *, include_revoked: bool = True) -> list[ApiKeyRecord]:
+        return await self.run(sqlite_keys.list_all, include_revoked)
+
+    async def revoke_key(self, name: str) -> ApiKeyRecord | None:
+        return await self.run(sqlite_keys.revoke, name)
+
+    async def find_key_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
+        return await self.run(sqlite_keys.find_by_hash, key_hash)
+
+    async def touch_key(self, key_id: str, when: datetime) -> None:
+        await self.run(sqlite_keys.touch, key_id, when)
+
+    # --- usage and budgets ---
+    async def record_usage(self, record: UsageRecord, *, reservation_id: str | None = None) -> None:
+        await self.run(sqlite_usage.record, [record], reservation_id)
+
+    async def record_usage_batch(self, records: list[UsageRecord]) -> None:
+        if records:
+            await self.run(sqlite_usage.record, records, None)
+
+    async def usage_summary(self, query: UsageQuery) -> UsageSummary:
+        return await self.run(sqlite_usage.summary, query)
+
+    async def budget_status(self, month: str) -> BudgetStatus:
+        return await self.run(sqlite_usage.status, month)
+
+    async def reserve_budget(
+        self, month: str, limit_usd: float, amount_usd: float, *, ttl: timedelta = timedelta(hours=2)
+    ) -> Reservation:
+        return await self.run(sqlite_usage.reserve, month, limit_usd, amount_usd, ttl)
+
+    async def release_reservation(self, reservation_id: str) -> None:
+        await self.run(sqlite_usage.release, reservation_id)
 
 
 def _to_row(job: JobRecord) -> dict[str, Any]:
@@ -126,22 +192,16 @@ def _from_row(row: sqlite3.Row | None) -> JobRecord | None:
 
 
 def _create_job(conn: sqlite3.Connection, job: JobRecord) -> JobRecord:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with immediate(conn):
         if job.client_request_id:
             since = datetime.fromtimestamp(job.created_at.timestamp() - 24 * 3600, UTC)
             existing = _find_job(conn, job.client_request_id, since)
             if existing is not None:
-                conn.execute("COMMIT")
                 return existing
         row = _to_row(job)
         conn.execute(
             f"INSERT INTO jobs ({', '.join(_JOB_COLUMNS)}) VALUES ({', '.join(':' + c for c in _JOB_COLUMNS)})", row
         )
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return job
 
 

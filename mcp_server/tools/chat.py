@@ -19,7 +19,10 @@ MAX_PROMPT_CHARS = 1_000_000
 class ChatCompleteOutput(BaseModel):
     id: str
     model: str = Field(description="The catalog id of the model that answered")
-    provider: str
+    provider: str = Field(description="The provider that answered")
+    fallback_from: str | None = Field(
+        default=None, description="The model asked for, when it failed and this fallback answered instead"
+    )
     content: str
     finish_reason: str | None
     usage: Usage
@@ -92,6 +95,7 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
             id=result.id,
             model=routed.card.id,
             provider=routed.provider,
+            fallback_from=routed.fallback_from,
             content=result.content,
             finish_reason=result.finish_reason,
             usage=result.usage,

@@ -39,6 +39,9 @@ class GenerateImageOutput(BaseModel):
     images: list[ImageFile]
     model: str = Field(description="The catalog id of the model that generated the images")
     provider: str
+    fallback_from: str | None = Field(
+        default=None, description="The model asked for, when it failed and this fallback answered instead"
+    )
     revised_prompt: str | None
     cost_usd: float | None = Field(description="Provider-reported charge, else the catalog price; None if unknown")
 
@@ -190,6 +193,7 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
             ],
             model=routed.card.id,
             provider=routed.provider,
+            fallback_from=routed.fallback_from,
             revised_prompt=revised,
             cost_usd=cost,
         )

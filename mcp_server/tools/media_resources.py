@@ -12,7 +12,7 @@ from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp_server.errors import GatewayError
 from mcp_server.gateway import Gateway
 from mcp_server.media.files import MIME_TYPES
-from mcp_server.media.jobs import public_view
+from mcp_server.media.job_records import public_view
 
 RECENT_JOBS = 20
 

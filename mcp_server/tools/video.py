@@ -9,10 +9,12 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult, ResourceLink, ToolAnnotations
 from pydantic import BaseModel, Field
 
+from mcp_server.access.identity import current_caller
 from mcp_server.catalog import ModelCard
 from mcp_server.errors import GatewayError, invalid_argument
 from mcp_server.gateway import Gateway
-from mcp_server.media.jobs import OnUpdate, VideoResult, elapsed_s
+from mcp_server.media.job_records import VideoResult, elapsed_s
+from mcp_server.media.jobs import OnUpdate
 from mcp_server.media.reference import load_reference_image
 from mcp_server.media.registry import MediaItem
 from mcp_server.store import JobRecord
@@ -183,6 +185,7 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
             duration=duration,
             aspect_ratio=aspect_ratio,
             client_request_id=client_request_id,
+            caller=current_caller(),
         )
         job = await gateway.jobs.wait(job.id, wait_s, progress_reporter(ctx))
         return job_result(job, deduplicated=not created)

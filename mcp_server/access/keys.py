@@ -1,0 +1,120 @@
+"""genroute's own API keys: `gr_` + 256 random bits, shown once, stored only as a SHA-256 hash.
+
+Why a plain SHA-256 and not bcrypt/argon2: those slow hashes exist to protect low-entropy passwords from
+guessing. A key here is 43 characters of `secrets.token_urlsafe(32)`, 256 bits from the OS's CSPRNG, so no
+amount of guessing against a leaked hash succeeds, and a fast hash lets every request look its key up by an
+index in one query instead of trying a slow comparison against every stored key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import secrets
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from mcp.server.auth.provider import AccessToken
+
+from mcp_server.errors import GatewayError, invalid_argument
+from mcp_server.store import ApiKeyRecord, Store
+
+log = logging.getLogger("genroute.access")
+
+KEY_PREFIX = "gr_"
+ADMIN_SCOPE = "genroute:admin"
+MAX_TOKEN_CHARS = 512  # longer bearer values are refused before any hashing or lookup
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+_TOUCH_EVERY = timedelta(minutes=1)
+
+
+def new_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def check_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise invalid_argument(
+            "name",
+            f"Key name {name[:80]!r} is not allowed: use 1-64 letters, digits, '.', '_', '@' or '-', "
+            "starting with a letter or digit.",
+        )
+    return name
+
+
+async def create_key(
+    store: Store, name: str, *, admin: bool = False, rate_limit_per_min: int | None = None
+) -> tuple[ApiKeyRecord, str]:
+    """A new key: the record (as stored, hash only) and the key itself, which is never stored."""
+    check_name(name)
+    if rate_limit_per_min is not None and rate_limit_per_min < 0:
+        raise invalid_argument("rate_limit", "The rate limit is requests per minute: 0 (unlimited) or more.")
+    key = new_key()
+    record = ApiKeyRecord(
+        id=uuid.uuid4().hex,
+        name=name,
+        key_hash=hash_key(key),
+        admin=admin,
+        rate_limit_per_min=rate_limit_per_min,
+    )
+    return await store.create_key(record), key
+
+
+async def revoke_key(store: Store, name: str) -> ApiKeyRecord:
+    record = await store.revoke_key(name)
+    if record is None:
+        active = [k.name for k in await store.list_keys(include_revoked=False)]
+        raise GatewayError(
+            f"No active key named '{name}'. Active keys: {', '.join(active) or 'none'}.",
+            code="key_not_found",
+            param="name",
+            status=404,
+        )
+    return record
+
+
+class ApiKeyVerifier:
+    """The SDK's TokenVerifier for genroute keys: looks the key's hash up in the store on every request,
+    so a revocation (even by `genroute keys revoke` in another process) takes effect at once."""
+
+    def __init__(self, store: Store, *, default_rate_limit_per_min: int, scopes: list[str] | None = None) -> None:
+        self.store = store
+        self.default_rate_limit_per_min = default_rate_limit_per_min
+        self.scopes = list(scopes or [])
+        self._touched: dict[str, datetime] = {}
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        if not token.startswith(KEY_PREFIX) or len(token) > MAX_TOKEN_CHARS:
+            return None
+        record = await self.store.find_key_by_hash(hash_key(token))
+        if record is None:
+            return None
+        await self._touch(record)
+        limit = record.rate_limit_per_min
+        return AccessToken(
+            token=f"key:{record.id}",  # the key itself stays out of every object that outlives the request
+            client_id=record.name,
+            scopes=self.scopes + ([ADMIN_SCOPE] if record.admin else []),
+            claims={
+                "genroute_key_id": record.id,
+                "admin": record.admin,
+                "rate_limit_per_min": self.default_rate_limit_per_min if limit is None else limit,
+            },
+        )
+
+    async def _touch(self, record: ApiKeyRecord) -> None:
+        """last_used_at, written at most once a minute per key so requests do not each cost a write."""
+        now = datetime.now(UTC)
+        last = self._touched.get(record.id)
+        if last is not None and now - last < _TOUCH_EVERY:
+            return
+        self._touched[record.id] = now
+        try:
+            await self.store.touch_key(record.id, now)
+        except Exception:  # informational only: never fail a request over it
+            log.warning("could not record last use of key %s", record.name, exc_info=True)

@@ -1,0 +1,190 @@
+"""Protocol utilities MCPServer leaves unanswered (-32601): logging/setLevel, resources/(un)subscribe and
+completion/complete. Clients and the conformance suite call them; genroute answers them properly.
+
+Also two fixes at the protocol edge, in server middleware (so they cover every tool, present and future):
+- arguments that fail a tool's input schema get genroute's error envelope (naming the argument and what is
+  wrong) instead of the SDK's raw pydantic text, which repeats the input and carries no envelope;
+- each tool's advertised outputSchema also admits the error envelope. Error results carry it as
+  structuredContent, and strict clients (the TypeScript SDK 1.x, the MCP Inspector 2.x) validate even an
+  isError result against outputSchema: without this branch they hide genroute's error behind a -32602
+  "does not match the tool's output schema".
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.mcpserver import MCPServer
+from mcp_types import (
+    Completion,
+    CompletionArgument,
+    CompletionContext,
+    EmptyResult,
+    LoggingLevel,
+    PromptReference,
+    ResourceTemplateReference,
+    SetLevelRequestParams,
+    SubscribeRequestParams,
+    UnsubscribeRequestParams,
+)
+from pydantic import ValidationError
+
+from mcp_server.catalog import Catalog
+from mcp_server.errors import ErrorBody, GatewayError, invalid_argument
+
+MODEL_TEMPLATE = "models://{+model_id}"
+MAX_COMPLETIONS = 100  # the spec's ceiling per answer
+MAX_REPORTED_ERRORS = 3
+
+
+class SessionState:
+    """Per-session protocol state: the log level the client asked for and the resources it watches.
+    Keyed weakly by session, so a closed session's entry goes with it."""
+
+    def __init__(self) -> None:
+        self._levels: weakref.WeakKeyDictionary[Any, LoggingLevel] = weakref.WeakKeyDictionary()
+        self._watched: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+
+    def log_level(self, session: Any) -> LoggingLevel | None:
+        return self._levels.get(session)
+
+    def subscriptions(self, session: Any) -> frozenset[str]:
+        return frozenset(self._watched.get(session, ()))
+
+    async def set_level(self, ctx: ServerRequestContext[Any], params: SetLevelRequestParams) -> EmptyResult:
+        self._levels[ctx.session] = params.level
+        return EmptyResult()
+
+    async def subscribe(self, ctx: ServerRequestContext[Any], params: SubscribeRequestParams) -> EmptyResult:
+        self._watched.setdefault(ctx.session, set()).add(params.uri)
+        return EmptyResult()
+
+    async def unsubscribe(self, ctx: ServerRequestContext[Any], params: UnsubscribeRequestParams) -> EmptyResult:
+        self._watched.get(ctx.session, set()).discard(params.uri)
+        return EmptyResult()
+
+
+def complete_model_ids(catalog: Catalog, prefix: str) -> Completion:
+    """Catalog ids and aliases starting with `prefix` (case-insensitive), ids first."""
+    wanted = prefix.lower()
+    names: list[str] = []
+    for card in catalog.cards():
+        for name in (card.id, *card.aliases):
+            if name.lower().startswith(wanted) and name not in names:
+                names.append(name)
+    return Completion(values=names[:MAX_COMPLETIONS], total=len(names), has_more=len(names) > MAX_COMPLETIONS)
+
+
+class ArgumentErrors:
+    """Server middleware: when tools/call arguments fail the tool's own argument model, the SDK's isError
+    answer (raw pydantic text, no envelope) is given genroute's envelope instead. Middleware sees results in
+    their wire form, so the SDK's own result framing is kept and only content and structuredContent change."""
+
+    def __init__(self, mcp: MCPServer[Any]) -> None:
+        self.mcp = mcp
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        result = await call_next(ctx)
+        # Only an error result can come from bad arguments: a successful call is not validated a second time.
+        if ctx.method == "tools/call" and isinstance(result, dict) and result.get("isError"):
+            error = self.argument_error(ctx)
+            if error is not None:
+                text = [{"type": "text", "text": error.message}]
+                return {**result, "content": text, "structuredContent": error.to_dict()}
+        return result
+
+    def argument_error(self, ctx: ServerRequestContext[Any, Any]) -> GatewayError | None:
+        params = ctx.params
+        if not isinstance(params, Mapping) or not isinstance(params.get("name"), str):
+            return None
+        arguments = params.get("arguments")
+        # MCPServer exposes no public lookup of a tool's argument model; its tool manager is where it lives.
+        tool = self.mcp._tool_manager.get_tool(params["name"])
+        if tool is None or (arguments is not None and not isinstance(arguments, Mapping)):
+            return None  # unknown tool or non-object arguments: the SDK's own answers stand
+        try:
+            tool.fn_metadata.validate_arguments(dict(arguments or {}))
+        except ValidationError as exc:
+            return describe(tool.name, exc)
+        except Exception:  # a validator that crashes is the SDK's to report (generically)
+            return None
+        return None
+
+
+def describe(tool: str, error: ValidationError) -> GatewayError:
+    """Which arguments are wrong and what is allowed, without echoing the values back."""
+    problems = error.errors(include_url=False, include_input=False)
+    places = [".".join(str(part) for part in p["loc"]) or "arguments" for p in problems]
+    details = [f"`{place}`: {p['msg']}" for place, p in zip(places, problems, strict=True)]
+    more = len(details) - MAX_REPORTED_ERRORS
+    text = "; ".join(details[:MAX_REPORTED_ERRORS]) + (f"; and {more} more" if more > 0 else "")
+    return invalid_argument(
+        places[0].split(".")[0],
+        f"Invalid arguments for {tool}: {text}. The tool's inputSchema lists what is allowed.",
+    )
+
+
+def _error_result_schema() -> dict[str, Any]:
+    """The JSON schema of an error result's structuredContent (GatewayError.to_dict)."""
+    body = ErrorBody.model_json_schema()
+    body["properties"]["retry_after_s"] = {"type": ["number", "null"]}
+    body.pop("title", None)
+    return {
+        "type": "object",
+        "properties": {"error": body, "partial_text": {"type": "string"}},
+        "required": ["error"],
+    }
+
+
+ERROR_RESULT_SCHEMA = _error_result_schema()
+
+
+def with_error_branch(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` or the error envelope; `$defs` stay at the root so the original `#/$defs/...` refs resolve."""
+    if schema.get("x-genroute-errors"):
+        return schema
+    success = {k: v for k, v in schema.items() if k != "$defs"}
+    wrapped: dict[str, Any] = {"type": "object", "anyOf": [success, ERROR_RESULT_SCHEMA], "x-genroute-errors": True}
+    if "$defs" in schema:
+        wrapped["$defs"] = schema["$defs"]
+    return wrapped
+
+
+async def output_schemas_admit_errors(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+    """tools/list, in wire form: every outputSchema also admits the error envelope."""
+    result = await call_next(ctx)
+    if ctx.method == "tools/list" and isinstance(result, dict) and isinstance(result.get("tools"), list):
+        tools = [
+            {**tool, "outputSchema": with_error_branch(tool["outputSchema"])}
+            if isinstance(tool, dict) and isinstance(tool.get("outputSchema"), dict)
+            else tool
+            for tool in result["tools"]
+        ]
+        result = {**result, "tools": tools}
+    return result
+
+
+def register(mcp: MCPServer[Any], catalog: Catalog) -> SessionState:
+    mcp.middleware.append(ArgumentErrors(mcp))
+    mcp.middleware.append(output_schemas_admit_errors)
+    state = SessionState()
+    # MCPServer has no public hook for these three; the low-level server's add_request_handler is the SDK's way.
+    lowlevel = mcp._lowlevel_server
+    lowlevel.add_request_handler("logging/setLevel", SetLevelRequestParams, state.set_level)
+    lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, state.subscribe)
+    lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, state.unsubscribe)
+
+    @mcp.completion()
+    async def complete(
+        ref: PromptReference | ResourceTemplateReference,
+        argument: CompletionArgument,
+        context: CompletionContext | None,
+    ) -> Completion | None:
+        if isinstance(ref, ResourceTemplateReference) and ref.uri == MODEL_TEMPLATE and argument.name == "model_id":
+            return complete_model_ids(catalog, argument.value)
+        return None  # preset arguments are free text: nothing to suggest
+
+    return state

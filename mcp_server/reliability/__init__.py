@@ -1,0 +1,1 @@
+"""Provider faults survived: the retry policy, per-provider health and cooldown, and the one attempt loop."""

@@ -1,0 +1,264 @@
+"""The one retry loop: a logical call tried on its model, retried, then on the model's fallbacks.
+
+Order of events for one call: for each candidate (the model, then its `fallbacks` in order; a provider
+cooling down is skipped while a later candidate is not), attempt; on a RETRY verdict wait (Retry-After or
+backoff) and attempt again up to `max_retries` times; on FALLBACK, or once retries are used up, go to the
+next candidate; on FAIL stop. Every attempt's outcome feeds the health tracker. The whole call, waits
+included, ends by `deadline_s`. A submission marked not `resend_if_lost` (paid video) whose answer was
+lost is never sent again, here or elsewhere, unless its provider honours Idempotency-Key.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Generic, TypeVar
+
+import anyio
+
+from mcp_server.catalog import Catalog, ModelCard
+from mcp_server.config import ProviderConfig, RoutingConfig
+from mcp_server.errors import GatewayError
+from mcp_server.reliability.health import Health
+from mcp_server.reliability.retry import RetryPolicy, Verdict, classify, is_provider_fault, may_have_run
+
+T = TypeVar("T")
+log = logging.getLogger("genroute.router")
+
+
+@dataclass(frozen=True)
+class Attempted(Generic[T]):
+    """A successful call: the value, the card that answered, and how it got there."""
+
+    value: T
+    card: ModelCard
+    fallback_from: str | None  # the model asked for, when a fallback answered instead
+    attempts: int
+
+
+@dataclass
+class _Trail:
+    """What was tried so far in one logical call, for the final error and the logs."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[tuple[ModelCard, GatewayError]] = field(default_factory=list)
+    note: str | None = None
+
+    def add(self, card: ModelCard, error: GatewayError | None) -> None:
+        record: dict[str, Any] = {"model": card.id, "provider": card.provider}
+        if error is not None:
+            record |= {"status": error.status, "code": error.code}
+            self.errors.append((card, error))
+        self.records.append(record)
+
+    def attempts(self) -> int:
+        return sum(1 for record in self.records if "skipped" not in record)
+
+
+class _Step(Enum):
+    RETRY = "retry"
+    NEXT = "next"  # the next candidate, if any
+    STOP = "stop"
+
+
+class Reliability:
+    """Retry policy, fallbacks, cooldown and deadline for the router; one instance per gateway."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        routing: RoutingConfig | None = None,
+        providers: dict[str, ProviderConfig] | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.routing = routing or RoutingConfig()
+        self.providers = providers or {}
+        self.health = Health(self.cooldown_s)
+
+    def cooldown_s(self, provider: str) -> float:
+        override = self.providers.get(provider)
+        if override is not None and override.cooldown_s is not None:
+            return override.cooldown_s
+        return self.routing.cooldown_s
+
+    def policy(self, provider: str) -> RetryPolicy:
+        return RetryPolicy.for_provider(self.routing, self.providers.get(provider))
+
+    def candidates(self, card: ModelCard) -> list[ModelCard]:
+        """The model, then each of its fallbacks (resolved through the catalog, same kind, no repeats)."""
+        chain = [card]
+        for name in card.fallbacks:
+            fallback = self.catalog.get(name)
+            if fallback is None or fallback.kind != card.kind:
+                log.warning("model %s: fallback %s is not a %s model in the catalog; skipped", card.id, name, card.kind)
+                continue
+            if all(fallback.id != known.id for known in chain):
+                chain.append(fallback)
+        return chain
+
+    async def attempt(
+        self,
+        card: ModelCard,
+        call: Callable[[ModelCard], Awaitable[T]],
+        *,
+        resend_if_lost: bool = True,
+    ) -> Attempted[T]:
+        """Run `call` until one candidate answers; raise the most useful GatewayError otherwise."""
+        deadline = anyio.current_time() + self.routing.deadline_s
+        chain = self.candidates(card)
+        trail = _Trail()
+        for index, candidate in enumerate(chain):
+            has_later = index + 1 < len(chain)
+            if self._skip(candidate, chain[index + 1 :], trail):
+                continue
+            policy = self.policy(candidate.provider)
+            retry = 0
+            while True:
+                try:
+                    value = await self._once(candidate, call, deadline, resend_if_lost)
+                except GatewayError as error:
+                    step, reported = self._decide(candidate, error, retry, policy, has_later, resend_if_lost)
+                    trail.add(candidate, reported)
+                    if step is _Step.STOP:
+                        raise self._final(trail, reported) from None
+                    if step is _Step.RETRY and await self._wait(policy, error, retry, deadline, trail):
+                        retry += 1
+                        continue
+                    break  # on to the next fallback
+                self.health.record_success(candidate.provider)
+                trail.add(candidate, None)
+                if len(trail.records) > 1:
+                    log.info("%s answered for %s; attempts: %s", candidate.id, card.id, trail.records)
+                return Attempted(value, candidate, None if candidate.id == card.id else card.id, trail.attempts())
+        raise self._final(trail, None) from None
+
+    def _skip(self, candidate: ModelCard, later: list[ModelCard], trail: _Trail) -> bool:
+        """A provider cooling down is skipped while a later candidate's provider is not."""
+        if not self.health.cooling_down(candidate.provider):
+            return False
+        if all(self.health.cooling_down(c.provider) for c in later):
+            return False
+        log.info("skipping %s: provider %s is cooling down", candidate.id, candidate.provider)
+        trail.records.append({"model": candidate.id, "provider": candidate.provider, "skipped": "cooling_down"})
+        return True
+
+    def _decide(
+        self,
+        candidate: ModelCard,
+        error: GatewayError,
+        retry: int,
+        policy: RetryPolicy,
+        has_later: bool,
+        resend_if_lost: bool,
+    ) -> tuple[_Step, GatewayError]:
+        """What to do after a failed attempt, and the error to report for it."""
+        if error.code == "deadline_exceeded":  # the caller's time budget, not the provider's fault
+            return _Step.STOP, error
+        provider = candidate.provider
+        if is_provider_fault(error):
+            self.health.record_failure(provider, error)
+        verdict = classify(error)
+        if verdict is Verdict.FAIL:
+            return _Step.STOP, error
+        can_retry = verdict is Verdict.RETRY and retry < policy.max_retries
+        if not resend_if_lost and may_have_run(error):
+            # A paid job may exist upstream: sending it again (or elsewhere) could pay twice.
+            if can_retry and self.honours_idempotency_key(provider):  # same operation, so the same Idempotency-Key
+                return _Step.RETRY, error
+            return _Step.STOP, _outcome_unknown(candidate, error)
+        if verdict is Verdict.RETRY and policy.asks_too_long(error):
+            return _Step.NEXT, _too_long(error, policy)
+        if can_retry and not (has_later and self.health.cooling_down(provider)):
+            return _Step.RETRY, error
+        return _Step.NEXT, error
+
+    async def _once(
+        self,
+        candidate: ModelCard,
+        call: Callable[[ModelCard], Awaitable[T]],
+        deadline: float,
+        resend_if_lost: bool,
+    ) -> T:
+        remaining = deadline - anyio.current_time()
+        if remaining > 0:
+            with anyio.move_on_after(remaining):
+                return await call(candidate)
+        raise _deadline_error(self.routing.deadline_s, candidate, in_flight=remaining > 0, lost=not resend_if_lost)
+
+    async def _wait(self, policy: RetryPolicy, error: GatewayError, retry: int, deadline: float, trail: _Trail) -> bool:
+        """Sleep before the next retry; False (no retry) when the wait would pass the deadline."""
+        wait = policy.wait_s(error, retry)
+        if anyio.current_time() + wait >= deadline:
+            trail.note = "no time left for another retry within deadline_s"
+            return False
+        trail.records[-1]["waited_s"] = round(wait, 3)
+        await anyio.sleep(wait)
+        return True
+
+    def honours_idempotency_key(self, provider: str) -> bool:
+        config = self.providers.get(provider)
+        return config is not None and config.honours_idempotency_key
+
+    def _final(self, trail: _Trail, error: GatewayError | None) -> GatewayError:
+        """One error for the caller: the decisive failure, plus what else was tried."""
+        if error is None:
+            if not trail.errors:  # every candidate skipped cannot happen (the last is never skipped)
+                return GatewayError("No route could serve this call.", type="server_error", code="no_route", status=503)
+            error = trail.errors[0][1]
+        decisive = next((card.id for card, e in trail.errors if e is error), None)
+        last_by_model = {card.id: f"{card.id} ({card.provider}): {_short(e)}" for card, e in trail.errors}
+        tried = [text for model, text in last_by_model.items() if model != decisive]
+        message = error.message
+        if trail.attempts() > 1:
+            message += f" [{trail.attempts()} attempts]"
+        if tried:
+            message += " Also tried: " + "; ".join(tried) + "."
+        skipped = [f"{r['model']} ({r['provider']})" for r in trail.records if "skipped" in r]
+        if skipped:
+            message += f" Skipped, its provider cooling down after recent failures: {', '.join(skipped)}."
+        if trail.note:
+            message += f" ({trail.note})"
+        final = error.copy_with(message)
+        final.attempts = trail.records
+        return final
+
+
+def _short(error: GatewayError) -> str:
+    """`HTTP 503 service_unavailable`, or just the code of a failure that had no HTTP answer."""
+    if error.status and error.request_sent is None:
+        return f"HTTP {error.status} {error.code or error.type}"
+    return error.code or error.type
+
+
+def _deadline_error(deadline_s: float, card: ModelCard, *, in_flight: bool, lost: bool) -> GatewayError:
+    note = " The submission may already have reached the provider; it was not sent again." if in_flight and lost else ""
+    return GatewayError(
+        f"The call to {card.id} ({card.provider}) did not finish within deadline_s = {deadline_s:g} s, "
+        f"retries and waits included.{note} Try again, or raise [routing] deadline_s.",
+        type="timeout",
+        code="deadline_exceeded",
+        status=504,
+        request_sent=in_flight,
+    )
+
+
+def _too_long(error: GatewayError, policy: RetryPolicy) -> GatewayError:
+    return error.copy_with(
+        f"{error.message} The provider asked to wait {error.retry_after_s:g} s before trying again, longer than "
+        f"retry_after_cap_s = {policy.retry_after_cap_s:g} s, so genroute did not wait; retry after that time."
+    )
+
+
+def _outcome_unknown(card: ModelCard, error: GatewayError) -> GatewayError:
+    return GatewayError(
+        f"The submission to {card.id} ({card.provider}) was sent, but its answer was lost ({_short(error)}): "
+        "the job may exist upstream and may be billed. genroute did not submit it again, to any provider, to avoid "
+        "paying twice. Check the provider's dashboard or job list before submitting again.",
+        type="upstream_error",
+        code="submission_outcome_unknown",
+        status=error.status or 502,
+        retry_after_s=error.retry_after_s,
+        request_sent=True,
+    )

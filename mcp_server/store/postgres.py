@@ -1,0 +1,262 @@
+"""PostgreSQL store (`[server] database_url`): jobs, ledger and budgets shared by several replicas.
+
+psycopg 3, async, one connection pool per process. Imported only when a database_url is configured, so a stdio
+server never pays for psycopg at start. Migrations are numbered like SQLite's and applied under an advisory lock,
+so replicas starting together migrate once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from mcp_server.store import postgres_keys, postgres_usage
+from mcp_server.store.base import (
+    ApiKeyRecord,
+    BudgetStatus,
+    JobRecord,
+    Reservation,
+    Store,
+    StoreUnavailable,
+    UsageQuery,
+    UsageRecord,
+    UsageSummary,
+    utcnow,
+)
+
+log = logging.getLogger("genroute.store")
+
+MIGRATIONS: list[str] = [
+    # 1: video jobs
+    """
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        upstream_model TEXT NOT NULL,
+        task_id TEXT,
+        status TEXT NOT NULL,
+        arguments JSONB NOT NULL,
+        client_request_id TEXT,
+        caller TEXT NOT NULL,
+        progress DOUBLE PRECISION,
+        result JSONB,
+        error JSONB,
+        created_at TIMESTAMPTZ NOT NULL,
+        updated_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE INDEX jobs_request ON jobs (client_request_id, created_at);
+    CREATE INDEX jobs_status ON jobs (status, updated_at);
+    CREATE INDEX jobs_created ON jobs (created_at);
+    """,
+    # 2: usage ledger, its hourly roll-up, budget months and reservations
+    postgres_usage.MIGRATION,
+    # 3: HTTP API keys
+    postgres_keys.MIGRATION,
+]
+
+MIGRATION_LOCK = 0x67656E726F757465  # "genroute": the advisory lock key held while migrating
+_JSON_FIELDS = ("arguments", "result", "error")
+_JOB_COLUMNS = tuple(JobRecord.model_fields)
+POOL_MAX = 10
+CONNECT_TIMEOUT_S = 10
+STATEMENT_TIMEOUT_S = 30
+
+
+def describe_url(url: str) -> str:
+    """The database URL without its password, for messages and logs."""
+    try:
+        parts = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "postgresql://(unparsable URL)"
+    user = f"{parts['user']}@" if parts.get("user") else ""
+    port = f":{parts['port']}" if parts.get("port") else ""
+    return f"postgresql://{user}{parts.get('host', 'localhost')}{port}/{parts.get('dbname', '')}"
+
+
+class PostgresStore(Store):
+    def __init__(self, url: str, *, max_connections: int = POOL_MAX) -> None:
+        self.url = url
+        self._pool = AsyncConnectionPool(
+            url,
+            min_size=1,
+            max_size=max_connections,
+            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
+            open=False,
+            timeout=30,
+            check=AsyncConnectionPool.check_connection,
+            configure=_configure,
+            name="genroute",
+        )
+
+    async def open(self) -> None:
+        """Connect once directly (fails fast, with the server's reason), migrate, then open the pool."""
+        try:
+            conn = await AsyncConnection.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+            async with conn:
+                await _migrate(conn)
+            await self._pool.open(wait=True, timeout=CONNECT_TIMEOUT_S + 5)
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            await self._pool.close()
+            raise StoreUnavailable(
+                f"Cannot use PostgreSQL at {describe_url(self.url)} ({self._reason(exc)}): check [server] "
+                "database_url, that the server runs and that the user may log in."
+            ) from None
+
+    def _reason(self, exc: Exception) -> str:
+        """The first line of the driver's message, with the URL's password removed should it appear."""
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        password = conninfo_to_dict(self.url).get("password")
+        return reason.replace(str(password), "[redacted]") if password else reason
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection[Any]]:
+        """A pooled connection; a database that went away becomes StoreUnavailable with a safe message."""
+        try:
+            async with self._pool.connection() as conn:
+                yield conn
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise StoreUnavailable(f"PostgreSQL at {describe_url(self.url)} is unavailable.") from exc
+
+    # --- jobs ---
+    async def create_job(self, job: JobRecord) -> JobRecord:
+        async with self.connection() as conn, conn.transaction():
+            if job.client_request_id:
+                # replicas submitting the same request id at once: one inserts, the other finds it
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (job.client_request_id,))
+                existing = await _find_job(conn, job.client_request_id, job.created_at - timedelta(hours=24))
+                if existing is not None:
+                    return existing
+            columns = ", ".join(_JOB_COLUMNS)
+            values = ", ".join(f"%({c})s" for c in _JOB_COLUMNS)
+            await conn.execute(f"INSERT INTO jobs ({columns}) VALUES ({values})", _to_params(job))
+        return job
+
+    async def update_job(self, job_id: str, **fields: Any) -> JobRecord | None:
+        async with self.connection() as conn, conn.transaction():
+            current = await _one_job(conn, "SELECT * FROM jobs WHERE id = %s FOR UPDATE", (job_id,))
+            if current is None:
+                return None
+            updated = current.model_copy(update={**fields, "updated_at": utcnow()})
+            assignments = ", ".join(f"{c} = %({c})s" for c in _JOB_COLUMNS if c != "id")
+            await conn.execute(f"UPDATE jobs SET {assignments} WHERE id = %(id)s", _to_params(updated))
+        return updated
+
+    async def get_job(self, job_id: str) -> JobRecord | None:
+        async with self.connection() as conn:
+            return await _one_job(conn, "SELECT * FROM jobs WHERE id = %s", (job_id,))
+
+    async def find_job_by_request_id(self, client_request_id: str, since: datetime) -> JobRecord | None:
+        async with self.connection() as conn:
+            return await _find_job(conn, client_request_id, since)
+
+    async def list_jobs(self, *, limit: int = 20, unfinished_only: bool = False) -> list[JobRecord]:
+        where = "WHERE status NOT IN ('completed', 'failed')" if unfinished_only else ""
+        async with self.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(f"SELECT * FROM jobs {where} ORDER BY created_at DESC LIMIT %s", (limit,))
+            return [JobRecord.model_validate(row) for row in await cur.fetchall()]
+
+    # --- usage and budgets ---
+    async def record_usage(self, record: UsageRecord, *, reservation_id: str | None = None) -> None:
+        async with self.connection() as conn:
+            await postgres_usage.record(conn, [record], reservation_id)
+
+    async def record_usage_batch(self, records: list[UsageRecord]) -> None:
+        if records:
+            async with self.connection() as conn:
+                await postgres_usage.record(conn, records, None)
+
+    async def usage_summary(self, query: UsageQuery) -> UsageSummary:
+        async with self.connection() as conn:
+            return await postgres_usage.summary(conn, query)
+
+    async def budget_status(self, month: str) -> BudgetStatus:
+        async with self.connection() as conn:
+            return await postgres_usage.status(conn, month)
+
+    async def reserve_budget(
+        self, month: str, limit_usd: float, amount_usd: float, *, ttl: timedelta = timedelta(hours=2)
+    ) -> Reservation:
+        async with self.connection() as conn:
+            return await postgres_usage.reserve(conn, month, limit_usd, amount_usd, ttl)
+
+    async def release_reservation(self, reservation_id: str) -> None:
+        async with self.connection() as conn:
+            await postgres_usage.release(conn, reservation_id)
+
+    # --- api keys ---
+    async def create_key(self, key: ApiKeyRecord) -> ApiKeyRecord:
+        async with self.connection() as conn:
+            return await postgres_keys.create(conn, key)
+
+    async def list_keys(self, *, include_revoked: bool = True) -> list[ApiKeyRecord]:
+        async with self.connection() as conn:
+            return await postgres_keys.list_all(conn, include_revoked)
+
+    async def revoke_key(self, name: str) -> ApiKeyRecord | None:
+        async with self.connection() as conn:
+            return await postgres_keys.revoke(conn, name)
+
+    async def find_key_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
+        async with self.connection() as conn:
+            return await postgres_keys.find_by_hash(conn, key_hash)
+
+    async def touch_key(self, key_id: str, when: datetime) -> None:
+        async with self.connection() as conn:
+            await postgres_keys.touch(conn, key_id, when)
+
+
+async def _configure(conn: AsyncConnection[Any]) -> None:
+    """Every pooled connection: no statement (lock waits included) may hold a tool call longer than this."""
+    await conn.execute(f"SET statement_timeout = '{STATEMENT_TIMEOUT_S}s'")
+
+
+async def _migrate(conn: AsyncConnection[Any]) -> None:
+    while True:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            await conn.execute("CREATE TABLE IF NOT EXISTS genroute_schema_version (version INTEGER PRIMARY KEY)")
+            cur = await conn.execute("SELECT COALESCE(MAX(version), 0) FROM genroute_schema_version")
+            row = await cur.fetchone()
+            version = int(row[0]) if row else 0
+            if version >= len(MIGRATIONS):
+                return
+            await conn.execute(MIGRATIONS[version])
+            await conn.execute("INSERT INTO genroute_schema_version (version) VALUES (%s)", (version + 1,))
+            log.info("PostgreSQL schema migrated to version %d", version + 1)
+
+
+def _to_params(job: JobRecord) -> dict[str, Any]:
+    params = {name: getattr(job, name) for name in _JOB_COLUMNS}
+    for name in _JSON_FIELDS:
+        params[name] = None if params[name] is None else Jsonb(job.model_dump(mode="json")[name])
+    return params
+
+
+async def _one_job(conn: AsyncConnection[Any], sql: str, params: tuple[Any, ...]) -> JobRecord | None:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(sql, params)
+        row = await cur.fetchone()
+    return None if row is None else JobRecord.model_validate(row)
+
+
+async def _find_job(conn: AsyncConnection[Any], client_request_id: str, since: datetime) -> JobRecord | None:
+    return await _one_job(
+        conn,
+        "SELECT * FROM jobs WHERE client_request_id = %s AND created_at >= %s ORDER BY created_at DESC LIMIT 1",
+        (client_request_id, since),
+    )

@@ -1,0 +1,73 @@
+"""PostgreSQL queries for HTTP API keys, the same semantics as sqlite_keys.py (only hashes are stored)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+
+from mcp_server.errors import GatewayError
+from mcp_server.store.base import ApiKeyRecord, utcnow
+
+MIGRATION = """
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    key_hash TEXT NOT NULL UNIQUE,
+    admin BOOLEAN NOT NULL DEFAULT FALSE,
+    rate_limit_per_min INTEGER,
+    created_at TIMESTAMPTZ NOT NULL,
+    revoked_at TIMESTAMPTZ,
+    last_used_at TIMESTAMPTZ
+);
+CREATE UNIQUE INDEX IF NOT EXISTS api_keys_active_name ON api_keys (name) WHERE revoked_at IS NULL;
+"""
+
+_COLUMNS = tuple(ApiKeyRecord.model_fields)
+
+
+async def _one(conn: AsyncConnection[Any], sql: str, params: tuple[Any, ...]) -> ApiKeyRecord | None:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(sql, params)
+        row = await cur.fetchone()
+    return None if row is None else ApiKeyRecord.model_validate(row)
+
+
+async def create(conn: AsyncConnection[Any], key: ApiKeyRecord) -> ApiKeyRecord:
+    values = ", ".join(f"%({c})s" for c in _COLUMNS)
+    try:
+        await conn.execute(f"INSERT INTO api_keys ({', '.join(_COLUMNS)}) VALUES ({values})", key.model_dump())
+    except psycopg.errors.UniqueViolation:
+        raise GatewayError(
+            f"A key named '{key.name}' already exists. Revoke it first or pick another name.",
+            code="key_exists",
+            param="name",
+            status=409,
+        ) from None
+    return key
+
+
+async def list_all(conn: AsyncConnection[Any], include_revoked: bool) -> list[ApiKeyRecord]:
+    where = "" if include_revoked else "WHERE revoked_at IS NULL"
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(f"SELECT * FROM api_keys {where} ORDER BY created_at, name")
+        return [ApiKeyRecord.model_validate(row) for row in await cur.fetchall()]
+
+
+async def revoke(conn: AsyncConnection[Any], name: str) -> ApiKeyRecord | None:
+    return await _one(
+        conn,
+        "UPDATE api_keys SET revoked_at = %s WHERE name = %s AND revoked_at IS NULL RETURNING *",
+        (utcnow(), name),
+    )
+
+
+async def find_by_hash(conn: AsyncConnection[Any], key_hash: str) -> ApiKeyRecord | None:
+    return await _one(conn, "SELECT * FROM api_keys WHERE key_hash = %s AND revoked_at IS NULL", (key_hash,))
+
+
+async def touch(conn: AsyncConnection[Any], key_id: str, when: datetime) -> None:
+    await conn.execute("UPDATE api_keys SET last_used_at = %s WHERE id = %s", (when, key_id))

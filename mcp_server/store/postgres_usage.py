@@ -1,0 +1,212 @@
+"""The usage ledger and budgets on PostgreSQL, shared by every replica.
+
+Lock order, so concurrent writers never deadlock: a recording transaction touches its roll-up rows (sorted), its
+reservation, and last the month's row; a reservation transaction locks the month's row first and then only
+inserts. Whoever holds the month row therefore never waits for another lock.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from psycopg import AsyncConnection
+
+from mcp_server.store.usage import (
+    COST_EPSILON,
+    ROLLUPS,
+    BudgetStatus,
+    Dialect,
+    Reservation,
+    Rollup,
+    UsageQuery,
+    UsageRecord,
+    UsageSummary,
+    merge_rows,
+    month_spend,
+    rollup_deltas,
+    summary_statement,
+    totals_row,
+)
+
+POSTGRES = Dialect(placeholder="%s", day="to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD')")
+
+MIGRATION = """
+    CREATE TABLE usage_ledger (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        at TIMESTAMPTZ NOT NULL,
+        tool TEXT NOT NULL,
+        model TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        upstream_model TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        prompt_tokens BIGINT NOT NULL,
+        completion_tokens BIGINT NOT NULL,
+        images INTEGER NOT NULL,
+        video_seconds DOUBLE PRECISION NOT NULL,
+        cost_usd DOUBLE PRECISION NOT NULL,
+        latency_ms DOUBLE PRECISION NOT NULL,
+        caller TEXT NOT NULL,
+        job_id TEXT
+    );
+    CREATE INDEX usage_ledger_at ON usage_ledger (at);
+    CREATE INDEX usage_ledger_job ON usage_ledger (job_id) WHERE job_id IS NOT NULL;
+    CREATE TABLE usage_hourly (
+        hour TIMESTAMPTZ NOT NULL,
+        model TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        caller TEXT NOT NULL,
+        requests BIGINT NOT NULL,
+        errors BIGINT NOT NULL,
+        prompt_tokens BIGINT NOT NULL,
+        completion_tokens BIGINT NOT NULL,
+        images BIGINT NOT NULL,
+        video_seconds DOUBLE PRECISION NOT NULL,
+        cost_usd DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (hour, model, provider, caller)
+    );
+    CREATE TABLE usage_daily (
+        day TIMESTAMPTZ NOT NULL,
+        model TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        caller TEXT NOT NULL,
+        requests BIGINT NOT NULL,
+        errors BIGINT NOT NULL,
+        prompt_tokens BIGINT NOT NULL,
+        completion_tokens BIGINT NOT NULL,
+        images BIGINT NOT NULL,
+        video_seconds DOUBLE PRECISION NOT NULL,
+        cost_usd DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (day, model, provider, caller)
+    );
+    CREATE TABLE budget_months (
+        month TEXT PRIMARY KEY,
+        spent_usd DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE budget_reservations (
+        id TEXT PRIMARY KEY,
+        month TEXT NOT NULL,
+        amount_usd DOUBLE PRECISION NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        expires_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE INDEX budget_reservations_month ON budget_reservations (month, expires_at);
+"""
+
+_LEDGER_COLUMNS = (
+    "at, tool, model, provider, upstream_model, outcome, prompt_tokens, completion_tokens, images, video_seconds,"
+    " cost_usd, latency_ms, caller, job_id"
+)
+
+
+def _rollup_upsert(level: Rollup) -> str:
+    return f"""
+    INSERT INTO {level.table} AS u ({level.column}, model, provider, caller, requests, errors, prompt_tokens,
+        completion_tokens, images, video_seconds, cost_usd) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+    ON CONFLICT ({level.column}, model, provider, caller) DO UPDATE SET
+        requests = u.requests + excluded.requests, errors = u.errors + excluded.errors,
+        prompt_tokens = u.prompt_tokens + excluded.prompt_tokens,
+        completion_tokens = u.completion_tokens + excluded.completion_tokens,
+        images = u.images + excluded.images, video_seconds = u.video_seconds + excluded.video_seconds,
+        cost_usd = u.cost_usd + excluded.cost_usd
+    """
+
+
+_MONTH_UPSERT = (
+    "INSERT INTO budget_months AS b (month, spent_usd) VALUES (%s, %s) "
+    "ON CONFLICT (month) DO UPDATE SET spent_usd = b.spent_usd + excluded.spent_usd"
+)
+_COPY_ABOVE = 64  # records; COPY beats a pipelined INSERT for bulk loads
+
+
+def _ledger_row(r: UsageRecord) -> tuple[object, ...]:
+    return (
+        r.at,
+        r.tool,
+        r.model,
+        r.provider,
+        r.upstream_model,
+        r.outcome,
+        r.prompt_tokens,
+        r.completion_tokens,
+        r.images,
+        r.video_seconds,
+        r.cost_usd,
+        r.latency_ms,
+        r.caller,
+        r.job_id,
+    )
+
+
+async def record(conn: AsyncConnection, records: list[UsageRecord], reservation_id: str | None) -> None:
+    async with conn.transaction(), conn.cursor() as cur:
+        if len(records) > _COPY_ABOVE:
+            async with cur.copy(f"COPY usage_ledger ({_LEDGER_COLUMNS}) FROM STDIN") as copy:
+                for r in records:
+                    await copy.write_row(_ledger_row(r))
+        else:
+            values = ", ".join(["%s"] * 14)
+            await cur.executemany(
+                f"INSERT INTO usage_ledger ({_LEDGER_COLUMNS}) VALUES ({values})", [_ledger_row(r) for r in records]
+            )
+        for level in ROLLUPS:  # daily rows, then hourly ones, each in key order: one lock order for all writers
+            rows = [
+                (datetime.fromtimestamp(bucket, UTC), model, provider, caller, *sums)
+                for (bucket, model, provider, caller), sums in rollup_deltas(records, level).items()
+            ]
+            await cur.executemany(_rollup_upsert(level), rows)
+        if reservation_id is not None:
+            await cur.execute("DELETE FROM budget_reservations WHERE id = %s", (reservation_id,))
+        spend = list(month_spend(records).items())
+        if spend:
+            await cur.executemany(_MONTH_UPSERT, spend)
+
+
+async def summary(conn: AsyncConnection, query: UsageQuery) -> UsageSummary:
+    statement = summary_statement(POSTGRES, query, lambda at: at)
+    rows = await (await conn.execute(*statement)).fetchall() if statement else []
+    return merge_rows([totals_row(tuple(row)) for row in rows])
+
+
+async def _spent_and_reserved(conn: AsyncConnection, month: str, *, lock: bool) -> tuple[float, float]:
+    cur = await conn.execute(
+        f"SELECT spent_usd FROM budget_months WHERE month = %s{' FOR UPDATE' if lock else ''}", (month,)
+    )
+    row = await cur.fetchone()
+    cur = await conn.execute(
+        "SELECT COALESCE(SUM(amount_usd), 0) FROM budget_reservations WHERE month = %s AND expires_at > now()",
+        (month,),
+    )
+    reserved = await cur.fetchone()
+    return (float(row[0]) if row else 0.0), float(reserved[0] if reserved else 0.0)
+
+
+async def status(conn: AsyncConnection, month: str) -> BudgetStatus:
+    spent, reserved = await _spent_and_reserved(conn, month, lock=False)
+    return BudgetStatus(month=month, spent_usd=spent, reserved_usd=reserved)
+
+
+async def reserve(
+    conn: AsyncConnection, month: str, limit_usd: float, amount_usd: float, ttl: timedelta
+) -> Reservation:
+    await conn.execute("DELETE FROM budget_reservations WHERE expires_at <= now()")  # its own transaction
+    async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO budget_months (month, spent_usd) VALUES (%s, 0) ON CONFLICT (month) DO NOTHING", (month,)
+        )
+        spent, reserved = await _spent_and_reserved(conn, month, lock=True)  # the month row serialises replicas
+        granted = spent + reserved + amount_usd <= limit_usd + COST_EPSILON
+        reservation_id = uuid.uuid4().hex if granted else None
+        if granted:
+            await conn.execute(
+                "INSERT INTO budget_reservations (id, month, amount_usd, created_at, expires_at) "
+                "VALUES (%s, %s, %s, now(), now() + make_interval(secs => %s))",
+                (reservation_id, month, amount_usd, ttl.total_seconds()),
+            )
+    return Reservation(
+        granted=granted, id=reservation_id, month=month, amount_usd=amount_usd, spent_usd=spent, reserved_usd=reserved
+    )
+
+
+async def release(conn: AsyncConnection, reservation_id: str) -> None:
+    await conn.execute("DELETE FROM budget_reservations WHERE id = %s", (reservation_id,))

@@ -1,0 +1,70 @@
+"""SQLite queries for HTTP API keys (see access/keys.py); only hashes are stored."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+
+from mcp_server.errors import GatewayError
+from mcp_server.store.base import ApiKeyRecord
+
+_KEY_COLUMNS = tuple(ApiKeyRecord.model_fields)
+_KEY_TIMES = ("created_at", "revoked_at", "last_used_at")
+
+
+def _epoch(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+def from_row(row: sqlite3.Row | None) -> ApiKeyRecord | None:
+    if row is None:
+        return None
+    data = dict(row)
+    for name in _KEY_TIMES:
+        data[name] = None if data[name] is None else datetime.fromtimestamp(data[name], UTC)
+    data["admin"] = bool(data["admin"])
+    return ApiKeyRecord.model_validate(data)
+
+
+def create(conn: sqlite3.Connection, key: ApiKeyRecord) -> ApiKeyRecord:
+    row = key.model_dump()
+    for name in _KEY_TIMES:
+        row[name] = _epoch(row[name])
+    try:
+        conn.execute(
+            f"INSERT INTO api_keys ({', '.join(_KEY_COLUMNS)}) VALUES ({', '.join(':' + c for c in _KEY_COLUMNS)})",
+            row,
+        )
+    except sqlite3.IntegrityError:
+        raise GatewayError(
+            f"A key named '{key.name}' already exists. Revoke it first or pick another name.",
+            code="key_exists",
+            param="name",
+            status=409,
+        ) from None
+    return key
+
+
+def list_all(conn: sqlite3.Connection, include_revoked: bool) -> list[ApiKeyRecord]:
+    where = "" if include_revoked else "WHERE revoked_at IS NULL"
+    rows = conn.execute(f"SELECT * FROM api_keys {where} ORDER BY created_at, name").fetchall()
+    return [key for row in rows if (key := from_row(row)) is not None]
+
+
+def revoke(conn: sqlite3.Connection, name: str) -> ApiKeyRecord | None:
+    row = conn.execute("SELECT * FROM api_keys WHERE name = ? AND revoked_at IS NULL", (name,)).fetchone()
+    key = from_row(row)
+    if key is None:
+        return None
+    key.revoked_at = datetime.now(UTC)
+    conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (_epoch(key.revoked_at), key.id))
+    return key
+
+
+def find_by_hash(conn: sqlite3.Connection, key_hash: str) -> ApiKeyRecord | None:
+    row = conn.execute("SELECT * FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL", (key_hash,)).fetchone()
+    return from_row(row)
+
+
+def touch(conn: sqlite3.Connection, key_id: str, when: datetime) -> None:
+    conn.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (_epoch(when), key_id))

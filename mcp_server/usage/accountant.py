@@ -1,0 +1,187 @@
+"""The accountant: the budget guard before a provider call and the ledger entry after it.
+
+`Router.run` wraps the call in `accountant.metered(...)`: on entry the call's estimated cost is checked against
+the model's `max_usd_per_call` and reserved against `[budget] monthly_usd` (a refusal is recorded and raised as a
+402); on exit one ledger record is written, whatever happened, and settles the reservation to the actual cost.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import anyio
+
+from mcp_server.catalog import ModelCard
+from mcp_server.config import BudgetConfig
+from mcp_server.errors import GatewayError
+from mcp_server.store.base import Store, StoreUnavailable, UsageRecord
+from mcp_server.store.usage import COST_EPSILON, month_of, utcnow
+from mcp_server.usage.cost import Quantities, cost, default_estimate, estimate_tokens, measure, price, usd
+
+log = logging.getLogger("genroute.usage")
+RECORD_TIMEOUT_S = 10.0  # bound on writing the ledger entry of a call that was cancelled or failed
+REFUSED = "budget_exceeded"
+
+
+class Answered(Protocol):
+    """What the router hands back after a call (its `Routed`): the value and the card that produced it."""
+
+    @property
+    def value(self) -> object: ...
+
+    @property
+    def card(self) -> ModelCard: ...
+
+    @property
+    def latency_ms(self) -> float: ...
+
+
+@dataclass
+class Meter:
+    """One call being accounted for. The router tells it the answer with `done`; the rest is the accountant's."""
+
+    card: ModelCard
+    tool: str
+    caller: str
+    job_id: str | None
+    estimate: Quantities
+    estimate_usd: float
+    reservation_id: str | None = None
+    started: float = field(default_factory=time.perf_counter)
+    answer: Answered | None = None
+
+    def done(self, answer: Answered) -> None:
+        self.answer = answer
+
+    def record(self, outcome: str, *, used: Quantities | None = None, cost_usd: float = 0.0) -> UsageRecord:
+        card = self.answer.card if self.answer is not None else self.card
+        used = used or Quantities()
+        latency = self.answer.latency_ms if self.answer is not None else (time.perf_counter() - self.started) * 1e3
+        return UsageRecord(
+            tool=self.tool,
+            model=card.id,
+            provider=card.provider,
+            upstream_model=card.upstream,
+            outcome=outcome,
+            prompt_tokens=used.prompt_tokens,
+            completion_tokens=used.completion_tokens,
+            images=used.images,
+            video_seconds=used.video_seconds,
+            cost_usd=max(cost_usd, 0.0),
+            latency_ms=max(latency, 0.0),
+            caller=self.caller,
+            job_id=self.job_id,
+        )
+
+    def success(self) -> UsageRecord:
+        if self.answer is None:
+            return self.record("ok")
+        used = self._unstated_from_estimate(measure(self.answer.value))
+        return self.record("ok", used=used, cost_usd=cost(self.answer.card, used))
+
+    def _unstated_from_estimate(self, used: Quantities) -> Quantities:
+        """What the answer does not state is charged as estimated, never as free: token counts an upstream left
+        out (some streams), the seconds of a video whose submission answer gives no duration."""
+        update: dict[str, float] = {}
+        text = getattr(self.answer.value if self.answer else None, "content", None)
+        if isinstance(text, str) and text and not (used.prompt_tokens or used.completion_tokens):
+            update = {"prompt_tokens": self.estimate.prompt_tokens, "completion_tokens": estimate_tokens(text)}
+        if not used.video_seconds and self.estimate.video_seconds and self.card.kind == "video":
+            update["video_seconds"] = self.estimate.video_seconds
+        return used.model_copy(update=update) if update else used
+
+    def failure(self, error: BaseException) -> UsageRecord:
+        """Failed calls cost nothing, unless the upstream billed it: then the estimate is the best figure."""
+        if isinstance(error, GatewayError):
+            billed = self.estimate_usd if error.billed else 0.0
+            return self.record(error.code or error.type or "error", cost_usd=billed)
+        if isinstance(error, anyio.get_cancelled_exc_class()):
+            return self.record("cancelled")
+        return self.record("internal_error")
+
+
+class Accountant:
+    """Budget guard and ledger writer over a store; without a store it only applies the per-call limit."""
+
+    def __init__(self, store: Store | None, budget: BudgetConfig | None = None) -> None:
+        self.store = store
+        self.budget = budget or BudgetConfig()
+
+    @asynccontextmanager
+    async def metered(
+        self,
+        card: ModelCard,
+        *,
+        tool: str,
+        caller: str,
+        estimate: Quantities | None = None,
+        job_id: str | None = None,
+        enabled: bool = True,
+    ) -> AsyncIterator[Meter]:
+        estimate = estimate or default_estimate(card)
+        meter = Meter(card, tool, caller, job_id, estimate, price(card, estimate))
+        if not enabled:
+            yield meter
+            return
+        await self._admit(meter)
+        try:
+            yield meter
+        except BaseException as error:
+            await self._write(meter.failure(error), meter.reservation_id)
+            raise
+        await self._write(meter.success(), meter.reservation_id)
+
+    async def _admit(self, meter: Meter) -> None:
+        card, estimate_usd = meter.card, meter.estimate_usd
+        if card.max_usd_per_call is not None and estimate_usd > card.max_usd_per_call + COST_EPSILON:
+            await self._refuse(
+                meter,
+                f"Refused: this call to '{card.id}' is estimated at {usd(estimate_usd)}, above the model's "
+                f"max_usd_per_call of {usd(card.max_usd_per_call)}. Ask for less (max_tokens, n or duration) "
+                "or raise max_usd_per_call in the config.",
+            )
+        limit = self.budget.monthly_usd
+        if limit is None or estimate_usd <= 0 or self.store is None:
+            return
+        month = month_of(utcnow())
+        try:
+            reservation = await self.store.reserve_budget(month, limit, estimate_usd)
+        except StoreUnavailable as exc:
+            raise GatewayError(
+                f"Paid calls are paused: the monthly budget cannot be checked ({exc}). Try again shortly.",
+                type="server_error",
+                code="store_unavailable",
+                status=503,
+            ) from None
+        if not reservation.granted:
+            held = reservation.reserved_usd
+            in_flight = f" plus {usd(held)} reserved by calls in flight" if held else ""
+            await self._refuse(
+                meter,
+                f"Refused: the monthly budget would be exceeded. Limit {usd(limit)} ([budget] monthly_usd), "
+                f"spent in {month} {usd(reservation.spent_usd)}{in_flight}, this call to '{card.id}' "
+                f"estimated at {usd(estimate_usd)}. Raise the limit, ask for less, or use a cheaper model.",
+            )
+        meter.reservation_id = reservation.id
+
+    async def _refuse(self, meter: Meter, message: str) -> None:
+        await self._write(meter.record(REFUSED), None)
+        raise GatewayError(message, type="insufficient_quota", code=REFUSED, status=402)
+
+    async def _write(self, record: UsageRecord, reservation_id: str | None) -> None:
+        """Write one ledger entry even while the call is being cancelled; a store failure is logged, not raised
+        (the provider has answered: failing the call now would waste what was paid for)."""
+        if self.store is None:
+            return
+        with anyio.CancelScope(shield=True), anyio.move_on_after(RECORD_TIMEOUT_S) as scope:
+            try:
+                await self.store.record_usage(record, reservation_id=reservation_id)
+            except Exception:
+                log.exception("could not record usage of %s on %s (%s)", record.tool, record.model, record.outcome)
+        if scope.cancelled_caught:
+            log.error("recording usage of %s on %s timed out after %.0f s", record.tool, record.model, RECORD_TIMEOUT_S)

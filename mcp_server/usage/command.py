@@ -1,0 +1,59 @@
+"""`genroute usage`: the get_usage report from the configured store, printed as a table (or JSON)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mcp_server.config import GatewayConfig
+    from mcp_server.providers import ProviderAdapter
+
+
+def add_usage_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    usage = commands.add_parser("usage", help="print usage and spend from the ledger (same filters as get_usage)")
+    usage.add_argument("--start", dest="start_date", help="first day (2024-01-01) or instant, UTC; default: 1st")
+    usage.add_argument("--end", dest="end_date", help="last day, included, or an instant; default: now")
+    usage.add_argument("--model", help="only this model (id or alias)")
+    usage.add_argument("--caller", help="only this caller ('stdio' or an HTTP key's name)")
+    usage.add_argument("--group-by", default="model", choices=["model", "day", "provider", "caller"])
+    usage.add_argument("--source", default="local", choices=["local", "provider"], help="provider: add theirs too")
+    usage.add_argument("--json", action="store_true", help="print get_usage's JSON instead of a table")
+
+
+async def usage_command(config: GatewayConfig, args: argparse.Namespace) -> int:
+    from mcp_server.catalog import Catalog
+    from mcp_server.errors import GatewayError
+    from mcp_server.providers import build_adapter
+    from mcp_server.store import StoreUnavailable, open_store_for
+    from mcp_server.usage.report import build_report
+    from mcp_server.usage.table import render_table
+
+    store = open_store_for(config)
+    adapters: dict[str, ProviderAdapter] = {}
+    try:
+        await store.open()
+        if args.source == "provider":
+            adapters = {name: build_adapter(name, cfg) for name, cfg in config.providers.items()}
+        report = await build_report(
+            store,
+            Catalog.from_config(config, include_local=False),
+            monthly_usd=config.budget.monthly_usd,
+            start_date=args.start_date,
+            end_date=args.end_date,
+            model=args.model,
+            caller=args.caller,
+            group_by=args.group_by,
+            source=args.source,
+            adapters=adapters,
+        )
+    except (GatewayError, StoreUnavailable) as error:
+        print(f"genroute usage: {error}", file=sys.stderr)
+        return 2
+    finally:
+        for adapter in adapters.values():
+            await adapter.aclose()
+        await store.close()
+    print(report.model_dump_json(indent=2, exclude_none=True) if args.json else render_table(report))
+    return 0

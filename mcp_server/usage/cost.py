@@ -1,0 +1,116 @@
+"""What a call costs: the quantities it used (or may use), priced from the catalog card or the upstream's own bill.
+
+Before a call only an estimate exists: prompt tokens from the text's length (about 4 characters a token for
+English with BPE tokenizers; rough, and never billed), the answer at its `max_tokens` (else what the context
+window leaves, capped at DEFAULT_OUTPUT_TOKENS), n x the image price, duration x the per-second price.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, Field
+
+from mcp_server.catalog import ModelCard
+
+CHARS_PER_TOKEN = 4
+MESSAGE_OVERHEAD_TOKENS = 4  # role and separators each message adds
+DEFAULT_OUTPUT_TOKENS = 4096
+DEFAULT_VIDEO_SECONDS = 10.0
+_VIDEO_SECONDS_FIELDS = ("video_seconds", "duration_s", "duration", "seconds")
+
+
+class Quantities(BaseModel):
+    """What one call used (after it) or may use (before it)."""
+
+    prompt_tokens: int = Field(default=0, ge=0)
+    completion_tokens: int = Field(default=0, ge=0)
+    images: int = Field(default=0, ge=0)
+    video_seconds: float = Field(default=0.0, ge=0)
+    reported_cost_usd: float | None = Field(default=None, ge=0)  # the upstream's own charge, when it says
+
+
+@runtime_checkable
+class Metered(Protocol):
+    """A result that states its own usage; anything else is read by `measure`'s field conventions."""
+
+    def metered(self) -> Quantities: ...
+
+
+def estimate_tokens(text: str) -> int:
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+
+def estimate_prompt_tokens(texts: Iterable[str]) -> int:
+    messages = list(texts)
+    return sum(map(estimate_tokens, messages)) + len(messages) * MESSAGE_OVERHEAD_TOKENS
+
+
+def chat_estimate(card: ModelCard, texts: Iterable[str], max_tokens: int | None) -> Quantities:
+    prompt = estimate_prompt_tokens(texts)
+    if max_tokens is None:
+        room = (card.context_window - prompt) if card.context_window else DEFAULT_OUTPUT_TOKENS
+        max_tokens = max(1, min(DEFAULT_OUTPUT_TOKENS, room))
+    return Quantities(prompt_tokens=prompt, completion_tokens=max_tokens)
+
+
+def default_estimate(card: ModelCard) -> Quantities:
+    """For a call whose tool gave no estimate: one image, the longest allowed video, a default-length answer."""
+    if card.kind == "image":
+        return Quantities(images=1)
+    if card.kind == "video":
+        return Quantities(video_seconds=max(card.durations) if card.durations else DEFAULT_VIDEO_SECONDS)
+    return Quantities(completion_tokens=DEFAULT_OUTPUT_TOKENS)
+
+
+def price(card: ModelCard, used: Quantities) -> float:
+    """The catalog price of `used`; a price the config leaves out counts as free."""
+    p = card.pricing
+    return (
+        used.prompt_tokens * (p.input_usd_per_mtok or 0.0) / 1e6
+        + used.completion_tokens * (p.output_usd_per_mtok or 0.0) / 1e6
+        + used.images * (p.usd_per_image or 0.0)
+        + used.video_seconds * (p.usd_per_second or 0.0)
+    )
+
+
+def cost(card: ModelCard, used: Quantities) -> float:
+    """The upstream's reported charge when it gave one, else the catalog price."""
+    return used.reported_cost_usd if used.reported_cost_usd is not None else price(card, used)
+
+
+def measure(value: object) -> Quantities:
+    """Usage of a provider result: `Metered` results say it; others by convention (`usage.prompt_tokens`,
+    `usage.completion_tokens`, `images` (a list or a count), a duration field for video, `cost_usd`)."""
+    if isinstance(value, Metered):
+        return value.metered()
+    usage = _field(value, "usage")
+    images = _field(value, "images")
+    seconds = next((s for f in _VIDEO_SECONDS_FIELDS if (s := _number(_field(value, f))) is not None), 0.0)
+    return Quantities(
+        prompt_tokens=int(_number(_field(usage, "prompt_tokens")) or 0),
+        completion_tokens=int(_number(_field(usage, "completion_tokens")) or 0),
+        images=len(images) if isinstance(images, list | tuple) else int(_number(images) or 0),
+        video_seconds=max(seconds, 0.0),
+        reported_cost_usd=_number(_field(value, "cost_usd")),
+    )
+
+
+def _field(value: Any, name: str) -> Any:
+    if isinstance(value, dict):
+        return value.get(name)
+    return getattr(value, name, None)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        return None
+    return float(value)
+
+
+def usd(amount: float) -> str:
+    """Dollars as people read them, keeping the digits small amounts need: $12.5, $0.0005, $0."""
+    text = f"{amount:,.6f}".rstrip("0").rstrip(".")
+    return f"${text}"

@@ -1,0 +1,213 @@
+"""get_usage's answer, shaped like ARKA AI's GET /v1/usage: the period, totals, a breakdown and the budget.
+
+Shared by the MCP tool and `genroute usage`, so both take the same filters and print the same figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Literal, get_args
+
+import anyio
+from pydantic import BaseModel, Field
+
+from mcp_server.catalog import Catalog
+from mcp_server.errors import ErrorBody, GatewayError, invalid_argument
+from mcp_server.providers.base import ProviderAdapter, ProviderUsage
+from mcp_server.store.base import GroupBy, Store, StoreUnavailable, UsageQuery, UsageTotals
+from mcp_server.store.usage import month_of, utcnow
+
+Source = Literal["local", "provider"]
+PROVIDER_TIMEOUT_S = 30.0
+COST_DECIMALS = 8
+
+
+class Period(BaseModel):
+    start: str
+    end: str
+
+
+class UsageFigures(BaseModel):
+    requests: int
+    errors: int
+    tokens_used: int
+    prompt_tokens: int
+    completion_tokens: int
+    images: int
+    video_seconds: float
+    cost_usd: float
+
+    @classmethod
+    def of(cls, totals: UsageTotals) -> UsageFigures:
+        return cls(
+            requests=totals.requests,
+            errors=totals.errors,
+            tokens_used=totals.prompt_tokens + totals.completion_tokens,
+            prompt_tokens=totals.prompt_tokens,
+            completion_tokens=totals.completion_tokens,
+            images=totals.images,
+            video_seconds=round(totals.video_seconds, 3),
+            cost_usd=round(totals.cost_usd, COST_DECIMALS),
+        )
+
+
+class BudgetFigures(BaseModel):
+    month: str = Field(description="The budget month (UTC), always the current one")
+    limit_usd: float | None = Field(description="[budget] monthly_usd; null when no budget is set")
+    spent_usd: float
+    reserved_usd: float = Field(description="Held by calls in flight")
+    remaining_usd: float | None
+
+
+class ProviderFigures(BaseModel):
+    """One provider's own usage report, or why it could not be had."""
+
+    usage: ProviderUsage | None = None
+    error: ErrorBody | None = None
+
+
+class UsageReport(UsageFigures):
+    period: Period
+    group_by: GroupBy
+    model: str | None = Field(default=None, description="The model filter, when one was given")
+    caller: str | None = Field(default=None, description="The caller filter, when one was given")
+    breakdown: dict[str, UsageFigures]
+    budget: BudgetFigures
+    provider: dict[str, ProviderFigures] | None = Field(
+        default=None, description="source='provider': each provider's own figures for the same period"
+    )
+
+
+@dataclass(frozen=True)
+class ReportPeriod:
+    """[start, end) in UTC, and the labels the caller's input deserves (dates stay dates)."""
+
+    start: datetime
+    end: datetime
+    label: Period
+
+    @property
+    def first_day(self) -> date:
+        return self.start.date()
+
+    @property
+    def last_day(self) -> date:
+        return (self.end - timedelta(microseconds=1)).date()
+
+
+def _parse(value: str, param: str) -> date | datetime:
+    text = value.strip()
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        pass
+    try:
+        return _aware(datetime.fromisoformat(text))
+    except ValueError:
+        raise invalid_argument(
+            param,
+            f"{param} must be an ISO 8601 date like 2024-01-31 or date-time like 2024-01-31T12:00:00Z; got '{value}'.",
+        ) from None
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def resolve_period(start_date: str | None, end_date: str | None, now: datetime | None = None) -> ReportPeriod:
+    """Dates are whole UTC days, both ends included; date-times are exact, the end excluded.
+    Defaults: until now, from the first day of the end's month."""
+    now = now or utcnow()
+    end = _parse(end_date, "end_date") if end_date else None
+    start = _parse(start_date, "start_date") if start_date else _day(end or now).replace(day=1)
+    begin = start if isinstance(start, datetime) else datetime.combine(start, time(), UTC)
+    if end is None:
+        finish, end_label = max(now, begin), now.date().isoformat()
+    elif isinstance(end, datetime):
+        finish, end_label = end, end.isoformat()
+    else:
+        finish, end_label = datetime.combine(end + timedelta(days=1), time(), UTC), end.isoformat()
+    if end is not None and (finish < begin or (not isinstance(end, datetime) and finish <= begin)):
+        raise invalid_argument("end_date", f"end_date ({end.isoformat()}) is before start_date ({start.isoformat()}).")
+    return ReportPeriod(begin, finish, Period(start=start.isoformat(), end=end_label))
+
+
+def _day(value: date | datetime) -> date:
+    return value.date() if isinstance(value, datetime) else value
+
+
+async def build_report(
+    store: Store,
+    catalog: Catalog,
+    *,
+    monthly_usd: float | None,
+    start_date: str | None = None,
+    end_date: str | None = None,
+    model: str | None = None,
+    caller: str | None = None,
+    group_by: str = "model",
+    source: str = "local",
+    adapters: dict[str, ProviderAdapter] | None = None,
+) -> UsageReport:
+    if group_by not in get_args(GroupBy):
+        raise invalid_argument("group_by", f"group_by must be one of {', '.join(get_args(GroupBy))}; got '{group_by}'.")
+    if source not in get_args(Source):
+        raise invalid_argument("source", f"source must be 'local' or 'provider'; got '{source}'.")
+    period = resolve_period(start_date, end_date)
+    card = catalog.get(model.strip()) if model else None
+    model_id = card.id if card is not None else (model.strip() if model else None)  # retired ids still filter
+    query = UsageQuery(start=period.start, end=period.end, model=model_id, caller=caller or None, group_by=group_by)  # type: ignore[arg-type]
+    try:
+        summary = await store.usage_summary(query)
+        budget = await store.budget_status(month_of(utcnow()))
+    except StoreUnavailable as exc:
+        raise GatewayError(str(exc), type="server_error", code="store_unavailable", status=503) from None
+    remaining = None if monthly_usd is None else max(monthly_usd - budget.spent_usd - budget.reserved_usd, 0.0)
+    report = UsageReport(
+        **UsageFigures.of(summary.totals).model_dump(),
+        period=period.label,
+        group_by=query.group_by,
+        model=model_id,
+        caller=query.caller,
+        breakdown={key: UsageFigures.of(totals) for key, totals in summary.breakdown.items()},
+        budget=BudgetFigures(
+            month=budget.month,
+            limit_usd=monthly_usd,
+            spent_usd=round(budget.spent_usd, COST_DECIMALS),
+            reserved_usd=round(budget.reserved_usd, COST_DECIMALS),
+            remaining_usd=None if remaining is None else round(remaining, COST_DECIMALS),
+        ),
+    )
+    if source == "provider":
+        wanted = {card.provider} if card is not None else None
+        report.provider = await provider_figures(adapters or {}, period, wanted)
+    return report
+
+
+async def provider_figures(
+    adapters: dict[str, ProviderAdapter], period: ReportPeriod, only: set[str] | None = None
+) -> dict[str, ProviderFigures]:
+    """Every provider's own report for the period's days, asked concurrently, each bounded in time."""
+    figures: dict[str, ProviderFigures] = {}
+
+    async def ask(name: str, adapter: ProviderAdapter) -> None:
+        try:
+            with anyio.fail_after(PROVIDER_TIMEOUT_S):
+                figures[name] = ProviderFigures(usage=await adapter.usage(period.first_day, period.last_day))
+        except GatewayError as error:
+            figures[name] = ProviderFigures(error=error.body())
+        except TimeoutError:
+            body = ErrorBody(
+                message=f"Provider '{name}' sent no usage report within {PROVIDER_TIMEOUT_S:.0f} s.",
+                type="timeout",
+                code="upstream_timeout",
+                status=504,
+            )
+            figures[name] = ProviderFigures(error=body)
+
+    async with anyio.create_task_group() as group:
+        for name, adapter in adapters.items():
+            if only is None or name in only:
+                group.start_soon(ask, name, adapter)
+    return dict(sorted(figures.items()))

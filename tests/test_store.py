@@ -1,0 +1,316 @@
+"""The store interface, one suite against both implementations: jobs, the usage ledger, budgets, migrations."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from mcp_server.store.base import JobRecord, Store, UsageQuery, UsageRecord, UsageTotals
+from mcp_server.store.sqlite import MIGRATIONS, SQLiteStore
+from mcp_server.store.usage import month_of
+from tests.store_backends import store_for
+
+pytestmark = pytest.mark.anyio
+T0 = datetime(2025, 3, 10, 0, 0, tzinfo=UTC)  # a Monday; records spread over the following days
+
+
+@pytest.fixture
+async def store(database_settings: dict[str, Any]) -> AsyncIterator[Store]:
+    opened = store_for(database_settings)
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+def rec(at: datetime, **fields: Any) -> UsageRecord:
+    base: dict[str, Any] = {"tool": "chat_complete", "model": "gpt-5.5", "provider": "arkroute", "upstream_model": "u"}
+    return UsageRecord(at=at, **{**base, **fields})
+
+
+def expected(records: list[UsageRecord], query: UsageQuery) -> tuple[UsageTotals, dict[str, UsageTotals]]:
+    """The summary computed the slow, obvious way."""
+    totals, breakdown = UsageTotals(), {}
+    for r in records:
+        if not (query.start <= r.at < query.end) or (query.model and r.model != query.model):
+            continue
+        if query.caller and r.caller != query.caller:
+            continue
+        key = r.at.strftime("%Y-%m-%d") if query.group_by == "day" else getattr(r, query.group_by)
+        part = UsageTotals.of(r)
+        breakdown[key] = breakdown[key].add(part) if key in breakdown else part
+        totals = totals.add(part)
+    return totals, breakdown
+
+
+def assert_same(actual: UsageTotals, wanted: UsageTotals) -> None:
+    assert actual.model_dump(exclude={"cost_usd", "video_seconds"}) == wanted.model_dump(
+        exclude={"cost_usd", "video_seconds"}
+    )
+    assert actual.cost_usd == pytest.approx(wanted.cost_usd, abs=1e-9)
+    assert actual.video_seconds == pytest.approx(wanted.video_seconds, abs=1e-6)
+
+
+def random_records(count: int, seed: int) -> list[UsageRecord]:
+    rng = random.Random(seed)
+    records = []
+    for _ in range(count):
+        records.append(
+            rec(
+                T0 + timedelta(seconds=rng.uniform(0, 3 * 86400)),
+                model=rng.choice(["gpt-5.5", "gpt-5.4", "nano-banana-2"]),
+                provider=rng.choice(["arkroute", "arka"]),
+                caller=rng.choice(["stdio", "alice", "bob"]),
+                outcome=rng.choice(["ok", "ok", "ok", "rate_limit_exceeded"]),
+                prompt_tokens=rng.randrange(0, 2000),
+                completion_tokens=rng.randrange(0, 800),
+                images=rng.randrange(0, 3),
+                video_seconds=rng.choice([0.0, 5.0]),
+                cost_usd=round(rng.uniform(0, 0.05), 6),
+            )
+        )
+    return records
+
+
+# --- api keys ---
+
+
+async def test_api_keys_store_hashes_and_revoke_by_name(store: Store) -> None:
+    from mcp_server.errors import GatewayError
+    from mcp_server.store.base import ApiKeyRecord
+
+    alice = await store.create_key(ApiKeyRecord(id="k1", name="alice", key_hash="h1", admin=True, rate_limit_per_min=5))
+    await store.create_key(ApiKeyRecord(id="k2", name="bob", key_hash="h2"))
+    with pytest.raises(GatewayError) as caught:
+        await store.create_key(ApiKeyRecord(id="k3", name="alice", key_hash="h3"))
+    assert caught.value.code == "key_exists"
+    found = await store.find_key_by_hash("h1")
+    assert found is not None and (found.name, found.admin, found.rate_limit_per_min) == ("alice", True, 5)
+    await store.touch_key("k1", alice.created_at + timedelta(minutes=1))
+    revoked = await store.revoke_key("alice")
+    assert revoked is not None and revoked.revoked_at is not None
+    assert await store.find_key_by_hash("h1") is None  # a revoked key stops working at once
+    assert await store.revoke_key("alice") is None
+    again = await store.create_key(ApiKeyRecord(id="k4", name="alice", key_hash="h4"))  # the name is free again
+    assert again.name == "alice"
+    assert [k.name for k in await store.list_keys(include_revoked=False)] == ["bob", "alice"]
+    assert len(await store.list_keys()) == 3
+
+
+# --- jobs ---
+
+
+async def test_jobs_round_trip_and_request_id_deduplication(store: Store) -> None:
+    job = JobRecord(id="job-1", provider="arkroute", model="kling", upstream_model="kling-v2", client_request_id="r1")
+    job.arguments = {"prompt": "a cat", "duration": 5}
+    assert (await store.create_job(job)).id == "job-1"
+    again = JobRecord(id="job-2", provider="arkroute", model="kling", upstream_model="kling-v2", client_request_id="r1")
+    assert (await store.create_job(again)).id == "job-1"  # same request id within 24 h: the first job
+    assert await store.get_job("job-2") is None
+
+    updated = await store.update_job("job-1", status="running", task_id="t-9", progress=0.4)
+    assert updated is not None and updated.status == "running"
+    loaded = await store.get_job("job-1")
+    assert loaded is not None
+    assert (loaded.task_id, loaded.progress, loaded.arguments) == ("t-9", 0.4, {"prompt": "a cat", "duration": 5})
+    assert loaded.updated_at >= loaded.created_at
+    assert await store.update_job("missing", status="failed") is None
+
+    await store.create_job(JobRecord(id="job-3", provider="p", model="m", upstream_model="u", status="completed"))
+    assert [j.id for j in await store.list_jobs(unfinished_only=True)] == ["job-1"]
+    assert {j.id for j in await store.list_jobs()} == {"job-1", "job-3"}
+    since = datetime.now(UTC) - timedelta(hours=1)
+    found = await store.find_job_by_request_id("r1", since)
+    assert found is not None and found.id == "job-1"
+    assert await store.find_job_by_request_id("r1", datetime.now(UTC) + timedelta(hours=1)) is None
+
+
+async def test_concurrent_submissions_with_one_request_id_make_one_job(store: Store) -> None:
+    ids: list[str] = []
+
+    async def submit(n: int) -> None:
+        job = JobRecord(id=f"job-{n}", provider="p", model="m", upstream_model="u", client_request_id="same")
+        ids.append((await store.create_job(job)).id)
+
+    async with anyio.create_task_group() as group:
+        for n in range(8):
+            group.start_soon(submit, n)
+    assert len(set(ids)) == 1
+
+
+# --- ledger ---
+
+
+@pytest.mark.parametrize("group_by", ["model", "day", "provider", "caller"])
+async def test_summary_matches_the_records_for_every_grouping(store: Store, group_by: str) -> None:
+    records = random_records(300, seed=1)
+    await store.record_usage_batch(records[:200])
+    for r in records[200:]:
+        await store.record_usage(r)
+    query = UsageQuery(start=T0, end=T0 + timedelta(days=3), group_by=group_by)  # type: ignore[arg-type]
+    summary = await store.usage_summary(query)
+    totals, breakdown = expected(records, query)
+    assert_same(summary.totals, totals)
+    assert summary.totals.requests == 300
+    assert set(summary.breakdown) == set(breakdown)
+    for key, part in breakdown.items():
+        assert_same(summary.breakdown[key], part)
+
+
+async def test_summary_is_exact_at_any_boundary_and_filter(store: Store) -> None:
+    """Whole hours come from the roll-up, partial ones from the ledger: every window must match the records."""
+    records = random_records(400, seed=2)
+    await store.record_usage_batch(records)
+    rng = random.Random(3)
+    for _ in range(25):
+        start = T0 + timedelta(seconds=rng.uniform(-3600, 3 * 86400))
+        end = start + timedelta(seconds=rng.choice([30, 1800, 3600, 7300, rng.uniform(0, 3 * 86400)]))
+        query = UsageQuery(
+            start=start,
+            end=end,
+            model=rng.choice([None, "gpt-5.4"]),
+            caller=rng.choice([None, "alice"]),
+            group_by=rng.choice(["model", "day", "provider", "caller"]),
+        )
+        summary = await store.usage_summary(query)
+        totals, breakdown = expected(records, query)
+        assert_same(summary.totals, totals)
+        assert set(summary.breakdown) == set(breakdown), query
+
+
+async def test_empty_period_and_no_records(store: Store) -> None:
+    summary = await store.usage_summary(UsageQuery(start=T0, end=T0))
+    assert summary.totals.requests == 0 and summary.breakdown == {}
+    summary = await store.usage_summary(UsageQuery(start=T0, end=T0 + timedelta(days=30)))
+    assert summary.totals == UsageTotals()
+
+
+# --- budgets ---
+
+
+async def test_month_spend_follows_the_ledger(store: Store) -> None:
+    now = datetime.now(UTC)
+    records = [rec(now, cost_usd=0.1), rec(now, cost_usd=0.2, outcome="server_error"), rec(now, cost_usd=0.0)]
+    for r in records:
+        await store.record_usage(r)
+    await store.record_usage(rec(now - timedelta(days=40), cost_usd=5.0))  # another month
+    status = await store.budget_status(month_of(now))
+    assert status.spent_usd == pytest.approx(0.3)
+    assert status.reserved_usd == 0.0
+
+
+async def test_reservations_hold_budget_until_settled_to_the_actual_cost(store: Store) -> None:
+    month = month_of(datetime.now(UTC))
+    first = await store.reserve_budget(month, 1.0, 0.6)
+    assert first.granted and first.id
+    second = await store.reserve_budget(month, 1.0, 0.6)
+    assert not second.granted and second.id is None
+    assert (second.spent_usd, second.reserved_usd) == (0.0, pytest.approx(0.6))
+    assert (await store.budget_status(month)).reserved_usd == pytest.approx(0.6)
+
+    await store.record_usage(rec(datetime.now(UTC), cost_usd=0.25), reservation_id=first.id)  # settles
+    status = await store.budget_status(month)
+    assert (status.spent_usd, status.reserved_usd) == (pytest.approx(0.25), 0.0)
+    assert (await store.reserve_budget(month, 1.0, 0.75)).granted  # 0.25 + 0.75 fits exactly
+    assert not (await store.reserve_budget(month, 1.0, 0.01)).granted
+
+
+async def test_release_and_expiry_free_a_reservation(store: Store) -> None:
+    month = month_of(datetime.now(UTC))
+    held = await store.reserve_budget(month, 1.0, 1.0)
+    assert held.granted and held.id
+    assert not (await store.reserve_budget(month, 1.0, 0.5)).granted
+    await store.release_reservation(held.id)
+    assert (await store.budget_status(month)).reserved_usd == 0.0
+    # a reservation whose process died stops counting once its time is up
+    dead = await store.reserve_budget(month, 1.0, 1.0, ttl=timedelta(0))
+    assert dead.granted
+    assert (await store.reserve_budget(month, 1.0, 1.0)).granted
+
+
+async def test_concurrent_reservations_never_pass_the_limit(database_settings: dict[str, Any]) -> None:
+    """Two store instances (two connections or pools, as two replicas have) race for one budget."""
+    stores = [store_for(database_settings) for _ in range(4)]
+    for s in stores:
+        await s.open()
+    month = month_of(datetime.now(UTC))
+    granted: list[str] = []
+    try:
+
+        async def reserve(s: Store) -> None:
+            reservation = await s.reserve_budget(month, 1.0, 0.1)
+            if reservation.granted and reservation.id:
+                granted.append(reservation.id)
+
+        async with anyio.create_task_group() as group:
+            for n in range(100):
+                group.start_soon(reserve, stores[n % 4])
+        assert len(granted) == 10
+        assert (await stores[0].budget_status(month)).reserved_usd == pytest.approx(1.0)
+    finally:
+        for s in stores:
+            await s.close()
+
+
+# --- migrations and reopening ---
+
+
+async def test_reopening_keeps_every_record(database_settings: dict[str, Any]) -> None:
+    first = store_for(database_settings)
+    await first.open()
+    await first.record_usage_batch(random_records(50, seed=4))
+    await first.create_job(JobRecord(id="j", provider="p", model="m", upstream_model="u"))
+    await first.close()
+    second = store_for(database_settings)
+    await second.open()
+    try:
+        summary = await second.usage_summary(UsageQuery(start=T0, end=T0 + timedelta(days=3)))
+        assert summary.totals.requests == 50
+        assert await second.get_job("j") is not None
+    finally:
+        await second.close()
+
+
+async def test_sqlite_database_from_version_1_is_migrated_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "genroute.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(MIGRATIONS[0])
+    conn.execute("PRAGMA user_version=1")
+    conn.execute(
+        "INSERT INTO jobs VALUES ('old', 'video', 'p', 'm', 'u', NULL, 'running', '{}', NULL, 'stdio', NULL, NULL,"
+        " NULL, 0, 0)"
+    )
+    conn.commit()
+    conn.close()
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        assert (await store.get_job("old")) is not None
+        await store.record_usage(rec(datetime.now(UTC), cost_usd=0.5))
+        assert (await store.budget_status(month_of(datetime.now(UTC)))).spent_usd == 0.5
+    finally:
+        await store.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    conn.close()
+
+
+async def test_two_processes_opening_a_fresh_database_migrate_it_once(database_settings: dict[str, Any]) -> None:
+    stores = [store_for(database_settings) for _ in range(3)]
+    async with anyio.create_task_group() as group:
+        for s in stores:
+            group.start_soon(s.open)
+    try:
+        await stores[0].record_usage(rec(T0))
+        assert (await stores[2].usage_summary(UsageQuery(start=T0, end=T0 + timedelta(hours=1)))).totals.requests == 1
+    finally:
+        for s in stores:
+            await s.close()
