@@ -34,6 +34,7 @@ from pydantic import ValidationError
 
 from mcp_server.catalog import Catalog
 from mcp_server.errors import ErrorBody, GatewayError, invalid_argument
+from mcp_server.schemas import compact_schema
 
 MODEL_TEMPLATE = "models://{+model_id}"
 MAX_COMPLETIONS = 100  # the spec's ceiling per answer
@@ -129,9 +130,8 @@ def describe(tool: str, error: ValidationError) -> GatewayError:
 
 def _error_result_schema() -> dict[str, Any]:
     """The JSON schema of an error result's structuredContent (GatewayError.to_dict)."""
-    body = ErrorBody.model_json_schema()
+    body = compact_schema(ErrorBody.model_json_schema())  # flat, as every tool schema (schemas.py)
     body["properties"]["retry_after_s"] = {"type": ["number", "null"]}
-    body.pop("title", None)
     return {
         "type": "object",
         "properties": {"error": body, "partial_text": {"type": "string"}},
