@@ -1,19 +1,20 @@
 """SQLite store in data_dir: WAL, one transaction per write, schema migrations by version at open.
 
-sqlite3 is blocking, so every statement runs in a worker thread; one connection serialised by a
-limiter keeps writes ordered without "database is locked" retries within a process.
+sqlite3 is blocking, so every statement runs in the store's own single thread, on one connection: writes stay
+ordered without "database is locked" retries within a process. Calls queue up in that thread's executor, so
+under concurrency it commits record after record (each its own transaction) without a round trip through the
+event loop between them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-
-import anyio
-import anyio.to_thread
 
 from mcp_server.store import sqlite_keys, sqlite_usage
 from mcp_server.store.base import (
@@ -79,11 +80,14 @@ class SQLiteStore(Store):
     def __init__(self, path: Path) -> None:
         self.path = path
         self._conn: sqlite3.Connection | None = None
-        self._limiter = anyio.CapacityLimiter(1)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="genroute-sqlite")
+
+    async def _in_thread(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.wrap_future(self._thread.submit(fn, *args))
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = await anyio.to_thread.run_sync(self._connect)
+        self._conn = await self._in_thread(self._connect)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
@@ -105,14 +109,14 @@ class SQLiteStore(Store):
     async def close(self) -> None:
         if self._conn is not None:
             conn, self._conn = self._conn, None
-            await anyio.to_thread.run_sync(conn.close, limiter=self._limiter)
+            await self._in_thread(conn.close)
 
     async def run(self, fn: Any, *args: Any) -> Any:
         """Run `fn(conn, *args)` in the store's thread; the building block for every query."""
         if self._conn is None:
             raise RuntimeError("store is not open")
         try:
-            return await anyio.to_thread.run_sync(fn, self._conn, *args, limiter=self._limiter)
+            return await self._in_thread(fn, self._conn, *args)
         except sqlite3.OperationalError as exc:  # locked past busy_timeout, disk full, I/O error
             raise StoreUnavailable(f"The SQLite database {self.path} is unavailable: {exc}.") from exc
 
