@@ -25,13 +25,15 @@ from mcp_server.store.usage import (
     merge_rows,
     month_spend,
     rollup_deltas,
+    rollup_tables_sql,
     summary_statement,
     totals_row,
 )
 
 POSTGRES = Dialect(placeholder="%s", day="to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD')")
 
-MIGRATION = """
+MIGRATION = (
+    """
     CREATE TABLE usage_ledger (
         id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         at TIMESTAMPTZ NOT NULL,
@@ -51,34 +53,9 @@ MIGRATION = """
     );
     CREATE INDEX usage_ledger_at ON usage_ledger (at);
     CREATE INDEX usage_ledger_job ON usage_ledger (job_id) WHERE job_id IS NOT NULL;
-    CREATE TABLE usage_hourly (
-        hour TIMESTAMPTZ NOT NULL,
-        model TEXT NOT NULL,
-        provider TEXT NOT NULL,
-        caller TEXT NOT NULL,
-        requests BIGINT NOT NULL,
-        errors BIGINT NOT NULL,
-        prompt_tokens BIGINT NOT NULL,
-        completion_tokens BIGINT NOT NULL,
-        images BIGINT NOT NULL,
-        video_seconds DOUBLE PRECISION NOT NULL,
-        cost_usd DOUBLE PRECISION NOT NULL,
-        PRIMARY KEY (hour, model, provider, caller)
-    );
-    CREATE TABLE usage_daily (
-        day TIMESTAMPTZ NOT NULL,
-        model TEXT NOT NULL,
-        provider TEXT NOT NULL,
-        caller TEXT NOT NULL,
-        requests BIGINT NOT NULL,
-        errors BIGINT NOT NULL,
-        prompt_tokens BIGINT NOT NULL,
-        completion_tokens BIGINT NOT NULL,
-        images BIGINT NOT NULL,
-        video_seconds DOUBLE PRECISION NOT NULL,
-        cost_usd DOUBLE PRECISION NOT NULL,
-        PRIMARY KEY (day, model, provider, caller)
-    );
+"""
+    + rollup_tables_sql(bucket="TIMESTAMPTZ", count="BIGINT", real="DOUBLE PRECISION")
+    + """
     CREATE TABLE budget_months (
         month TEXT PRIMARY KEY,
         spent_usd DOUBLE PRECISION NOT NULL
@@ -92,6 +69,7 @@ MIGRATION = """
     );
     CREATE INDEX budget_reservations_month ON budget_reservations (month, expires_at);
 """
+)
 
 _LEDGER_COLUMNS = (
     "at, tool, model, provider, upstream_model, outcome, prompt_tokens, completion_tokens, images, video_seconds,"

@@ -25,6 +25,7 @@ from mcp_server.store.usage import (
     merge_rows,
     month_spend,
     rollup_deltas,
+    rollup_tables_sql,
     summary_statement,
     totals_row,
     utcnow,
@@ -32,7 +33,8 @@ from mcp_server.store.usage import (
 
 SQLITE = Dialect(placeholder="?", day="strftime('%Y-%m-%d', {column}, 'unixepoch')")
 
-MIGRATION = """
+MIGRATION = (
+    """
     CREATE TABLE usage_ledger (
         id INTEGER PRIMARY KEY,
         at REAL NOT NULL,
@@ -52,34 +54,9 @@ MIGRATION = """
     );
     CREATE INDEX usage_ledger_at ON usage_ledger (at);
     CREATE INDEX usage_ledger_job ON usage_ledger (job_id) WHERE job_id IS NOT NULL;
-    CREATE TABLE usage_hourly (
-        hour INTEGER NOT NULL,
-        model TEXT NOT NULL,
-        provider TEXT NOT NULL,
-        caller TEXT NOT NULL,
-        requests INTEGER NOT NULL,
-        errors INTEGER NOT NULL,
-        prompt_tokens INTEGER NOT NULL,
-        completion_tokens INTEGER NOT NULL,
-        images INTEGER NOT NULL,
-        video_seconds REAL NOT NULL,
-        cost_usd REAL NOT NULL,
-        PRIMARY KEY (hour, model, provider, caller)
-    ) WITHOUT ROWID;
-    CREATE TABLE usage_daily (
-        day INTEGER NOT NULL,
-        model TEXT NOT NULL,
-        provider TEXT NOT NULL,
-        caller TEXT NOT NULL,
-        requests INTEGER NOT NULL,
-        errors INTEGER NOT NULL,
-        prompt_tokens INTEGER NOT NULL,
-        completion_tokens INTEGER NOT NULL,
-        images INTEGER NOT NULL,
-        video_seconds REAL NOT NULL,
-        cost_usd REAL NOT NULL,
-        PRIMARY KEY (day, model, provider, caller)
-    ) WITHOUT ROWID;
+"""
+    + rollup_tables_sql(bucket="INTEGER", count="INTEGER", real="REAL", suffix=" WITHOUT ROWID")
+    + """
     CREATE TABLE budget_months (
         month TEXT PRIMARY KEY,
         spent_usd REAL NOT NULL
@@ -93,6 +70,7 @@ MIGRATION = """
     );
     CREATE INDEX budget_reservations_month ON budget_reservations (month, expires_at)
 """
+)
 
 _LEDGER_INSERT = (
     "INSERT INTO usage_ledger (at, tool, model, provider, upstream_model, outcome, prompt_tokens, completion_tokens,"

@@ -133,6 +133,30 @@ DAILY = Rollup("usage_daily", "day", timedelta(days=1))
 HOURLY = Rollup("usage_hourly", "hour", HOUR)
 ROLLUPS = (DAILY, HOURLY)  # coarsest first: the plan takes whole days, then whole hours, then the ledger
 LEDGER = Rollup("usage_ledger", "at", timedelta(0))
+
+
+def rollup_tables_sql(*, bucket: str, count: str, real: str, suffix: str = "") -> str:
+    """CREATE TABLE for every roll-up, in one store's column types: the same columns in SQLite and PostgreSQL."""
+    return "".join(
+        f"""
+    CREATE TABLE {rollup.table} (
+        {rollup.column} {bucket} NOT NULL,
+        model TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        caller TEXT NOT NULL,
+        requests {count} NOT NULL,
+        errors {count} NOT NULL,
+        prompt_tokens {count} NOT NULL,
+        completion_tokens {count} NOT NULL,
+        images {count} NOT NULL,
+        video_seconds {real} NOT NULL,
+        cost_usd {real} NOT NULL,
+        PRIMARY KEY ({rollup.column}, model, provider, caller)
+    ){suffix};"""
+        for rollup in (HOURLY, DAILY)
+    )
+
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
