@@ -314,3 +314,58 @@ async def test_two_processes_opening_a_fresh_database_migrate_it_once(database_s
     finally:
         for s in stores:
             await s.close()
+
+
+async def test_sqlite_ledger_write_waits_for_another_writer_without_stalling_the_loop(tmp_path: Path) -> None:
+    """The inline write path must fall back to waiting (in the store's thread) when another connection, as a
+    replica or `genroute keys` would, holds the write lock; meanwhile the event loop keeps running."""
+    store = SQLiteStore(tmp_path / "genroute.db")
+    await store.open()
+    other = sqlite3.connect(tmp_path / "genroute.db", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        ticks = 0
+        written = anyio.Event()
+
+        async def write() -> None:
+            await store.record_usage(rec(T0, cost_usd=0.25))
+            written.set()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(write)
+            for _ in range(20):  # the loop still runs while the write waits for the lock
+                await anyio.sleep(0.01)
+                ticks += 1
+            assert not written.is_set()
+            other.execute("COMMIT")
+            with anyio.fail_after(10):
+                await written.wait()
+        assert ticks == 20
+        summary = await store.usage_summary(UsageQuery(start=T0, end=T0 + timedelta(hours=1)))
+        assert summary.totals.requests == 1 and summary.totals.cost_usd == pytest.approx(0.25)
+    finally:
+        other.close()
+        await store.close()
+
+
+async def test_sqlite_wal_is_checkpointed_under_a_stream_of_ledger_writes(tmp_path: Path) -> None:
+    """Ledger writes never checkpoint on the event loop; the store's thread must, or the WAL grows forever."""
+    from mcp_server.store.sqlite import CHECKPOINT_EVERY
+
+    store = SQLiteStore(tmp_path / "genroute.db")
+    await store.open()
+    try:
+        for batch in range(8):
+            for i in range(CHECKPOINT_EVERY):
+                await store.record_usage(rec(T0 + timedelta(seconds=batch * CHECKPOINT_EVERY + i)))
+            await store.run(lambda conn: None)  # let the queued checkpoint finish
+        wal = tmp_path / "genroute.db-wal"
+        records = 8 * CHECKPOINT_EVERY
+        # A passive checkpoint lets the next writer restart the WAL from its start, so it stays near the size
+        # of one checkpoint interval instead of holding every page written since the database opened.
+        pages = wal.stat().st_size / 4096
+        assert pages < 4 * CHECKPOINT_EVERY * 5, pages
+        summary = await store.usage_summary(UsageQuery(start=T0, end=T0 + timedelta(days=1)))
+        assert summary.totals.requests == records
+    finally:
+        await store.close()

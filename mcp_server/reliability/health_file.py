@@ -46,12 +46,16 @@ class HealthFile:
         self.write()
 
     def _on_record(self, failed: bool) -> None:
-        """Write at once when a state changes; failures at most 10 times a second, successes once; an
-        outcome not written at once is written by a deferred flush, so the file never stays behind."""
-        snapshot = self.health.snapshot(self.providers)
+        """A failure may change a provider's state: written at once if it did, else at most 10 times a second.
+        A success cannot change a state (it is on every call's path, so it costs no snapshot): written at most
+        once a second. An outcome not written at once is written by a deferred flush, so the file never stays
+        behind."""
+        if not failed and self._pending is not None:
+            return  # the flush already due will carry it
         age = time.monotonic() - self._last_write
-        changed = tuple(item.state for item in snapshot) != self._last_states
         interval = MIN_INTERVAL_S / 10 if failed else MIN_INTERVAL_S
+        snapshot = self.health.snapshot(self.providers) if failed else None
+        changed = snapshot is not None and tuple(item.state for item in snapshot) != self._last_states
         if changed or age >= interval:
             self.write(snapshot)
         elif self._pending is None:

@@ -1,9 +1,15 @@
 """SQLite store in data_dir: WAL, one transaction per write, schema migrations by version at open.
 
-sqlite3 is blocking, so every statement runs in the store's own single thread, on one connection: writes stay
-ordered without "database is locked" retries within a process. Calls queue up in that thread's executor, so
-under concurrency it commits record after record (each its own transaction) without a round trip through the
-event loop between them.
+sqlite3 is blocking, so statements run in the store's own single thread, on one connection: writes stay
+ordered without "database is locked" retries within a process, and a long read (a usage report) never stalls
+the event loop. Calls queue up in that thread's executor, so under concurrency it runs them back to back.
+
+The exception is the per-call ledger write and budget reservation: a few indexed upserts, about 0.1 ms, on
+the path of every tool call. Handing them to the thread and back costs more than the write itself, so they
+run on the event loop on a second connection that never waits for the lock (busy_timeout 0): if another
+connection or process holds it, the write goes to the store's thread, which waits as long as it must. That
+connection never checkpoints at commit time (a checkpoint can fsync); the store's thread checkpoints the WAL
+after every CHECKPOINT_EVERY inline writes instead.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ from mcp_server.store.base import (
     UsageSummary,
 )
 from mcp_server.store.sqlite_usage import immediate
+
+CHECKPOINT_EVERY = 256  # inline writes between two WAL checkpoints run in the store's thread
 
 MIGRATIONS: list[str] = [
     # 1: video jobs
@@ -80,6 +88,8 @@ class SQLiteStore(Store):
     def __init__(self, path: Path) -> None:
         self.path = path
         self._conn: sqlite3.Connection | None = None
+        self._inline: sqlite3.Connection | None = None  # used on the event loop only; see the module docstring
+        self._inline_writes = 0
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="genroute-sqlite")
 
     async def _in_thread(self, fn: Any, *args: Any) -> Any:
@@ -88,14 +98,12 @@ class SQLiteStore(Store):
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = await self._in_thread(self._connect)
+        self._inline = await self._in_thread(_connection, self.path, 0)
+        self._inline.execute("PRAGMA wal_autocheckpoint=0")
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        conn.row_factory = sqlite3.Row
+        conn = _connection(self.path, 30_000)
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")  # with WAL: a committed write survives a killed process
-        conn.execute("PRAGMA busy_timeout=30000")
-        conn.execute("PRAGMA foreign_keys=ON")
         while True:  # the version is read under the write lock: two processes opening at once migrate once
             with immediate(conn):
                 version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -107,6 +115,9 @@ class SQLiteStore(Store):
         return conn
 
     async def close(self) -> None:
+        if self._inline is not None:
+            inline, self._inline = self._inline, None
+            inline.close()
         if self._conn is not None:
             conn, self._conn = self._conn, None
             await self._in_thread(conn.close)
@@ -119,6 +130,24 @@ class SQLiteStore(Store):
             return await self._in_thread(fn, self._conn, *args)
         except sqlite3.OperationalError as exc:  # locked past busy_timeout, disk full, I/O error
             raise StoreUnavailable(f"The SQLite database {self.path} is unavailable: {exc}.") from exc
+
+    async def write(self, fn: Any, *args: Any) -> Any:
+        """Run the short write `fn(conn, *args)` on the event loop, or in the store's thread when the database
+        is locked by another writer (then it waits there, as `run` does)."""
+        if self._inline is None:
+            return await self.run(fn, *args)
+        try:
+            result = fn(self._inline, *args)
+        except sqlite3.OperationalError as exc:
+            if self._inline.in_transaction:  # not left holding the write lock the fallback needs
+                self._inline.execute("ROLLBACK")
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                raise StoreUnavailable(f"The SQLite database {self.path} is unavailable: {exc}.") from exc
+            return await self.run(fn, *args)
+        self._inline_writes += 1
+        if self._inline_writes % CHECKPOINT_EVERY == 0:
+            self._thread.submit(_checkpoint, self._conn)
+        return result
 
     # --- jobs ---
     async def create_job(self, job: JobRecord) -> JobRecord:
@@ -154,7 +183,7 @@ class SQLiteStore(Store):
 
     # --- usage and budgets ---
     async def record_usage(self, record: UsageRecord, *, reservation_id: str | None = None) -> None:
-        await self.run(sqlite_usage.record, [record], reservation_id)
+        await self.write(sqlite_usage.record, [record], reservation_id)
 
     async def record_usage_batch(self, records: list[UsageRecord]) -> None:
         if records:
@@ -169,10 +198,28 @@ class SQLiteStore(Store):
     async def reserve_budget(
         self, month: str, limit_usd: float, amount_usd: float, *, ttl: timedelta = timedelta(hours=2)
     ) -> Reservation:
-        return await self.run(sqlite_usage.reserve, month, limit_usd, amount_usd, ttl)
+        return await self.write(sqlite_usage.reserve, month, limit_usd, amount_usd, ttl)
 
     async def release_reservation(self, reservation_id: str) -> None:
-        await self.run(sqlite_usage.release, reservation_id)
+        await self.write(sqlite_usage.release, reservation_id)
+
+
+def _connection(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=busy_timeout_ms / 1000)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA synchronous=NORMAL")  # with WAL: a committed write survives a killed process
+    conn.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+def _checkpoint(conn: sqlite3.Connection | None) -> None:
+    """Copy the WAL back into the database without blocking writers (PASSIVE); its cost stays off the loop."""
+    if conn is not None:
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error:
+            pass  # the next checkpoint (or SQLite's own at close) catches up
 
 
 def _to_row(job: JobRecord) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -30,13 +30,6 @@ class Quantities(BaseModel):
     images: int = Field(default=0, ge=0)
     video_seconds: float = Field(default=0.0, ge=0)
     reported_cost_usd: float | None = Field(default=None, ge=0)  # the upstream's own charge, when it says
-
-
-@runtime_checkable
-class Metered(Protocol):
-    """A result that states its own usage; anything else is read by `measure`'s field conventions."""
-
-    def metered(self) -> Quantities: ...
 
 
 def estimate_tokens(text: str) -> int:
@@ -82,10 +75,8 @@ def cost(card: ModelCard, used: Quantities) -> float:
 
 
 def measure(value: object) -> Quantities:
-    """Usage of a provider result: `Metered` results say it; others by convention (`usage.prompt_tokens`,
-    `usage.completion_tokens`, `images` (a list or a count), a duration field for video, `cost_usd`)."""
-    if isinstance(value, Metered):
-        return value.metered()
+    """Usage of a provider result, read by convention: `usage.prompt_tokens`, `usage.completion_tokens`,
+    `images` (a list or a count), a duration field for video, `cost_usd`."""
     usage = _field(value, "usage")
     images = _field(value, "images")
     seconds = next((s for f in _VIDEO_SECONDS_FIELDS if (s := _number(_field(value, f))) is not None), 0.0)
