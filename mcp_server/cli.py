@@ -93,7 +93,9 @@ def _serve(config: GatewayConfig, args: argparse.Namespace) -> int:
             print(f"genroute: {problem}", file=sys.stderr)
             return 2
     gateway = Gateway.from_config(config)
-    mcp = build_server(gateway)
+    # Over stdio the client waits for `initialize` at every launch (Claude Desktop starts the server each
+    # time), so the tools are built on its next request; over HTTP they are built before the port opens.
+    mcp = build_server(gateway, defer_surface=not args.http)
     # What was built so far (SDK, schemas, catalog) lives as long as the server: out of the collector's sight,
     # a full collection no longer walks ~100,000 objects (a ~60 ms pause every few thousand calls, ~30 us a
     # call on average; see docs/performance.md). Startup leaves a few hundred garbage objects: not worth a collect.
