@@ -22,9 +22,13 @@ INSTRUCTIONS = (
 )
 
 
-def build_server(gateway: Gateway, *, defer_surface: bool = False) -> MCPServer[Any]:
+def build_server(
+    gateway: Gateway, *, defer_surface: bool = False, after_surface: Callable[[], None] | None = None
+) -> MCPServer[Any]:
     """The server; with `defer_surface`, its tools, resources and prompts are built on the first request
-    after `initialize` (see `DeferredSurface`), so a stdio client gets its `initialize` answer sooner."""
+    after `initialize` (see `DeferredSurface`), so a stdio client gets its `initialize` answer sooner, and
+    `after_surface` runs once that request is answered (work worth doing early, but not before `initialize`).
+    """
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[Any]) -> AsyncIterator[Gateway]:
@@ -42,7 +46,7 @@ def build_server(gateway: Gateway, *, defer_surface: bool = False) -> MCPServer[
     # Capabilities (completions, logging, subscriptions) come from these handlers: they are in place before
     # `initialize`. Its middleware looks tools up when a request comes, so it covers tools registered later.
     if defer_surface:  # before protocol's middleware, which looks tools up
-        mcp.middleware.append(DeferredSurface(lambda: register_surface(mcp, gateway)))
+        mcp.middleware.append(DeferredSurface(lambda: register_surface(mcp, gateway), after_surface))
     protocol.register(mcp, gateway.catalog)
     add_media_route(mcp, gateway.media)
     if not defer_surface:
@@ -70,16 +74,23 @@ def register_surface(mcp: MCPServer[Any], gateway: Gateway) -> None:
 class DeferredSurface:
     """Server middleware (outermost of genroute's) that runs `build` once, on the first request other than
     `initialize`: `initialize` needs only the capabilities, and every later request finds the surface built.
+    `then` runs once that request is answered.
 
     `build` is synchronous, so no other request of any session can run while it is half done.
     """
 
-    def __init__(self, build: Callable[[], None]) -> None:
+    def __init__(self, build: Callable[[], None], then: Callable[[], None] | None = None) -> None:
         self._build: Callable[[], None] | None = build
+        self._then = then
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-        if self._build is not None and ctx.method != "initialize":
-            self._build()
-            self._build = None
-            gc.freeze()  # as after an eager build (cli.py): long-lived, out of the collector's sight
-        return await call_next(ctx)
+        if self._build is None or ctx.method == "initialize":
+            return await call_next(ctx)
+        self._build()
+        self._build = None
+        gc.freeze()  # as after an eager build (cli.py): long-lived, out of the collector's sight
+        try:
+            return await call_next(ctx)
+        finally:
+            if self._then is not None:
+                self._then()
