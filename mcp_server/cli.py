@@ -81,7 +81,8 @@ def config_secrets(config: GatewayConfig) -> list[str | None]:
 def _serve(config: GatewayConfig, args: argparse.Namespace) -> int:
     from mcp_server.providers.http import prepare_tls_context
 
-    prepare_tls_context()  # the CA store loads in a background thread while the SDK is imported
+    if args.http:  # the CA store loads in a background thread while the SDK is imported
+        prepare_tls_context()
     from mcp_server.gateway import Gateway
     from mcp_server.server import build_server
 
@@ -93,7 +94,11 @@ def _serve(config: GatewayConfig, args: argparse.Namespace) -> int:
             print(f"genroute: {problem}", file=sys.stderr)
             return 2
     gateway = Gateway.from_config(config)
-    mcp = build_server(gateway)
+    # Over stdio the client waits for `initialize` at every launch (Claude Desktop starts the server each
+    # time): the tools are built on its next request, and the CA store loads once that is answered (a thread
+    # loading it slows the start by far more than its own CPU time on a busy machine: docs/performance.md).
+    # Over HTTP both are done before the port opens.
+    mcp = build_server(gateway, defer_surface=not args.http, after_surface=prepare_tls_context)
     # What was built so far (SDK, schemas, catalog) lives as long as the server: out of the collector's sight,
     # a full collection no longer walks ~100,000 objects (a ~60 ms pause every few thousand calls, ~30 us a
     # call on average; see docs/performance.md). Startup leaves a few hundred garbage objects: not worth a collect.

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import gc
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 
 from mcp_server import __version__, protocol
 from mcp_server.gateway import Gateway
 from mcp_server.http_app import add_media_route
-from mcp_server.schemas import tune_tools
-from mcp_server.tools import catalog, chat, image, media_resources, presets, status, usage, video
 
 INSTRUCTIONS = (
     "genroute routes generation requests to AI providers. Call list_models to see what is on offer, "
@@ -22,7 +22,14 @@ INSTRUCTIONS = (
 )
 
 
-def build_server(gateway: Gateway) -> MCPServer[Any]:
+def build_server(
+    gateway: Gateway, *, defer_surface: bool = False, after_surface: Callable[[], None] | None = None
+) -> MCPServer[Any]:
+    """The server; with `defer_surface`, its tools, resources and prompts are built on the first request
+    after `initialize` (see `DeferredSurface`), so a stdio client gets its `initialize` answer sooner, and
+    `after_surface` runs once that request is answered (work worth doing early, but not before `initialize`).
+    """
+
     @asynccontextmanager
     async def lifespan(_: MCPServer[Any]) -> AsyncIterator[Gateway]:
         async with gateway.running():
@@ -36,6 +43,23 @@ def build_server(gateway: Gateway) -> MCPServer[Any]:
         lifespan=lifespan,
         log_level="WARNING",
     )
+    # Capabilities (completions, logging, subscriptions) come from these handlers: they are in place before
+    # `initialize`. Its middleware looks tools up when a request comes, so it covers tools registered later.
+    if defer_surface:  # before protocol's middleware, which looks tools up
+        mcp.middleware.append(DeferredSurface(lambda: register_surface(mcp, gateway), after_surface))
+    protocol.register(mcp, gateway.catalog)
+    add_media_route(mcp, gateway.media)
+    if not defer_surface:
+        register_surface(mcp, gateway)
+    return mcp
+
+
+def register_surface(mcp: MCPServer[Any], gateway: Gateway) -> None:
+    """Every tool, resource and prompt. The SDK derives each tool's argument model and JSON schemas here
+    (most of the build's cost), and the tool modules are imported here, so a deferred build defers both."""
+    from mcp_server.schemas import tune_tools
+    from mcp_server.tools import catalog, chat, image, media_resources, presets, status, usage, video
+
     chat.register(mcp, gateway)
     catalog.register(mcp, gateway)
     usage.register(mcp, gateway)
@@ -43,8 +67,30 @@ def build_server(gateway: Gateway) -> MCPServer[Any]:
     image.register(mcp, gateway)
     video.register(mcp, gateway)
     media_resources.register(mcp, gateway)
-    add_media_route(mcp, gateway.media)
     status.register(mcp, gateway)
-    protocol.register(mcp, gateway.catalog)  # it wraps every tool registered above
-    tune_tools(mcp)  # last: the schemas of every tool, as registered and wrapped
-    return mcp
+    tune_tools(mcp)  # last: the schemas of every tool, as registered
+
+
+class DeferredSurface:
+    """Server middleware (outermost of genroute's) that runs `build` once, on the first request other than
+    `initialize`: `initialize` needs only the capabilities, and every later request finds the surface built.
+    `then` runs once that request is answered.
+
+    `build` is synchronous, so no other request of any session can run while it is half done.
+    """
+
+    def __init__(self, build: Callable[[], None], then: Callable[[], None] | None = None) -> None:
+        self._build: Callable[[], None] | None = build
+        self._then = then
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        if self._build is None or ctx.method == "initialize":
+            return await call_next(ctx)
+        self._build()
+        self._build = None
+        gc.freeze()  # as after an eager build (cli.py): long-lived, out of the collector's sight
+        try:
+            return await call_next(ctx)
+        finally:
+            if self._then is not None:
+                self._then()
