@@ -1,7 +1,9 @@
 """Streamable HTTP app assembly: the MCP endpoint at /mcp, /healthz, and the access layers around them.
 
 Outermost first: Host/Origin (421/403, every path) -> bearer authentication and per-key rate limit
-(401/429, every path but /healthz and /.well-known/*) -> request body cap (413) -> the SDK's app.
+(401/429, every path but /healthz and /.well-known/*) -> the SDK's app, which caps request bodies (413) at
+/mcp, the one route that takes a body. Host and Origin are checked once, by the outer guard: the SDK's own
+check of them is switched off (it would repeat the same work on every call and guard /mcp only).
 No tool logic here; the pieces live in mcp_server/access/.
 """
 
@@ -13,7 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
-from mcp.server.transport_security import RequestBodyLimitMiddleware
+from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -62,9 +64,11 @@ def build_http_app(mcp: MCPServer[Any], gateway: Gateway, host: str, port: int, 
         return JSONResponse({"status": "ok", "version": __version__})
 
     app: Starlette = mcp.streamable_http_app(
-        transport_security=settings, host=host, max_request_body_size=http.max_body_bytes
+        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),  # HostOriginGuard's
+        host=host,
+        max_request_body_size=http.max_body_bytes,
     )
-    inner: ASGIApp = RequestBodyLimitMiddleware(app, http.max_body_bytes)
+    inner: ASGIApp = app
     if not auth:
         identity.set_unauthenticated_caller("local")
         return HostOriginGuard(inner, settings)

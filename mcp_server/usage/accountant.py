@@ -178,7 +178,7 @@ class Accountant:
         (the provider has answered: failing the call now would waste what was paid for)."""
         if self.store is None:
             return
-        with anyio.CancelScope(shield=True), anyio.move_on_after(RECORD_TIMEOUT_S) as scope:
+        with anyio.CancelScope(shield=True, deadline=anyio.current_time() + RECORD_TIMEOUT_S) as scope:
             try:
                 await self.store.record_usage(record, reservation_id=reservation_id)
             except Exception:
