@@ -27,7 +27,8 @@ def utcnow() -> datetime:
 
 def month_of(at: datetime) -> str:
     """The budget month ("YYYY-MM", UTC) a moment belongs to."""
-    return at.astimezone(UTC).strftime("%Y-%m")
+    utc = at.astimezone(UTC)
+    return f"{utc.year:04d}-{utc.month:02d}"
 
 
 def _aware(at: datetime) -> datetime:

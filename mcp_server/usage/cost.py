@@ -92,7 +92,8 @@ def measure(value: object) -> Quantities:
 def _field(value: Any, name: str) -> Any:
     if isinstance(value, dict):
         return value.get(name)
-    return getattr(value, name, None)
+    fields = getattr(value, "__dict__", None)  # a model's fields, looked up without raising for absent ones
+    return fields.get(name) if fields is not None else getattr(value, name, None)
 
 
 def _number(value: Any) -> float | None:
