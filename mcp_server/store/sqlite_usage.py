@@ -91,6 +91,8 @@ def _rollup_upsert(level: Rollup) -> str:
     """
 
 
+_ROLLUP_UPSERTS = {level.table: _rollup_upsert(level) for level in ROLLUPS}
+
 _MONTH_UPSERT = (
     "INSERT INTO budget_months (month, spent_usd) VALUES (?, ?) "
     "ON CONFLICT (month) DO UPDATE SET spent_usd = spent_usd + excluded.spent_usd"
@@ -130,18 +132,21 @@ def _ledger_row(r: UsageRecord) -> tuple[object, ...]:
 
 def record(conn: sqlite3.Connection, records: list[UsageRecord], reservation_id: str | None) -> None:
     with immediate(conn):
-        conn.executemany(_LEDGER_INSERT, map(_ledger_row, records))
+        _execute(conn, _LEDGER_INSERT, [_ledger_row(r) for r in records])
         for level in ROLLUPS:
-            conn.executemany(
-                _rollup_upsert(level),
-                (
-                    (bucket, model, provider, caller, *sums)
-                    for (bucket, model, provider, caller), sums in rollup_deltas(records, level).items()
-                ),
-            )
-        conn.executemany(_MONTH_UPSERT, month_spend(records).items())
+            deltas = rollup_deltas(records, level)
+            _execute(conn, _ROLLUP_UPSERTS[level.table], [(*key, *sums) for key, sums in deltas.items()])
+        _execute(conn, _MONTH_UPSERT, list(month_spend(records).items()))
         if reservation_id is not None:
             conn.execute("DELETE FROM budget_reservations WHERE id = ?", (reservation_id,))
+
+
+def _execute(conn: sqlite3.Connection, statement: str, rows: list[tuple[object, ...]]) -> None:
+    """One row (a call's record, the common case) without executemany's per-call overhead."""
+    if len(rows) == 1:
+        conn.execute(statement, rows[0])
+    elif rows:
+        conn.executemany(statement, rows)
 
 
 def summary(conn: sqlite3.Connection, query: UsageQuery) -> UsageSummary:
