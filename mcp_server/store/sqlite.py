@@ -4,12 +4,12 @@ sqlite3 is blocking, so statements run in the store's own single thread, on one 
 ordered without "database is locked" retries within a process, and a long read (a usage report) never stalls
 the event loop. Calls queue up in that thread's executor, so under concurrency it runs them back to back.
 
-The exception is the per-call ledger write and budget reservation: a few indexed upserts, about 0.1 ms, on
-the path of every tool call. Handing them to the thread and back costs more than the write itself, so they
-run on the event loop on a second connection that never waits for the lock (busy_timeout 0): if another
-connection or process holds it, the write goes to the store's thread, which waits as long as it must. That
-connection never checkpoints at commit time (a checkpoint can fsync); the store's thread checkpoints the WAL
-after every CHECKPOINT_EVERY inline writes instead.
+The exceptions are on the path of every call: the ledger write and budget reservation (a few indexed upserts,
+about 0.07 ms) and the API key lookup (one indexed read). Handing them to the thread and back costs more than
+the statements themselves, so they run on the event loop on a second connection that never waits for the lock
+(busy_timeout 0): if another connection or process holds it, the statement goes to the store's thread, which
+waits as long as it must. That connection never checkpoints at commit time (a checkpoint can fsync); the
+store's thread checkpoints the WAL after every CHECKPOINT_EVERY inline writes instead.
 """
 
 from __future__ import annotations
@@ -131,9 +131,9 @@ class SQLiteStore(Store):
         except sqlite3.OperationalError as exc:  # locked past busy_timeout, disk full, I/O error
             raise StoreUnavailable(f"The SQLite database {self.path} is unavailable: {exc}.") from exc
 
-    async def write(self, fn: Any, *args: Any) -> Any:
-        """Run the short write `fn(conn, *args)` on the event loop, or in the store's thread when the database
-        is locked by another writer (then it waits there, as `run` does)."""
+    async def inline(self, fn: Any, *args: Any) -> Any:
+        """Run the short, indexed statement(s) `fn(conn, *args)` on the event loop, or in the store's thread
+        when the database is locked by another writer (then it waits there, as `run` does)."""
         if self._inline is None:
             return await self.run(fn, *args)
         try:
@@ -176,14 +176,14 @@ class SQLiteStore(Store):
         return await self.run(sqlite_keys.revoke, name)
 
     async def find_key_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
-        return await self.run(sqlite_keys.find_by_hash, key_hash)
+        return await self.inline(sqlite_keys.find_by_hash, key_hash)  # on every authenticated request
 
     async def touch_key(self, key_id: str, when: datetime) -> None:
-        await self.run(sqlite_keys.touch, key_id, when)
+        await self.inline(sqlite_keys.touch, key_id, when)
 
     # --- usage and budgets ---
     async def record_usage(self, record: UsageRecord, *, reservation_id: str | None = None) -> None:
-        await self.write(sqlite_usage.record, [record], reservation_id)
+        await self.inline(sqlite_usage.record, [record], reservation_id)
 
     async def record_usage_batch(self, records: list[UsageRecord]) -> None:
         if records:
@@ -198,10 +198,10 @@ class SQLiteStore(Store):
     async def reserve_budget(
         self, month: str, limit_usd: float, amount_usd: float, *, ttl: timedelta = timedelta(hours=2)
     ) -> Reservation:
-        return await self.write(sqlite_usage.reserve, month, limit_usd, amount_usd, ttl)
+        return await self.inline(sqlite_usage.reserve, month, limit_usd, amount_usd, ttl)
 
     async def release_reservation(self, reservation_id: str) -> None:
-        await self.write(sqlite_usage.release, reservation_id)
+        await self.inline(sqlite_usage.release, reservation_id)
 
 
 def _connection(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
