@@ -146,17 +146,19 @@ def render(document: dict[str, Any]) -> str:
 
     cold = results.get("coldstart")
     if cold:
-        lines.append("5. Cold start over stdio: spawn -> initialize answered, ms")
+        lines.append("5. Cold start over stdio, ms: spawn -> initialize answered; spawn -> tools/list answered")
         if _error(cold):
             lines.append(f"   error: {_error(cold)}")
         else:
-            rows = [
-                [name, _fmt(c["median_ms"], 1), _fmt(c["min_ms"], 1), _fmt(c["p90_ms"], 1)]
-                for name, c in cold.items()
-                if name != "genroute_minus_bare"
-            ]
-            lines += _table(["server", "median", "min", "p90"], rows)
-            lines.append(f"   (c)-(b) median of paired runs: {_fmt(cold['genroute_minus_bare']['median_ms'], 1)} ms")
+            lines += _table(["server", "figure", "median", "min", "p90", "cpu median"], _cold_rows(cold))
+            delta = cold["genroute_minus_bare"]
+            for stage, prefix in (("initialize", ""), ("tools/list", "tools_list_")):
+                lines.append(
+                    f"   (c)-(b) to {stage}: paired median {_fmt(delta[prefix + 'paired_median_ms'], 1)}"
+                    f" (median of the per-round differences), difference of medians"
+                    f" {_fmt(delta[prefix + 'median_ms'], 1)}, CPU paired median"
+                    f" {_fmt(delta[prefix + 'cpu_paired_median_ms'], 1)}"
+                )
         lines.append("")
 
     usage = results.get("usage")
@@ -171,6 +173,15 @@ def render(document: dict[str, Any]) -> str:
         rows = [[k, _fmt(v["value"]), _fmt(v["target"]), "ok" if v["ok"] else "MISS"] for k, v in verdicts.items()]
         lines += _table(["figure", "measured", "target", ""], rows)
     return "\n".join(lines)
+
+
+def _cold_rows(cold: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for name in ("bare", "genroute"):
+        for stage, prefix in (("initialize", ""), ("tools/list", "tools_list_")):
+            figures = [cold[name][prefix + key] for key in ("median_ms", "min_ms", "p90_ms", "cpu_median_ms")]
+            rows.append([name, stage, *(_fmt(value, 1) for value in figures)])
+    return rows
 
 
 def _kv(section: dict[str, Any]) -> str:

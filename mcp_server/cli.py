@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import gc
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import anyio
@@ -47,7 +48,30 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    with startup_without_collector():
+        return _main(argv)
+
+
+@contextmanager
+def startup_without_collector() -> Iterator[None]:
+    """The cyclic garbage collector is off while genroute starts, and on again once it has (or when `main` returns).
+
+    Starting builds ~100,000 long-lived objects (the SDK, pydantic schemas, the catalog) and almost no garbage,
+    yet the collector walks the growing heap again and again while it does: 100-150 ms of a ~1.5 s start on a
+    2-core machine (docs/performance.md). `serve` turns it back on once its surface is built and frozen out of
+    the collector's sight (over stdio: on the first request after `initialize`, see `DeferredSurface`).
+    """
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
+    if args.command != "serve":
+        gc.enable()
     try:
         config = load_config(args.config)
     except ConfigError as error:
@@ -101,9 +125,11 @@ def _serve(config: GatewayConfig, args: argparse.Namespace) -> int:
     mcp = build_server(gateway, defer_surface=not args.http, after_surface=prepare_tls_context)
     # What was built so far (SDK, schemas, catalog) lives as long as the server: out of the collector's sight,
     # a full collection no longer walks ~100,000 objects (a ~60 ms pause every few thousand calls, ~30 us a
-    # call on average; see docs/performance.md). Startup leaves a few hundred garbage objects: not worth a collect.
+    # call on average; see docs/performance.md). Startup, collector off, leaves ~2,600 garbage objects (~0.4 MB):
+    # not worth a collect.
     gc.freeze()
     if args.http:
+        gc.enable()  # the surface is built: startup is over (over stdio, `DeferredSurface` turns it on)
         from mcp_server.http_app import bind_refusal, serve_http
 
         refusal = bind_refusal(args.host, no_auth=args.no_auth)

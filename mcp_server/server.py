@@ -89,6 +89,7 @@ class DeferredSurface:
         self._build()
         self._build = None
         gc.freeze()  # as after an eager build (cli.py): long-lived, out of the collector's sight
+        gc.enable()  # startup is over: `serve` kept the collector off until now (cli.py)
         try:
             return await call_next(ctx)
         finally:

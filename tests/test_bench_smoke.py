@@ -90,9 +90,16 @@ def test_slow_calls_all_complete_and_the_loop_is_probed(report: dict[str, Any]) 
 
 def test_cold_start_media_video_usage_figures(report: dict[str, Any]) -> None:
     results = report["results"]
-    for who in ("bare", "genroute"):
-        assert _finite(results["coldstart"], who, "median_ms") > 0
-    _finite(results["coldstart"], "genroute_minus_bare", "median_ms")
+    cold = results["coldstart"]
+    for stage in ("", "tools_list_"):  # spawn -> initialize answered, and spawn -> tools/list answered
+        for who in ("bare", "genroute"):
+            for figure in ("median_ms", "min_ms", "p90_ms", "cpu_median_ms"):
+                assert _finite(cold, who, stage + figure) > 0
+        for figure in ("median_ms", "paired_median_ms", "min_ms", "cpu_paired_median_ms"):
+            _finite(cold, "genroute_minus_bare", stage + figure)
+        # tools/list comes after initialize in the same start, so it cannot have been answered sooner
+        for who in ("bare", "genroute"):
+            assert cold[who]["tools_list_min_ms"] >= cold[who]["min_ms"]
     for key in ("wall_ms", "peak_growth_bytes", "image_bytes", "peak_growth_over_image_bytes"):
         _finite(results["media"], key)
     for key in ("jobs", "cpu_ms_per_poll", "rss_growth_bytes"):

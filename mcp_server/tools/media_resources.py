@@ -8,6 +8,9 @@ from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
+from mcp.server.mcpserver.resources import ResourceTemplate
+from mcp.shared.uri_template import UriTemplate
+from pydantic import validate_call
 
 from mcp_server.errors import GatewayError
 from mcp_server.gateway import Gateway
@@ -20,16 +23,7 @@ RECENT_JOBS = 20
 def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
     limit = gateway.config.media.resource_max_bytes
 
-    # One template per file type, so every read carries the file's real mime type (a template has one).
-    for extension, mime_type in MIME_TYPES.items():
-        kind = "image" if mime_type.startswith("image/") else "video"
-        mcp.resource(
-            f"media://{{media_id}}.{extension}",
-            name=f"media-{extension}",
-            title=f"Generated {kind} ({extension})",
-            description=f"A {kind} genroute generated and saved, in full (ids come from tool results)",
-            mime_type=mime_type,
-        )(_media_reader(gateway, extension, limit))
+    _add_media_templates(mcp, gateway, limit)
 
     @mcp.resource(
         "jobs://recent",
@@ -53,6 +47,35 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
         except GatewayError as error:
             raise ResourceNotFoundError(error.message) from None
         return json.dumps(public_view(job), indent=2)
+
+
+def _add_media_templates(mcp: MCPServer[Any], gateway: Gateway, limit: int) -> None:
+    """One template per file type, so every read carries the file's real mime type (a template has one).
+
+    Their functions differ only in the extension they read, so the SDK derives the argument model, its JSON
+    schema and the validating wrapper once (~1.5 ms each, on the path to the first `tools/list`), and the other
+    templates are copies with their own URI, names, mime type and reader. That reaches into the SDK's resource
+    manager (mcp 2.3); without it, each template is registered the ordinary way.
+    """
+    first: ResourceTemplate | None = None
+    for extension, mime_type in MIME_TYPES.items():
+        kind = "image" if mime_type.startswith("image/") else "video"
+        uri = f"media://{{media_id}}.{extension}"
+        shown = {
+            "name": f"media-{extension}",
+            "title": f"Generated {kind} ({extension})",
+            "description": f"A {kind} genroute generated and saved, in full (ids come from tool results)",
+            "mime_type": mime_type,
+        }
+        reader = _media_reader(gateway, extension, limit)
+        templates = getattr(getattr(mcp, "_resource_manager", None), "_templates", None)
+        if first is None or not isinstance(templates, dict):
+            mcp.resource(uri, **shown)(reader)
+            found = templates.get(uri) if isinstance(templates, dict) else None
+            first = found if isinstance(found, ResourceTemplate) else None
+            continue
+        own = {"uri_template": uri, "parsed_template": UriTemplate.parse(uri), "fn": validate_call(reader)}
+        templates[uri] = first.model_copy(update={**shown, **own})
 
 
 def _media_reader(gateway: Gateway, extension: str, limit: int) -> Callable[[str], Awaitable[bytes]]:
