@@ -68,10 +68,9 @@ def build_http_app(mcp: MCPServer[Any], gateway: Gateway, host: str, port: int, 
         host=host,
         max_request_body_size=http.max_body_bytes,
     )
-    inner: ASGIApp = app
     if not auth:
         identity.set_unauthenticated_caller("local")
-        return HostOriginGuard(inner, settings)
+        return HostOriginGuard(app, settings)
 
     oauth = http.oauth
     keys = ApiKeyVerifier(
@@ -84,7 +83,7 @@ def build_http_app(mcp: MCPServer[Any], gateway: Gateway, host: str, port: int, 
         app.router.routes.extend(metadata_routes(oauth))
     _on_lifespan(app, gateway, introspection)
     protected = require_bearer(
-        inner,
+        app,
         ChainVerifier(keys, introspection) if introspection else keys,
         required_scopes=oauth.required_scopes if oauth else None,
         resource_metadata_url=metadata_url(oauth) if oauth else None,

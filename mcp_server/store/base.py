@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from mcp_server.errors import GatewayError
 from mcp_server.store.usage import (
     BudgetStatus,
     GroupBy,
@@ -71,6 +72,16 @@ class ApiKeyRecord(BaseModel):
     @property
     def revoked(self) -> bool:
         return self.revoked_at is not None
+
+
+def key_name_taken(name: str) -> GatewayError:
+    """What both stores raise when an active key already has `name` (their unique index refused it)."""
+    return GatewayError(
+        f"A key named '{name}' already exists. Revoke it first or pick another name.",
+        code="key_exists",
+        param="name",
+        status=409,
+    )
 
 
 class Store(ABC):

@@ -9,8 +9,7 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-from mcp_server.errors import GatewayError
-from mcp_server.store.base import ApiKeyRecord, utcnow
+from mcp_server.store.base import ApiKeyRecord, key_name_taken, utcnow
 
 MIGRATION = """
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -41,12 +40,7 @@ async def create(conn: AsyncConnection[Any], key: ApiKeyRecord) -> ApiKeyRecord:
     try:
         await conn.execute(f"INSERT INTO api_keys ({', '.join(_COLUMNS)}) VALUES ({values})", key.model_dump())
     except psycopg.errors.UniqueViolation:
-        raise GatewayError(
-            f"A key named '{key.name}' already exists. Revoke it first or pick another name.",
-            code="key_exists",
-            param="name",
-            status=409,
-        ) from None
+        raise key_name_taken(key.name) from None
     return key
 
 

@@ -30,7 +30,7 @@ from mcp_server.store.usage import (
     totals_row,
 )
 
-POSTGRES = Dialect(placeholder="%s", day="to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD')")
+POSTGRES = Dialect(param_marker="%s", day="to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD')")
 
 MIGRATION = (
     """

@@ -5,8 +5,7 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime
 
-from mcp_server.errors import GatewayError
-from mcp_server.store.base import ApiKeyRecord
+from mcp_server.store.base import ApiKeyRecord, key_name_taken
 
 _KEY_COLUMNS = tuple(ApiKeyRecord.model_fields)
 _KEY_TIMES = ("created_at", "revoked_at", "last_used_at")
@@ -36,12 +35,7 @@ def create(conn: sqlite3.Connection, key: ApiKeyRecord) -> ApiKeyRecord:
             row,
         )
     except sqlite3.IntegrityError:
-        raise GatewayError(
-            f"A key named '{key.name}' already exists. Revoke it first or pick another name.",
-            code="key_exists",
-            param="name",
-            status=409,
-        ) from None
+        raise key_name_taken(key.name) from None
     return key
 
 

@@ -31,7 +31,7 @@ from mcp_server.store.usage import (
     utcnow,
 )
 
-SQLITE = Dialect(placeholder="?", day="strftime('%Y-%m-%d', {column}, 'unixepoch')")
+SQLITE = Dialect(param_marker="?", day="strftime('%Y-%m-%d', {column}, 'unixepoch')")
 
 MIGRATION = (
     """

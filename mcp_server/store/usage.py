@@ -202,15 +202,15 @@ def merge_rows(rows: list[tuple[str, UsageTotals]]) -> UsageSummary:
 
 @dataclass(frozen=True)
 class Dialect:
-    """The few SQL differences between the stores: placeholders, and how a time column becomes a UTC day."""
+    """The few SQL differences between the stores: parameter markers, and how a time column becomes a UTC day."""
 
-    placeholder: str
+    param_marker: str
     day: str  # a template with {column}
 
 
 def aggregate_sql(dialect: Dialect, source: Rollup, query: UsageQuery) -> str:
     """One GROUP BY over the ledger or a roll-up for `query`'s filters; time bounds are the first two params."""
-    ph = dialect.placeholder
+    ph = dialect.param_marker
     if source is LEDGER:
         sums = "COUNT(*), SUM(CASE WHEN outcome = 'ok' THEN 0 ELSE 1 END)"
     else:
