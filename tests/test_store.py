@@ -350,22 +350,76 @@ async def test_sqlite_ledger_write_waits_for_another_writer_without_stalling_the
 
 async def test_sqlite_wal_is_checkpointed_under_a_stream_of_ledger_writes(tmp_path: Path) -> None:
     """Ledger writes never checkpoint on the event loop; the store's thread must, or the WAL grows forever."""
-    from mcp_server.store.sqlite import CHECKPOINT_EVERY
+    from mcp_server.store.sqlite import MAINTAIN_EVERY
 
     store = SQLiteStore(tmp_path / "genroute.db")
     await store.open()
     try:
         for batch in range(8):
-            for i in range(CHECKPOINT_EVERY):
-                await store.record_usage(rec(T0 + timedelta(seconds=batch * CHECKPOINT_EVERY + i)))
+            for i in range(MAINTAIN_EVERY):
+                await store.record_usage(rec(T0 + timedelta(seconds=batch * MAINTAIN_EVERY + i)))
             await store.run(lambda conn: None)  # let the queued checkpoint finish
         wal = tmp_path / "genroute.db-wal"
-        records = 8 * CHECKPOINT_EVERY
+        records = 8 * MAINTAIN_EVERY
         # A passive checkpoint lets the next writer restart the WAL from its start, so it stays near the size
         # of one checkpoint interval instead of holding every page written since the database opened.
         pages = wal.stat().st_size / 4096
-        assert pages < 4 * CHECKPOINT_EVERY * 5, pages
+        assert pages < 4 * MAINTAIN_EVERY * 5, pages
         summary = await store.usage_summary(UsageQuery(start=T0, end=T0 + timedelta(days=1)))
         assert summary.totals.requests == records
+    finally:
+        await store.close()
+
+
+async def test_sqlite_roll_ups_are_folded_in_the_background_and_by_every_reader(tmp_path: Path) -> None:
+    """A call's record is one ledger INSERT; the roll-ups catch up in the store's thread every MAINTAIN_EVERY
+    records, and a reader folds what is left first, so a summary never misses a committed record."""
+    from mcp_server.store.sqlite import MAINTAIN_EVERY
+
+    def mark_and_last(conn: sqlite3.Connection) -> tuple[int, int]:
+        mark = conn.execute("SELECT ledger_id FROM usage_folded").fetchone()[0]
+        return mark, conn.execute("SELECT MAX(id) FROM usage_ledger").fetchone()[0]
+
+    store = SQLiteStore(tmp_path / "genroute.db")
+    await store.open()
+    try:
+        records = [rec(T0 + timedelta(minutes=i), cost_usd=0.01) for i in range(MAINTAIN_EVERY + 10)]
+        for r in records[:MAINTAIN_EVERY]:
+            await store.record_usage(r)
+        assert await store.run(mark_and_last) == (MAINTAIN_EVERY, MAINTAIN_EVERY)  # queued behind the fold
+        for r in records[MAINTAIN_EVERY:]:
+            await store.record_usage(r)
+        mark, last = await store.run(mark_and_last)
+        assert (mark, last) == (MAINTAIN_EVERY, MAINTAIN_EVERY + 10)
+        # whole days and hours come from the roll-ups: the ten unfolded rows must be in them when read
+        query = UsageQuery(start=T0 - timedelta(days=1), end=T0 + timedelta(days=2), group_by="day")
+        summary = await store.usage_summary(query)
+        totals, breakdown = expected(records, query)
+        assert_same(summary.totals, totals)
+        assert {k: v.requests for k, v in summary.breakdown.items()} == {k: v.requests for k, v in breakdown.items()}
+        assert await store.run(mark_and_last) == (last, last)
+    finally:
+        await store.close()
+
+
+async def test_sqlite_database_from_version_3_keeps_its_roll_ups(tmp_path: Path) -> None:
+    """Before version 4 every record updated the roll-ups itself: the migration marks those rows folded, so
+    they are not counted twice."""
+    path = tmp_path / "genroute.db"
+    store = SQLiteStore(path)
+    await store.open()
+    await store.record_usage_batch([rec(T0 + timedelta(hours=i), cost_usd=0.5) for i in range(30)])
+    await store.close()
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE usage_folded")
+    conn.execute("PRAGMA user_version=3")
+    conn.commit()
+    conn.close()
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        summary = await store.usage_summary(UsageQuery(start=T0, end=T0 + timedelta(days=2)))
+        assert summary.totals.requests == 30 and summary.totals.cost_usd == pytest.approx(15.0)
+        assert (await store.budget_status(month_of(T0))).spent_usd == pytest.approx(15.0)
     finally:
         await store.close()

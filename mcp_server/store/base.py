@@ -7,9 +7,11 @@ One interface, two implementations (SQLite in data_dir by default, PostgreSQL wi
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
+import anyio
 from pydantic import BaseModel, Field
 
 from mcp_server.errors import GatewayError
@@ -27,6 +29,18 @@ from mcp_server.store.usage import (
 
 class StoreUnavailable(Exception):
     """The database cannot be reached or written; the message is safe to show (no password, no SQL)."""
+
+
+T = TypeVar("T")
+RECORD_TIMEOUT_S = 10.0  # bound on writing a call's ledger record, cancelled or not
+
+
+async def finish_write(write: Callable[[], Awaitable[T]]) -> T:
+    """Run a ledger write to its end even while the calling task is being cancelled (the provider has answered:
+    its record must not be lost), within RECORD_TIMEOUT_S."""
+    with anyio.CancelScope(shield=True, deadline=anyio.current_time() + RECORD_TIMEOUT_S):
+        return await write()
+    raise StoreUnavailable(f"Writing the usage record timed out after {RECORD_TIMEOUT_S:.0f} s.")
 
 
 JobStatus = Literal["submitting", "running", "completed", "failed"]
@@ -133,8 +147,9 @@ class Store(ABC):
     # --- usage ledger (one record per provider call) ---
     @abstractmethod
     async def record_usage(self, record: UsageRecord, *, reservation_id: str | None = None) -> None:
-        """Add one record in one transaction: the ledger row, its hourly roll-up, the month's spend, and
-        (when given) the settlement of the budget reservation made for the call."""
+        """Add one record in one transaction (the ledger row, and the settlement of the budget reservation made
+        for the call when given). Completes even while the calling task is being cancelled, within
+        RECORD_TIMEOUT_S (see `finish_write`); raises StoreUnavailable when it cannot."""
 
     @abstractmethod
     async def record_usage_batch(self, records: list[UsageRecord]) -> None:

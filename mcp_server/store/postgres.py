@@ -31,6 +31,7 @@ from mcp_server.store.base import (
     UsageQuery,
     UsageRecord,
     UsageSummary,
+    finish_write,
     utcnow,
 )
 
@@ -172,8 +173,11 @@ class PostgresStore(Store):
 
     # --- usage and budgets ---
     async def record_usage(self, record: UsageRecord, *, reservation_id: str | None = None) -> None:
-        async with self.connection() as conn:
-            await postgres_usage.record(conn, [record], reservation_id)
+        async def write() -> None:
+            async with self.connection() as conn:
+                await postgres_usage.record(conn, [record], reservation_id)
+
+        await finish_write(write)
 
     async def record_usage_batch(self, records: list[UsageRecord]) -> None:
         if records:

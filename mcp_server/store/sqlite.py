@@ -4,12 +4,12 @@ sqlite3 is blocking, so statements run in the store's own single thread, on one 
 ordered without "database is locked" retries within a process, and a long read (a usage report) never stalls
 the event loop. Calls queue up in that thread's executor, so under concurrency it runs them back to back.
 
-The exceptions are on the path of every call: the ledger write and budget reservation (a few indexed upserts,
-about 0.07 ms) and the API key lookup (one indexed read). Handing them to the thread and back costs more than
-the statements themselves, so they run on the event loop on a second connection that never waits for the lock
-(busy_timeout 0): if another connection or process holds it, the statement goes to the store's thread, which
-waits as long as it must. That connection never checkpoints at commit time (a checkpoint can fsync); the
-store's thread checkpoints the WAL after every CHECKPOINT_EVERY inline writes instead.
+The exceptions are on the path of every call: the ledger write (one INSERT), budget reservations and the API
+key lookup (one indexed read). Handing them to the thread and back costs more than the statements themselves, so
+they run on the event loop on a second connection that never waits for the lock (busy_timeout 0): if another
+connection or process holds it, the statement goes to the store's thread, which waits as long as it must. That
+connection never checkpoints at commit time (a checkpoint can fsync); after every MAINTAIN_EVERY inline writes
+the store's thread folds the new ledger rows into the roll-ups (see sqlite_usage) and checkpoints the WAL.
 """
 
 from __future__ import annotations
@@ -33,10 +33,11 @@ from mcp_server.store.base import (
     UsageQuery,
     UsageRecord,
     UsageSummary,
+    finish_write,
 )
 from mcp_server.store.sqlite_usage import immediate
 
-CHECKPOINT_EVERY = 256  # inline writes between two WAL checkpoints run in the store's thread
+MAINTAIN_EVERY = 256  # inline writes between two roll-up folds + WAL checkpoints in the store's thread
 
 MIGRATIONS: list[str] = [
     # 1: video jobs
@@ -78,6 +79,8 @@ MIGRATIONS: list[str] = [
     );
     CREATE UNIQUE INDEX IF NOT EXISTS api_keys_active_name ON api_keys (name) WHERE revoked_at IS NULL;
     """,
+    # 4: the ledger's roll-ups are folded in batches; the mark of how far
+    sqlite_usage.FOLD_MIGRATION,
 ]
 
 _JSON_FIELDS = ("arguments", "result", "error")
@@ -131,11 +134,12 @@ class SQLiteStore(Store):
         except sqlite3.OperationalError as exc:  # locked past busy_timeout, disk full, I/O error
             raise StoreUnavailable(f"The SQLite database {self.path} is unavailable: {exc}.") from exc
 
-    async def inline(self, fn: Any, *args: Any) -> Any:
+    async def inline(self, fn: Any, *args: Any, uncancellable: bool = False) -> Any:
         """Run the short, indexed statement(s) `fn(conn, *args)` on the event loop, or in the store's thread
-        when the database is locked by another writer (then it waits there, as `run` does)."""
+        when the database is locked by another writer (then it waits there, as `run` does). On the loop nothing
+        can interrupt it (there is no await); `uncancellable` shields the wait for the thread too."""
         if self._inline is None:
-            return await self.run(fn, *args)
+            return await self._in_thread_fallback(fn, args, uncancellable)
         try:
             result = fn(self._inline, *args)
         except sqlite3.OperationalError as exc:
@@ -143,11 +147,16 @@ class SQLiteStore(Store):
                 self._inline.execute("ROLLBACK")
             if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
                 raise StoreUnavailable(f"The SQLite database {self.path} is unavailable: {exc}.") from exc
-            return await self.run(fn, *args)
+            return await self._in_thread_fallback(fn, args, uncancellable)
         self._inline_writes += 1
-        if self._inline_writes % CHECKPOINT_EVERY == 0:
-            self._thread.submit(_checkpoint, self._conn)
+        if self._inline_writes % MAINTAIN_EVERY == 0:
+            self._thread.submit(_maintain, self._conn)
         return result
+
+    async def _in_thread_fallback(self, fn: Any, args: tuple[Any, ...], uncancellable: bool) -> Any:
+        if uncancellable:
+            return await finish_write(lambda: self.run(fn, *args))
+        return await self.run(fn, *args)
 
     # --- jobs ---
     async def create_job(self, job: JobRecord) -> JobRecord:
@@ -183,11 +192,11 @@ class SQLiteStore(Store):
 
     # --- usage and budgets ---
     async def record_usage(self, record: UsageRecord, *, reservation_id: str | None = None) -> None:
-        await self.inline(sqlite_usage.record, [record], reservation_id)
+        await self.inline(sqlite_usage.record, record, reservation_id, uncancellable=True)
 
     async def record_usage_batch(self, records: list[UsageRecord]) -> None:
         if records:
-            await self.run(sqlite_usage.record, records, None)
+            await self.run(sqlite_usage.record_batch, records)
 
     async def usage_summary(self, query: UsageQuery) -> UsageSummary:
         return await self.run(sqlite_usage.summary, query)
@@ -213,13 +222,16 @@ def _connection(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
     return conn
 
 
-def _checkpoint(conn: sqlite3.Connection | None) -> None:
-    """Copy the WAL back into the database without blocking writers (PASSIVE); its cost stays off the loop."""
-    if conn is not None:
-        try:
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        except sqlite3.Error:
-            pass  # the next checkpoint (or SQLite's own at close) catches up
+def _maintain(conn: sqlite3.Connection | None) -> None:
+    """Fold the new ledger rows into the roll-ups, then copy the WAL back into the database without blocking
+    writers (PASSIVE): both off the loop, in the store's thread."""
+    if conn is None:
+        return
+    try:
+        sqlite_usage.fold(conn)
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    except sqlite3.Error:
+        pass  # the next reader folds anyway; the next checkpoint (or SQLite's own at close) catches up
 
 
 def _to_row(job: JobRecord) -> dict[str, Any]:

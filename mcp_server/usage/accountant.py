@@ -24,7 +24,6 @@ from mcp_server.store.usage import COST_EPSILON, month_of, utcnow
 from mcp_server.usage.cost import Quantities, cost, default_estimate, estimate_tokens, measure, price, usd
 
 log = logging.getLogger("genroute.usage")
-RECORD_TIMEOUT_S = 10.0  # bound on writing the ledger entry of a call that was cancelled or failed
 REFUSED = "budget_exceeded"
 
 
@@ -174,14 +173,13 @@ class Accountant:
         raise GatewayError(message, type="insufficient_quota", code=REFUSED, status=402)
 
     async def _write(self, record: UsageRecord, reservation_id: str | None) -> None:
-        """Write one ledger entry even while the call is being cancelled; a store failure is logged, not raised
-        (the provider has answered: failing the call now would waste what was paid for)."""
+        """Write one ledger entry (the store finishes it even while the call is being cancelled); a store failure
+        is logged, not raised (the provider has answered: failing the call now would waste what was paid for)."""
         if self.store is None:
             return
-        with anyio.CancelScope(shield=True, deadline=anyio.current_time() + RECORD_TIMEOUT_S) as scope:
-            try:
-                await self.store.record_usage(record, reservation_id=reservation_id)
-            except Exception:
-                log.exception("could not record usage of %s on %s (%s)", record.tool, record.model, record.outcome)
-        if scope.cancelled_caught:
-            log.error("recording usage of %s on %s timed out after %.0f s", record.tool, record.model, RECORD_TIMEOUT_S)
+        try:
+            await self.store.record_usage(record, reservation_id=reservation_id)
+        except StoreUnavailable as exc:
+            log.error("could not record usage of %s on %s (%s): %s", record.tool, record.model, record.outcome, exc)
+        except Exception:
+            log.exception("could not record usage of %s on %s (%s)", record.tool, record.model, record.outcome)
