@@ -79,22 +79,28 @@ def complete_model_ids(catalog: Catalog, prefix: str) -> Completion:
     return Completion(values=names[:MAX_COMPLETIONS], total=len(names), has_more=len(names) > MAX_COMPLETIONS)
 
 
-class ArgumentErrors:
-    """Server middleware: when tools/call arguments fail the tool's own argument model, the SDK's isError
-    answer (raw pydantic text, no envelope) is given genroute's envelope instead. Middleware sees results in
-    their wire form, so the SDK's own result framing is kept and only content and structuredContent change."""
+class ProtocolShaping:
+    """Server middleware for genroute's two rewrites of SDK answers, in wire form (one layer on every request):
+    - tools/call: when arguments fail the tool's own argument model, the SDK's isError answer (raw pydantic
+      text, no envelope) gets genroute's envelope instead; the SDK's result framing is kept, only content and
+      structuredContent change;
+    - tools/list: every outputSchema also admits the error envelope."""
 
     def __init__(self, mcp: MCPServer[Any]) -> None:
         self.mcp = mcp
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         result = await call_next(ctx)
+        if not isinstance(result, dict):
+            return result
         # Only an error result can come from bad arguments: a successful call is not validated a second time.
-        if ctx.method == "tools/call" and isinstance(result, dict) and result.get("isError"):
+        if ctx.method == "tools/call" and result.get("isError"):
             error = self.argument_error(ctx)
             if error is not None:
                 text = [{"type": "text", "text": error.message}]
                 return {**result, "content": text, "structuredContent": error.to_dict()}
+        elif ctx.method == "tools/list" and isinstance(result.get("tools"), list):
+            return {**result, "tools": [_admitting_errors(tool) for tool in result["tools"]]}
         return result
 
     def argument_error(self, ctx: ServerRequestContext[Any, Any]) -> GatewayError | None:
@@ -153,23 +159,14 @@ def with_error_branch(schema: dict[str, Any]) -> dict[str, Any]:
     return wrapped
 
 
-async def output_schemas_admit_errors(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-    """tools/list, in wire form: every outputSchema also admits the error envelope."""
-    result = await call_next(ctx)
-    if ctx.method == "tools/list" and isinstance(result, dict) and isinstance(result.get("tools"), list):
-        tools = [
-            {**tool, "outputSchema": with_error_branch(tool["outputSchema"])}
-            if isinstance(tool, dict) and isinstance(tool.get("outputSchema"), dict)
-            else tool
-            for tool in result["tools"]
-        ]
-        result = {**result, "tools": tools}
-    return result
+def _admitting_errors(tool: Any) -> Any:
+    if isinstance(tool, dict) and isinstance(tool.get("outputSchema"), dict):
+        return {**tool, "outputSchema": with_error_branch(tool["outputSchema"])}
+    return tool
 
 
 def register(mcp: MCPServer[Any], catalog: Catalog) -> SessionState:
-    mcp.middleware.append(ArgumentErrors(mcp))
-    mcp.middleware.append(output_schemas_admit_errors)
+    mcp.middleware.append(ProtocolShaping(mcp))
     state = SessionState()
     # MCPServer has no public hook for these three; the low-level server's add_request_handler is the SDK's way.
     lowlevel = mcp._lowlevel_server

@@ -46,7 +46,7 @@ def build_server(
     # Capabilities (completions, logging, subscriptions) come from these handlers: they are in place before
     # `initialize`. Its middleware looks tools up when a request comes, so it covers tools registered later.
     if defer_surface:  # before protocol's middleware, which looks tools up
-        mcp.middleware.append(DeferredSurface(lambda: register_surface(mcp, gateway), after_surface))
+        mcp.middleware.append(DeferredSurface(mcp, lambda: register_surface(mcp, gateway), after_surface))
     protocol.register(mcp, gateway.catalog)
     add_media_route(mcp, gateway.media)
     if not defer_surface:
@@ -76,10 +76,12 @@ class DeferredSurface:
     `initialize`: `initialize` needs only the capabilities, and every later request finds the surface built.
     `then` runs once that request is answered.
 
-    `build` is synchronous, so no other request of any session can run while it is half done.
+    `build` is synchronous, so no other request of any session can run while it is half done. Once it has run,
+    the middleware takes itself out of the chain (the SDK composes the chain from the list on every request).
     """
 
-    def __init__(self, build: Callable[[], None], then: Callable[[], None] | None = None) -> None:
+    def __init__(self, mcp: MCPServer[Any], build: Callable[[], None], then: Callable[[], None] | None = None) -> None:
+        self._mcp = mcp
         self._build: Callable[[], None] | None = build
         self._then = then
 
@@ -88,6 +90,7 @@ class DeferredSurface:
             return await call_next(ctx)
         self._build()
         self._build = None
+        self._mcp.middleware.remove(self)
         gc.freeze()  # as after an eager build (cli.py): long-lived, out of the collector's sight
         gc.enable()  # startup is over: `serve` kept the collector off until now (cli.py)
         try:
