@@ -275,3 +275,36 @@ async def test_ledger_records_the_key_name_and_a_key_sees_only_its_own_usage(con
     assert spying.is_error and spying.structured_content["error"]["param"] == "caller"
     assert everyone["requests"] == 3
     assert {name: row["requests"] for name, row in everyone["breakdown"].items()} == {"alice": 2, "bob": 1}
+
+
+@pytest.mark.anyio
+async def test_a_key_sees_only_its_own_video_jobs(config_data: dict[str, Any], tmp_path: Path) -> None:
+    """Video jobs hold prompts and results: over HTTP a non-admin key cannot read another key's job (status tool,
+    jobs://{id}, jobs://recent) nor pick it up by reusing its client_request_id; an admin key sees every job."""
+    import json
+
+    from tests.support_media import VIDEO_MODEL, media_config
+
+    config_path = write_config(tmp_path / "genroute.toml", media_config(config_data))
+    alice = new_key(config_path, "alice")
+    bob = new_key(config_path, "bob")
+    root = new_key(config_path, "root", "--admin")
+    video = {"prompt": "a quiet harbour", "model": VIDEO_MODEL, "wait_s": 0, "client_request_id": "req-1"}
+    with http_gateway(config_path, auth=True) as gateway:
+        async with client(gateway.mcp_url, alice) as session:
+            job_id = (await session.call_tool("generate_video", video)).structured_content["job_id"]
+            assert not (await session.call_tool("get_video_status", {"job_id": job_id, "wait_s": 0})).is_error
+        async with client(gateway.mcp_url, bob) as session:
+            status = await session.call_tool("get_video_status", {"job_id": job_id, "wait_s": 0})
+            with pytest.raises(Exception, match="No video job"):
+                await session.read_resource(f"jobs://{job_id}")
+            recent = json.loads((await session.read_resource("jobs://recent")).contents[0].text)
+            own = (await session.call_tool("generate_video", video)).structured_content
+        async with client(gateway.mcp_url, root) as session:
+            everyone = json.loads((await session.read_resource("jobs://recent")).contents[0].text)
+            assert not (await session.call_tool("get_video_status", {"job_id": job_id, "wait_s": 0})).is_error
+    assert status.is_error and status.structured_content["error"]["code"] == "job_not_found"
+    assert "a quiet harbour" not in json.dumps(status.structured_content)
+    assert recent == {"jobs": []}
+    assert own["job_id"] != job_id and not own["deduplicated"]  # bob's request id is bob's own
+    assert {job["id"] for job in everyone["jobs"]} == {job_id, own["job_id"]}

@@ -128,9 +128,16 @@ async def test_jobs_round_trip_and_request_id_deduplication(store: Store) -> Non
     assert [j.id for j in await store.list_jobs(unfinished_only=True)] == ["job-1"]
     assert {j.id for j in await store.list_jobs()} == {"job-1", "job-3"}
     since = datetime.now(UTC) - timedelta(hours=1)
-    found = await store.find_job_by_request_id("r1", since)
+    found = await store.find_job_by_request_id("r1", "stdio", since)
     assert found is not None and found.id == "job-1"
-    assert await store.find_job_by_request_id("r1", datetime.now(UTC) + timedelta(hours=1)) is None
+    assert await store.find_job_by_request_id("r1", "stdio", datetime.now(UTC) + timedelta(hours=1)) is None
+    # another caller's request id is its own: it never finds (or reuses) this caller's job
+    assert await store.find_job_by_request_id("r1", "bob", since) is None
+    theirs = JobRecord(id="job-4", provider="p", model="m", upstream_model="u", client_request_id="r1", caller="bob")
+    assert (await store.create_job(theirs)).id == "job-4"
+    assert [j.id for j in await store.list_jobs(caller="bob")] == ["job-4"]
+    assert [j.id for j in await store.list_jobs(caller="bob", unfinished_only=True)] == ["job-4"]
+    assert {j.id for j in await store.list_jobs(caller="stdio")} == {"job-1", "job-3"}
 
 
 async def test_concurrent_submissions_with_one_request_id_make_one_job(store: Store) -> None:

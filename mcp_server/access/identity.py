@@ -35,6 +35,12 @@ def current() -> Caller:
     return Caller(name=token.client_id, admin=bool((token.claims or {}).get("admin")))
 
 
+def jobs_scope() -> str | None:
+    """Whose video jobs this request may see: None (everyone's) for an admin, else the caller's own."""
+    who = current()
+    return None if who.admin else who.name
+
+
 def current_caller() -> str:
     """The key name ("stdio" over stdio): what the usage ledger records as the caller."""
     return current().name

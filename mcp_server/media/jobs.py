@@ -145,9 +145,10 @@ class VideoJobs:
             self._ensure(stored)
         return stored, stored.id == job.id
 
-    async def get(self, job_id: str) -> JobRecord:
+    async def get(self, job_id: str, *, caller: str | None = None) -> JobRecord:
+        """The job; with `caller`, only that caller's (another's answers as not found: ids are not disclosed)."""
         job = await self.store.get_job(job_id) if JOB_ID.match(job_id) else None
-        if job is None:
+        if job is None or (caller is not None and job.caller != caller):
             raise invalid_argument(
                 "job_id",
                 f"No video job '{job_id}'. Job ids look like vid-0123456789abcdef0123 and come from "
@@ -156,9 +157,9 @@ class VideoJobs:
             )
         return job
 
-    async def wait(self, job_id: str, wait_s: float, on_update: OnUpdate) -> JobRecord:
+    async def wait(self, job_id: str, wait_s: float, on_update: OnUpdate, *, caller: str | None = None) -> JobRecord:
         """Wait up to `wait_s` for the job to finish, calling `on_update` now and after every poll."""
-        job = await self.get(job_id)
+        job = await self.get(job_id, caller=caller)
         if job.finished:
             await on_update(job)
             return job

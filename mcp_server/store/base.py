@@ -31,6 +31,15 @@ class StoreUnavailable(Exception):
     """The database cannot be reached or written; the message is safe to show (no password, no SQL)."""
 
 
+def jobs_filter(unfinished_only: bool, caller: str | None, param_marker: str) -> tuple[str, tuple[str, ...]]:
+    """The WHERE clause of a job listing and its parameters, in either store's parameter style."""
+    conditions = ["status NOT IN ('completed', 'failed')"] if unfinished_only else []
+    if caller is not None:
+        conditions.append(f"caller = {param_marker}")
+    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+    return where, (caller,) if caller is not None else ()
+
+
 T = TypeVar("T")
 RECORD_TIMEOUT_S = 10.0  # bound on writing a call's ledger record, cancelled or not
 
@@ -118,10 +127,14 @@ class Store(ABC):
     async def get_job(self, job_id: str) -> JobRecord | None: ...
 
     @abstractmethod
-    async def find_job_by_request_id(self, client_request_id: str, since: datetime) -> JobRecord | None: ...
+    async def find_job_by_request_id(self, client_request_id: str, caller: str, since: datetime) -> JobRecord | None:
+        """`caller`'s job with this client_request_id created since `since` (another caller's never matches)."""
 
     @abstractmethod
-    async def list_jobs(self, *, limit: int = 20, unfinished_only: bool = False) -> list[JobRecord]: ...
+    async def list_jobs(
+        self, *, limit: int = 20, unfinished_only: bool = False, caller: str | None = None
+    ) -> list[JobRecord]:
+        """Newest first; only `caller`'s jobs when given."""
 
     # --- API keys (HTTP access control) ---
     @abstractmethod

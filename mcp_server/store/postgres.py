@@ -32,6 +32,7 @@ from mcp_server.store.base import (
     UsageRecord,
     UsageSummary,
     finish_write,
+    jobs_filter,
     utcnow,
 )
 
@@ -139,7 +140,9 @@ class PostgresStore(Store):
             if job.client_request_id:
                 # replicas submitting the same request id at once: one inserts, the other finds it
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (job.client_request_id,))
-                existing = await _find_job(conn, job.client_request_id, job.created_at - timedelta(hours=24))
+                existing = await _find_job(
+                    conn, job.client_request_id, job.caller, job.created_at - timedelta(hours=24)
+                )
                 if existing is not None:
                     return existing
             columns = ", ".join(_JOB_COLUMNS)
@@ -161,14 +164,16 @@ class PostgresStore(Store):
         async with self.connection() as conn:
             return await _one_job(conn, "SELECT * FROM jobs WHERE id = %s", (job_id,))
 
-    async def find_job_by_request_id(self, client_request_id: str, since: datetime) -> JobRecord | None:
+    async def find_job_by_request_id(self, client_request_id: str, caller: str, since: datetime) -> JobRecord | None:
         async with self.connection() as conn:
-            return await _find_job(conn, client_request_id, since)
+            return await _find_job(conn, client_request_id, caller, since)
 
-    async def list_jobs(self, *, limit: int = 20, unfinished_only: bool = False) -> list[JobRecord]:
-        where = "WHERE status NOT IN ('completed', 'failed')" if unfinished_only else ""
+    async def list_jobs(
+        self, *, limit: int = 20, unfinished_only: bool = False, caller: str | None = None
+    ) -> list[JobRecord]:
+        where, params = jobs_filter(unfinished_only, caller, "%s")
         async with self.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(f"SELECT * FROM jobs {where} ORDER BY created_at DESC LIMIT %s", (limit,))
+            await cur.execute(f"SELECT * FROM jobs {where} ORDER BY created_at DESC LIMIT %s", (*params, limit))
             return [JobRecord.model_validate(row) for row in await cur.fetchall()]
 
     # --- usage and budgets ---
@@ -258,9 +263,12 @@ async def _one_job(conn: AsyncConnection[Any], sql: str, params: tuple[Any, ...]
     return None if row is None else JobRecord.model_validate(row)
 
 
-async def _find_job(conn: AsyncConnection[Any], client_request_id: str, since: datetime) -> JobRecord | None:
+async def _find_job(
+    conn: AsyncConnection[Any], client_request_id: str, caller: str, since: datetime
+) -> JobRecord | None:
     return await _one_job(
         conn,
-        "SELECT * FROM jobs WHERE client_request_id = %s AND created_at >= %s ORDER BY created_at DESC LIMIT 1",
-        (client_request_id, since),
+        "SELECT * FROM jobs WHERE client_request_id = %s AND caller = %s AND created_at >= %s"
+        " ORDER BY created_at DESC LIMIT 1",
+        (client_request_id, caller, since),
     )

@@ -34,6 +34,7 @@ from mcp_server.store.base import (
     UsageRecord,
     UsageSummary,
     finish_write,
+    jobs_filter,
 )
 from mcp_server.store.sqlite_usage import immediate
 
@@ -168,11 +169,13 @@ class SQLiteStore(Store):
     async def get_job(self, job_id: str) -> JobRecord | None:
         return await self.run(_get_job, job_id)
 
-    async def find_job_by_request_id(self, client_request_id: str, since: datetime) -> JobRecord | None:
-        return await self.run(_find_job, client_request_id, since)
+    async def find_job_by_request_id(self, client_request_id: str, caller: str, since: datetime) -> JobRecord | None:
+        return await self.run(_find_job, client_request_id, caller, since)
 
-    async def list_jobs(self, *, limit: int = 20, unfinished_only: bool = False) -> list[JobRecord]:
-        return await self.run(_list_jobs, limit, unfinished_only)
+    async def list_jobs(
+        self, *, limit: int = 20, unfinished_only: bool = False, caller: str | None = None
+    ) -> list[JobRecord]:
+        return await self.run(_list_jobs, limit, unfinished_only, caller)
 
     # --- api keys ---
     async def create_key(self, key: ApiKeyRecord) -> ApiKeyRecord:
@@ -258,7 +261,7 @@ def _create_job(conn: sqlite3.Connection, job: JobRecord) -> JobRecord:
     with immediate(conn):
         if job.client_request_id:
             since = datetime.fromtimestamp(job.created_at.timestamp() - 24 * 3600, UTC)
-            existing = _find_job(conn, job.client_request_id, since)
+            existing = _find_job(conn, job.client_request_id, job.caller, since)
             if existing is not None:
                 return existing
         row = _to_row(job)
@@ -283,15 +286,16 @@ def _get_job(conn: sqlite3.Connection, job_id: str) -> JobRecord | None:
     return _from_row(conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
 
 
-def _find_job(conn: sqlite3.Connection, client_request_id: str, since: datetime) -> JobRecord | None:
+def _find_job(conn: sqlite3.Connection, client_request_id: str, caller: str, since: datetime) -> JobRecord | None:
     row = conn.execute(
-        "SELECT * FROM jobs WHERE client_request_id = ? AND created_at >= ? ORDER BY created_at DESC LIMIT 1",
-        (client_request_id, since.timestamp()),
+        "SELECT * FROM jobs WHERE client_request_id = ? AND caller = ? AND created_at >= ?"
+        " ORDER BY created_at DESC LIMIT 1",
+        (client_request_id, caller, since.timestamp()),
     ).fetchone()
     return _from_row(row)
 
 
-def _list_jobs(conn: sqlite3.Connection, limit: int, unfinished_only: bool) -> list[JobRecord]:
-    where = "WHERE status NOT IN ('completed', 'failed')" if unfinished_only else ""
-    rows = conn.execute(f"SELECT * FROM jobs {where} ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+def _list_jobs(conn: sqlite3.Connection, limit: int, unfinished_only: bool, caller: str | None) -> list[JobRecord]:
+    where, params = jobs_filter(unfinished_only, caller, "?")
+    rows = conn.execute(f"SELECT * FROM jobs {where} ORDER BY created_at DESC LIMIT ?", (*params, limit)).fetchall()
     return [job for row in rows if (job := _from_row(row)) is not None]

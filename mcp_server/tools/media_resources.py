@@ -12,6 +12,7 @@ from mcp.server.mcpserver.resources import ResourceTemplate
 from mcp.shared.uri_template import UriTemplate
 from pydantic import validate_call
 
+from mcp_server.access import identity
 from mcp_server.errors import GatewayError
 from mcp_server.gateway import Gateway
 from mcp_server.media.files import MIME_TYPES
@@ -28,11 +29,11 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
     @mcp.resource(
         "jobs://recent",
         name="recent-jobs",
-        description=f"The {RECENT_JOBS} latest video jobs, newest first",
+        description=f"The {RECENT_JOBS} latest video jobs, newest first (over HTTP, the key's own)",
         mime_type="application/json",
     )
     async def recent_jobs() -> str:
-        jobs = await gateway.store.list_jobs(limit=RECENT_JOBS)
+        jobs = await gateway.store.list_jobs(limit=RECENT_JOBS, caller=identity.jobs_scope())
         return json.dumps({"jobs": [public_view(job) for job in jobs]}, indent=2)
 
     @mcp.resource(
@@ -43,7 +44,7 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
     )
     async def job_resource(job_id: str) -> str:
         try:
-            job = await gateway.jobs.get(job_id)
+            job = await gateway.jobs.get(job_id, caller=identity.jobs_scope())
         except GatewayError as error:
             raise ResourceNotFoundError(error.message) from None
         return json.dumps(public_view(job), indent=2)

@@ -9,6 +9,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult, ResourceLink, ToolAnnotations
 from pydantic import BaseModel, Field
 
+from mcp_server.access import identity
 from mcp_server.access.identity import current_caller
 from mcp_server.catalog import ModelCard
 from mcp_server.errors import GatewayError, invalid_argument
@@ -206,5 +207,5 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
         wait_s: Annotated[float, Field(description="How long to wait for it to finish")] = DEFAULT_WAIT_S,
     ) -> Annotated[CallToolResult, VideoJobOutput]:
         check_wait(wait_s, config.video_max_wait_s)
-        job = await gateway.jobs.wait(job_id.strip(), wait_s, progress_reporter(ctx))
+        job = await gateway.jobs.wait(job_id.strip(), wait_s, progress_reporter(ctx), caller=identity.jobs_scope())
         return job_result(job)
