@@ -183,11 +183,12 @@ class Reliability:
         deadline: float,
         resend_if_lost: bool,
     ) -> T:
-        in_flight = anyio.current_time() < deadline
-        if in_flight:
-            with anyio.CancelScope(deadline=deadline):
+        time_left = anyio.current_time() < deadline
+        if time_left:
+            with anyio.CancelScope(deadline=deadline):  # the deadline as is: no second clock read for a delay
                 return await call(candidate)
-        raise _deadline_error(self.routing.deadline_s, candidate, in_flight=in_flight, lost=not resend_if_lost)
+        # Out of time: during the call (which may have reached the provider), or before it was sent.
+        raise _deadline_error(self.routing.deadline_s, candidate, in_flight=time_left, lost=not resend_if_lost)
 
     async def _wait(self, policy: RetryPolicy, error: GatewayError, retry: int, deadline: float, trail: _Trail) -> bool:
         """Sleep before the next retry; False (no retry) when the wait would pass the deadline."""
