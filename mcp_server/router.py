@@ -267,9 +267,9 @@ async def _collect_stream(
             async for delta in stream:
                 chat_id = chat_id or delta.id
                 if delta.text:
+                    await on_delta(delta)  # counted as delivered once sent: a cut here must not claim it
                     parts.append(delta.text)
                     delivered.append(delta.text)
-                    await on_delta(delta)
                 if delta.finish_reason:
                     last.finish_reason = delta.finish_reason
                 if delta.usage:

@@ -34,12 +34,11 @@ class ChatRequest(BaseModel):
     frequency_penalty: float | None = None
     seed: int | None = None
 
-    def sampling_params(self) -> dict[str, Any]:
-        """The optional OpenAI sampling fields that were set, named as the OpenAI API names them."""
-        return self.model_dump(
-            exclude_none=True,
-            include={"temperature", "top_p", "max_tokens", "stop", "presence_penalty", "frequency_penalty", "seed"},
-        )
+    def messages_and_sampling(self) -> dict[str, Any]:
+        """`messages` and the optional sampling fields that were set: every field but `upstream_model`, named as
+        the OpenAI API names them. One dump on every call's path (one per message plus one for the sampling
+        fields cost about twice as much)."""
+        return self.model_dump(exclude_none=True, exclude={"upstream_model"})
 
 
 class Usage(BaseModel):

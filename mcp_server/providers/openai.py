@@ -111,11 +111,7 @@ class OpenAIAdapter(ProviderAdapter):
         self.client = build_client(config, {"Authorization": f"Bearer {key}"} if key else None)
 
     def _body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "model": request.upstream_model,
-            "messages": [m.model_dump() for m in request.messages],
-            **request.sampling_params(),
-        }
+        body: dict[str, Any] = {"model": request.upstream_model, **request.messages_and_sampling()}
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}

@@ -45,6 +45,7 @@ class _Trail:
     records: list[dict[str, Any]] = field(default_factory=list)
     errors: list[tuple[ModelCard, GatewayError]] = field(default_factory=list)
     note: str | None = None
+    attempts: int = 0  # records that were attempts, not skips
 
     def add(self, card: ModelCard, error: GatewayError | None) -> None:
         record: dict[str, Any] = {"model": card.id, "provider": card.provider}
@@ -52,9 +53,10 @@ class _Trail:
             record |= {"status": error.status, "code": error.code}
             self.errors.append((card, error))
         self.records.append(record)
+        self.attempts += 1
 
-    def attempts(self) -> int:
-        return sum(1 for record in self.records if "skipped" not in record)
+    def skip(self, card: ModelCard, reason: str) -> None:
+        self.records.append({"model": card.id, "provider": card.provider, "skipped": reason})
 
 
 class _Step(Enum):
@@ -113,12 +115,12 @@ class Reliability:
             has_later = index + 1 < len(chain)
             if self._skip(candidate, chain[index + 1 :], trail):
                 continue
-            policy = self.policy(candidate.provider)
             retry = 0
             while True:
                 try:
                     value = await self._once(candidate, call, deadline, resend_if_lost)
                 except GatewayError as error:
+                    policy = self.policy(candidate.provider)  # only failures need it
                     step, reported = self._decide(candidate, error, retry, policy, has_later, resend_if_lost)
                     trail.add(candidate, reported)
                     if step is _Step.STOP:
@@ -131,7 +133,7 @@ class Reliability:
                 trail.add(candidate, None)
                 if len(trail.records) > 1:
                     log.info("%s answered for %s; attempts: %s", candidate.id, card.id, trail.records)
-                return Attempted(value, candidate, None if candidate.id == card.id else card.id, trail.attempts())
+                return Attempted(value, candidate, None if candidate.id == card.id else card.id, trail.attempts)
         raise self._final(trail, None) from None
 
     def _skip(self, candidate: ModelCard, later: list[ModelCard], trail: _Trail) -> bool:
@@ -141,7 +143,7 @@ class Reliability:
         if all(self.health.cooling_down(c.provider) for c in later):
             return False
         log.info("skipping %s: provider %s is cooling down", candidate.id, candidate.provider)
-        trail.records.append({"model": candidate.id, "provider": candidate.provider, "skipped": "cooling_down"})
+        trail.skip(candidate, "cooling_down")
         return True
 
     def _decide(
@@ -181,11 +183,12 @@ class Reliability:
         deadline: float,
         resend_if_lost: bool,
     ) -> T:
-        remaining = deadline - anyio.current_time()
-        if remaining > 0:
-            with anyio.move_on_after(remaining):
+        time_left = anyio.current_time() < deadline
+        if time_left:
+            with anyio.CancelScope(deadline=deadline):  # the deadline as is: no second clock read for a delay
                 return await call(candidate)
-        raise _deadline_error(self.routing.deadline_s, candidate, in_flight=remaining > 0, lost=not resend_if_lost)
+        # Out of time: during the call (which may have reached the provider), or before it was sent.
+        raise _deadline_error(self.routing.deadline_s, candidate, in_flight=time_left, lost=not resend_if_lost)
 
     async def _wait(self, policy: RetryPolicy, error: GatewayError, retry: int, deadline: float, trail: _Trail) -> bool:
         """Sleep before the next retry; False (no retry) when the wait would pass the deadline."""
@@ -211,8 +214,8 @@ class Reliability:
         last_by_model = {card.id: f"{card.id} ({card.provider}): {_short(e)}" for card, e in trail.errors}
         tried = [text for model, text in last_by_model.items() if model != decisive]
         message = error.message
-        if trail.attempts() > 1:
-            message += f" [{trail.attempts()} attempts]"
+        if trail.attempts > 1:
+            message += f" [{trail.attempts} attempts]"
         if tried:
             message += " Also tried: " + "; ".join(tried) + "."
         skipped = [f"{r['model']} ({r['provider']})" for r in trail.records if "skipped" in r]

@@ -81,11 +81,13 @@ class _Tracker:
     last_error_wall: float | None = None
 
     def add(self, second: int, failed: bool) -> None:
-        bucket = self.buckets.setdefault(second, [0, 0])
+        bucket = self.buckets.get(second)
+        if bucket is None:  # a new second: the time to drop the buckets that left the window
+            for old in [s for s in self.buckets if s <= second - WINDOW_S]:
+                del self.buckets[old]
+            bucket = self.buckets[second] = [0, 0]
         bucket[0] += 1
         bucket[1] += int(failed)
-        for old in [s for s in self.buckets if s <= second - WINDOW_S]:
-            del self.buckets[old]
 
     def counts(self, second: int) -> tuple[int, int]:
         live = [b for s, b in self.buckets.items() if s > second - WINDOW_S]
@@ -109,7 +111,10 @@ class Health:
         self.listeners: list[Callable[[bool], None]] = []  # called after each record; True on a failure
 
     def _tracker(self, provider: str) -> _Tracker:
-        return self._trackers.setdefault(provider, _Tracker())
+        tracker = self._trackers.get(provider)
+        if tracker is None:
+            tracker = self._trackers[provider] = _Tracker()
+        return tracker
 
     def record_success(self, provider: str) -> None:
         self._tracker(provider).add(int(self._clock()), failed=False)

@@ -77,23 +77,34 @@ def cost(card: ModelCard, used: Quantities) -> float:
 def measure(value: object) -> Quantities:
     """Usage of a provider result, read by convention: `usage.prompt_tokens`, `usage.completion_tokens`,
     `images` (a list or a count), a duration field for video, `cost_usd`."""
-    usage = _field(value, "usage")
-    images = _field(value, "images")
-    seconds = next((s for f in _VIDEO_SECONDS_FIELDS if (s := _number(_field(value, f))) is not None), 0.0)
+    fields = _fields(value)
+    usage = _fields(fields.get("usage"))
+    images = fields.get("images")
     return Quantities(
-        prompt_tokens=int(_number(_field(usage, "prompt_tokens")) or 0),
-        completion_tokens=int(_number(_field(usage, "completion_tokens")) or 0),
+        prompt_tokens=int(_number(usage.get("prompt_tokens")) or 0),
+        completion_tokens=int(_number(usage.get("completion_tokens")) or 0),
         images=len(images) if isinstance(images, list | tuple) else int(_number(images) or 0),
-        video_seconds=max(seconds, 0.0),
-        reported_cost_usd=_number(_field(value, "cost_usd")),
+        video_seconds=_first_number(fields, _VIDEO_SECONDS_FIELDS) or 0.0,
+        reported_cost_usd=_number(fields.get("cost_usd")),
     )
 
 
-def _field(value: Any, name: str) -> Any:
+_NO_FIELDS: dict[str, Any] = {}
+
+
+def _fields(value: Any) -> dict[str, Any]:
+    """A dict as is, else the object's own attributes (a model's fields; None has none). Read with `.get`, an
+    absent name costs nothing, where `getattr` on a model raises and catches an AttributeError for each."""
     if isinstance(value, dict):
-        return value.get(name)
-    fields = getattr(value, "__dict__", None)  # a model's fields, looked up without raising for absent ones
-    return fields.get(name) if fields is not None else getattr(value, name, None)
+        return value
+    return getattr(value, "__dict__", None) or _NO_FIELDS
+
+
+def _first_number(fields: dict[str, Any], names: tuple[str, ...]) -> float | None:
+    for name in names:
+        if name in fields and (number := _number(fields[name])) is not None:
+            return number
+    return None
 
 
 def _number(value: Any) -> float | None:
