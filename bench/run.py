@@ -51,8 +51,8 @@ TARGETS = {
 class Plan:
     """How much of each section to run: the full run, or a quick smoke run that still yields every figure."""
 
-    overhead_rounds: int = 10
-    overhead_block: int = 50
+    overhead_rounds: int = 100  # short blocks, many rounds: the ways take turns every few calls, so a burst of
+    overhead_block: int = 5  # other work on the machine hits all three alike (see docs/performance.md)
     overhead_warmup: int = 30
     latencies_ms: tuple[float, ...] = (0.0, 20.0)
     concurrency: tuple[int, ...] = (1, 16, 64)

@@ -22,6 +22,7 @@ from mcp_server.store.usage import (
     UsageQuery,
     UsageRecord,
     UsageSummary,
+    ledger_row,
     merge_rows,
     month_spend,
     rollup_deltas,
@@ -98,22 +99,7 @@ _COPY_ABOVE = 64  # records; COPY beats a pipelined INSERT for bulk loads
 
 
 def _ledger_row(r: UsageRecord) -> tuple[object, ...]:
-    return (
-        r.at,
-        r.tool,
-        r.model,
-        r.provider,
-        r.upstream_model,
-        r.outcome,
-        r.prompt_tokens,
-        r.completion_tokens,
-        r.images,
-        r.video_seconds,
-        r.cost_usd,
-        r.latency_ms,
-        r.caller,
-        r.job_id,
-    )
+    return ledger_row(r, r.at)
 
 
 async def record(conn: AsyncConnection, records: list[UsageRecord], reservation_id: str | None) -> None:

@@ -29,6 +29,7 @@ from mcp_server.store.usage import (
     UsageQuery,
     UsageRecord,
     UsageSummary,
+    ledger_row,
     merge_rows,
     rollup_tables_sql,
     summary_statement,
@@ -132,22 +133,7 @@ def immediate(conn: sqlite3.Connection) -> Iterator[None]:
 
 
 def _ledger_row(r: UsageRecord) -> tuple[object, ...]:
-    return (
-        r.at.timestamp(),
-        r.tool,
-        r.model,
-        r.provider,
-        r.upstream_model,
-        r.outcome,
-        r.prompt_tokens,
-        r.completion_tokens,
-        r.images,
-        r.video_seconds,
-        r.cost_usd,
-        r.latency_ms,
-        r.caller,
-        r.job_id,
-    )
+    return ledger_row(r, r.at.timestamp())
 
 
 def record(conn: sqlite3.Connection, record: UsageRecord, reservation_id: str | None) -> None:

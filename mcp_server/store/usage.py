@@ -250,6 +250,26 @@ def totals_row(row: tuple[object, ...]) -> tuple[str, UsageTotals]:
     )
 
 
+def ledger_row(r: UsageRecord, at: object) -> tuple[object, ...]:
+    """The ledger columns in table order, `at` as the store keeps times (epoch seconds or a timestamp)."""
+    return (
+        at,
+        r.tool,
+        r.model,
+        r.provider,
+        r.upstream_model,
+        r.outcome,
+        r.prompt_tokens,
+        r.completion_tokens,
+        r.images,
+        r.video_seconds,
+        r.cost_usd,
+        r.latency_ms,
+        r.caller,
+        r.job_id,
+    )
+
+
 RollupKey = tuple[int, str, str, str]  # (bucket start in epoch seconds, model, provider, caller)
 
 
