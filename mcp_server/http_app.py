@@ -1,8 +1,9 @@
 """Streamable HTTP app assembly: the MCP endpoint at /mcp, /healthz, and the access layers around them.
 
-Outermost first: Host/Origin (421/403, every path) -> bearer authentication and per-key rate limit
-(401/429, every path but /healthz and /.well-known/*) -> the SDK's app, which caps request bodies (413) at
-/mcp, the one route that takes a body. Host and Origin are checked once, by the outer guard: the SDK's own
+Outermost first: Host/Origin (421/403, every path) -> CORS for `[http] allowed_origins` (when set: preflights
+are answered before authentication) -> bearer authentication and per-key rate limit (401/429, every path but
+/healthz and /.well-known/*) -> the SDK's app, which caps request bodies (413) at /mcp, the one route that takes
+a body. Host and Origin are checked once, by the outer guard: the SDK's own
 check of them is switched off (it would repeat the same work on every call and guard /mcp only).
 No tool logic here; the pieces live in mcp_server/access/.
 """
@@ -24,7 +25,7 @@ from starlette.types import ASGIApp
 from mcp_server import __version__
 from mcp_server.access import identity
 from mcp_server.access.auth import ChainVerifier, require_bearer
-from mcp_server.access.hosts import HostOriginGuard, is_loopback, security_settings
+from mcp_server.access.hosts import HostOriginGuard, is_loopback, security_settings, with_cors
 from mcp_server.access.keys import ApiKeyVerifier
 from mcp_server.access.oauth import IntrospectionVerifier, metadata_routes, metadata_url
 from mcp_server.gateway import Gateway
@@ -70,7 +71,7 @@ def build_http_app(mcp: MCPServer[Any], gateway: Gateway, host: str, port: int, 
     )
     if not auth:
         identity.set_unauthenticated_caller("local")
-        return HostOriginGuard(app, settings)
+        return HostOriginGuard(with_cors(app, http.allowed_origins), settings)
 
     oauth = http.oauth
     keys = ApiKeyVerifier(
@@ -88,7 +89,7 @@ def build_http_app(mcp: MCPServer[Any], gateway: Gateway, host: str, port: int, 
         required_scopes=oauth.required_scopes if oauth else None,
         resource_metadata_url=metadata_url(oauth) if oauth else None,
     )
-    return HostOriginGuard(protected, settings)
+    return HostOriginGuard(with_cors(protected, http.allowed_origins), settings)
 
 
 def raise_open_file_limit(wanted: int = 8192) -> None:

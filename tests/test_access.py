@@ -308,3 +308,35 @@ async def test_a_key_sees_only_its_own_video_jobs(config_data: dict[str, Any], t
     assert recent == {"jobs": []}
     assert own["job_id"] != job_id and not own["deduplicated"]  # bob's request id is bob's own
     assert {job["id"] for job in everyone["jobs"]} == {job_id, own["job_id"]}
+
+
+def test_browser_apps_on_allowed_origins_get_cors(config_data: dict[str, Any], tmp_path: Path) -> None:
+    """A browser app on `[http] allowed_origins` can call /mcp cross-origin: its preflight (sent without
+    credentials) is answered before authentication, and answers carry the CORS headers it needs (the session id
+    exposed). Other origins are still refused; without configured origins there is no CORS at all."""
+    app_origin = "https://app.example.com"
+    preflight = {
+        "Origin": app_origin,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type, mcp-protocol-version",
+    }
+    config_data["http"] = {"allowed_origins": [app_origin]}
+    config_path = write_config(tmp_path / "genroute.toml", config_data)
+    key = new_key(config_path, "alice")
+    with http_gateway(config_path, auth=True) as gateway:
+        allowed = httpx2.options(gateway.mcp_url, headers=preflight, timeout=5)
+        answered = post(gateway.mcp_url, key, Origin=app_origin)
+        evil = httpx2.options(gateway.mcp_url, headers={**preflight, "Origin": "https://evil.example"}, timeout=5)
+    assert allowed.status_code == 200, allowed.text
+    assert allowed.headers["access-control-allow-origin"] == app_origin
+    assert "authorization" in allowed.headers["access-control-allow-headers"].lower()
+    assert "POST" in allowed.headers["access-control-allow-methods"]
+    assert answered.status_code == 200 and answered.headers["access-control-allow-origin"] == app_origin
+    assert "mcp-session-id" in answered.headers["access-control-expose-headers"].lower()
+    assert evil.status_code == 403 and "access-control-allow-origin" not in evil.headers
+
+    plain = write_config(tmp_path / "plain.toml", {**config_data, "http": {}})
+    with http_gateway(plain, auth=True) as gateway:
+        local_origin = gateway.url.replace("127.0.0.1", "localhost")
+        no_cors = httpx2.options(gateway.mcp_url, headers={**preflight, "Origin": local_origin}, timeout=5)
+    assert no_cors.status_code == 401 and "access-control-allow-origin" not in no_cors.headers  # reached auth

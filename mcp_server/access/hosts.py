@@ -53,6 +53,24 @@ def security_settings(host: str, port: int, http: HttpConfig | None = None) -> T
     )
 
 
+def with_cors(app: ASGIApp, origins: list[str]) -> ASGIApp:
+    """Let browser apps on `[http] allowed_origins` call genroute cross-origin: preflights are answered here, before
+    authentication (a browser sends them without credentials), any request header is allowed (Authorization, the
+    MCP headers) and the session id is exposed. Without configured origins there is no CORS layer at all."""
+    if not origins:
+        return app
+    from starlette.middleware.cors import CORSMiddleware
+
+    return CORSMiddleware(
+        app,
+        allow_origins=origins,
+        allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+        allow_headers=["*"],
+        expose_headers=["Mcp-Session-Id", "Mcp-Protocol-Version", "WWW-Authenticate"],
+        max_age=600,
+    )
+
+
 class HostOriginGuard:
     """ASGI: 421 for a Host, 403 for an Origin not in the settings, before anything else runs."""
 
