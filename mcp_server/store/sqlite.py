@@ -80,7 +80,7 @@ MIGRATIONS: list[str] = [
     );
     CREATE UNIQUE INDEX IF NOT EXISTS api_keys_active_name ON api_keys (name) WHERE revoked_at IS NULL;
     """,
-    # 4: the ledger's roll-ups are folded in batches; the mark of how far
+    # 4: the roll-ups are folded from the ledger in batches; `usage_folded` marks how far they have got
     sqlite_usage.FOLD_MIGRATION,
 ]
 

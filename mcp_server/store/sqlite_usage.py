@@ -154,6 +154,7 @@ def record_batch(conn: sqlite3.Connection, records: list[UsageRecord]) -> None:
 
 
 def fold(conn: sqlite3.Connection) -> None:
+    """Fold in a transaction of its own (the store's background maintenance)."""
     with immediate(conn):
         _fold(conn)
 

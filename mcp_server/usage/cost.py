@@ -84,7 +84,7 @@ def measure(value: object) -> Quantities:
         prompt_tokens=int(_number(usage.get("prompt_tokens")) or 0),
         completion_tokens=int(_number(usage.get("completion_tokens")) or 0),
         images=len(images) if isinstance(images, list | tuple) else int(_number(images) or 0),
-        video_seconds=_first_number(fields, _VIDEO_SECONDS_FIELDS) or 0.0,
+        video_seconds=max(_first_number(fields, _VIDEO_SECONDS_FIELDS) or 0.0, 0.0),
         reported_cost_usd=_number(fields.get("cost_usd")),
     )
 
