@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -66,19 +67,31 @@ def test_stdout_carries_only_protocol_messages(config_path: Path) -> None:
             "params": {"name": "chat_complete", "arguments": {"prompt": "hi", "model": "nope"}},
         },
     ]
-    stdin = "".join(json.dumps(m) + "\n" for m in messages)
-    result = subprocess.run(
+    # stdin stays open until the last reply is out, as a real client keeps it: at EOF the SDK cancels
+    # requests still in flight, so closing it at once would race the tools/call.
+    server = subprocess.Popen(
         [genroute_command(), "--config", str(config_path), "--log-level", "DEBUG", "serve"],
-        input=stdin,
-        capture_output=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=60,
         env=child_env(),
     )
-    replies = [json.loads(line) for line in result.stdout.splitlines()]
+    watchdog = threading.Timer(60, server.kill)  # bounds the reads: a killed server's stdout ends
+    watchdog.start()
+    try:
+        assert server.stdin is not None and server.stdout is not None
+        server.stdin.write("".join(json.dumps(m) + "\n" for m in messages))
+        server.stdin.flush()
+        lines = [server.stdout.readline() for _ in range(2)]
+        stdout, stderr = server.communicate(timeout=60)
+    finally:
+        watchdog.cancel()
+        server.kill()
+    replies = [json.loads(line) for line in lines + stdout.splitlines() if line]
     assert [r.get("id") for r in replies] == [1, 2]
     assert replies[1]["result"]["isError"] is True
-    assert "chat_complete failed: model_not_found" in result.stderr
+    assert "chat_complete failed: model_not_found" in stderr
 
 
 @pytest.mark.skipif(shutil.which("genroute") is None, reason="genroute is not on PATH (install it as the README says)")
