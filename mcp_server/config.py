@@ -168,6 +168,9 @@ class HttpConfig(_Strict):
     allowed_origins: list[str] = Field(default_factory=list)  # browser origins, e.g. "https://app.example.com"
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=1024**3)
     rate_limit_per_min: int = Field(default=120, ge=0)  # per key, unless the key has its own; 0: unlimited
+    # Count rate limits in the database, for every replica on it (one small write per request); default: on
+    # with [server] database_url (replicas), off with SQLite (one process; the count stays in memory)
+    rate_limit_shared: bool | None = None
     forwarded_allow_ips: list[str] = Field(default_factory=lambda: ["127.0.0.1"])  # proxies trusted for X-Forwarded-*
     oauth: OAuthConfig | None = None
 

@@ -28,6 +28,7 @@ from mcp_server.access.auth import ChainVerifier, require_bearer
 from mcp_server.access.hosts import HostOriginGuard, is_loopback, security_settings, with_cors
 from mcp_server.access.keys import ApiKeyVerifier
 from mcp_server.access.oauth import IntrospectionVerifier, metadata_routes, metadata_url
+from mcp_server.access.ratelimit import RateLimiter, SharedWindowLimiter, TokenBucketLimiter
 from mcp_server.gateway import Gateway
 from mcp_server.media.http import media_response
 from mcp_server.media.registry import MediaRegistry
@@ -88,8 +89,17 @@ def build_http_app(mcp: MCPServer[Any], gateway: Gateway, host: str, port: int, 
         ChainVerifier(keys, introspection) if introspection else keys,
         required_scopes=oauth.required_scopes if oauth else None,
         resource_metadata_url=metadata_url(oauth) if oauth else None,
+        limiter=rate_limiter(gateway),
     )
     return HostOriginGuard(with_cors(protected, http.allowed_origins), settings)
+
+
+def rate_limiter(gateway: Gateway) -> RateLimiter:
+    """Counted in the store when replicas share it (PostgreSQL, or `[http] rate_limit_shared = true`)."""
+    shared = gateway.config.http.rate_limit_shared
+    if shared is None:
+        shared = gateway.config.server.database_url is not None
+    return SharedWindowLimiter(gateway.store) if shared else TokenBucketLimiter()
 
 
 def raise_open_file_limit(wanted: int = 8192) -> None:

@@ -117,6 +117,30 @@ def test_rate_limit_answers_429_with_retry_after_per_key(config_path: Path) -> N
     assert unaffected.status_code == 200
 
 
+def test_replicas_on_one_database_share_a_keys_rate_limit(
+    config_data: dict[str, Any], database_settings: dict[str, Any], tmp_path: Path
+) -> None:
+    """Two servers behind a load balancer allow a key its limit, not twice it. PostgreSQL counts in the database
+    by default; processes sharing one SQLite file do when `[http] rate_limit_shared = true`."""
+    config_data["server"].update(database_settings)
+    if "database_url" not in database_settings:
+        config_data["http"] = {"rate_limit_shared": True}
+    config_path = write_config(tmp_path / "genroute.toml", config_data)
+    key = new_key(config_path, "team", "--rate-limit", "3")
+    first = GatewayProcess(config_path, auth=True).start()
+    try:
+        second = GatewayProcess(config_path, auth=True).start()
+        try:
+            answers = [post(gateway.mcp_url, key) for gateway in (first, second, first, second, first)]
+        finally:
+            second.stop()
+    finally:
+        first.stop()
+    assert [a.status_code for a in answers] == [200, 200, 200, 429, 429]
+    assert all(int(a.headers["retry-after"]) >= 1 for a in answers[3:])
+    assert answers[3].json()["error"] == "rate_limited"
+
+
 # ----- Host, Origin, body size ---------------------------------------------------------------------------
 
 

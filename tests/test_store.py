@@ -430,3 +430,24 @@ async def test_sqlite_database_from_version_3_keeps_its_roll_ups(tmp_path: Path)
         assert (await store.budget_status(month_of(T0))).spent_usd == pytest.approx(15.0)
     finally:
         await store.close()
+
+
+async def test_request_counts_are_shared_per_caller_and_minute(database_settings: dict[str, Any]) -> None:
+    """Rate-limit counts: two stores on one database (two replicas) count into the same minute; a new minute
+    reports the one before and drops the older ones."""
+    first, second = store_for(database_settings), store_for(database_settings)
+    await first.open()
+    await second.open()
+    try:
+        minute = 1_800_000_000 - 1_800_000_000 % 60
+        assert await first.count_request("alice", minute) == (1, 0)
+        assert await second.count_request("alice", minute) == (2, 0)
+        assert await first.count_request("bob", minute) == (1, 0)  # callers are counted apart
+        assert await second.count_request("alice", minute) == (3, 0)
+        assert await first.count_request("alice", minute + 60) == (1, 3)
+        assert await second.count_request("alice", minute + 60) == (2, 3)
+        assert await first.count_request("alice", minute + 180) == (1, 0)  # a gap: nothing in the minute before
+        assert await second.count_request("alice", minute + 60) == (1, 0)  # minutes before the previous are gone
+    finally:
+        await first.close()
+        await second.close()

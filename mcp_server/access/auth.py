@@ -15,7 +15,7 @@ from pydantic import AnyHttpUrl
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mcp_server.access.ratelimit import RateLimitMiddleware, TokenBucketLimiter
+from mcp_server.access.ratelimit import RateLimiter, RateLimitMiddleware, TokenBucketLimiter
 
 PUBLIC_PATHS = frozenset({"/healthz"})
 PUBLIC_PREFIXES = ("/.well-known/",)
@@ -59,7 +59,7 @@ def require_bearer(
     *,
     required_scopes: list[str] | None = None,
     resource_metadata_url: AnyHttpUrl | None = None,
-    limiter: TokenBucketLimiter | None = None,
+    limiter: RateLimiter | None = None,
 ) -> ASGIApp:
     protected = RequireAuthMiddleware(
         RateLimitMiddleware(app, limiter or TokenBucketLimiter()), list(required_scopes or []), resource_metadata_url

@@ -157,6 +157,12 @@ class Store(ABC):
     async def touch_key(self, key_id: str, when: datetime) -> None:
         """Record when a key was last used (callers throttle this; it is informational)."""
 
+    @abstractmethod
+    async def count_request(self, caller: str, window_start: int) -> tuple[int, int]:
+        """Count one request by `caller` in the minute starting at `window_start` (epoch seconds, a multiple of
+        60), for every process on this store: (requests in that minute, this one included; requests in the
+        minute before). Older minutes of the caller are dropped when a new one starts."""
+
     # --- usage ledger (one record per provider call) ---
     @abstractmethod
     async def record_usage(self, record: UsageRecord, *, reservation_id: str | None = None) -> None:

@@ -66,6 +66,8 @@ MIGRATIONS: list[str] = [
     postgres_usage.MIGRATION,
     # 3: HTTP API keys
     postgres_keys.MIGRATION,
+    # 4: requests per caller and minute, for rate limits shared by replicas
+    postgres_keys.RATE_MIGRATION,
 ]
 
 MIGRATION_LOCK = 0x67656E726F757465  # "genroute": the advisory lock key held while migrating
@@ -227,6 +229,10 @@ class PostgresStore(Store):
     async def touch_key(self, key_id: str, when: datetime) -> None:
         async with self.connection() as conn:
             await postgres_keys.touch(conn, key_id, when)
+
+    async def count_request(self, caller: str, window_start: int) -> tuple[int, int]:
+        async with self.connection() as conn:
+            return await postgres_keys.count_request(conn, caller, window_start)
 
 
 async def _configure(conn: AsyncConnection[Any]) -> None:

@@ -65,3 +65,39 @@ async def find_by_hash(conn: AsyncConnection[Any], key_hash: str) -> ApiKeyRecor
 
 async def touch(conn: AsyncConnection[Any], key_id: str, when: datetime) -> None:
     await conn.execute("UPDATE api_keys SET last_used_at = %s WHERE id = %s", (when, key_id))
+
+
+# Requests per caller and minute, for rate limits shared by every replica (access/ratelimit.py).
+RATE_MIGRATION = """
+CREATE TABLE IF NOT EXISTS rate_windows (
+    caller TEXT NOT NULL,
+    window_start BIGINT NOT NULL,
+    requests INTEGER NOT NULL,
+    PRIMARY KEY (caller, window_start)
+);
+"""
+
+_COUNT_REQUEST = """
+WITH hit AS (
+    INSERT INTO rate_windows (caller, window_start, requests) VALUES (%(caller)s, %(start)s, 1)
+    ON CONFLICT (caller, window_start) DO UPDATE SET requests = rate_windows.requests + 1
+    RETURNING requests
+)
+SELECT hit.requests, COALESCE(
+    (SELECT requests FROM rate_windows WHERE caller = %(caller)s AND window_start = %(previous)s), 0
+) FROM hit
+"""
+
+
+async def count_request(conn: AsyncConnection[Any], caller: str, window_start: int) -> tuple[int, int]:
+    """One round trip: the count and the previous minute's together."""
+    params = {"caller": caller, "start": window_start, "previous": window_start - 60}
+    cur = await conn.execute(_COUNT_REQUEST, params)
+    row = await cur.fetchone()
+    assert row is not None  # an INSERT ... RETURNING always returns its row
+    current, previous = int(row[0]), int(row[1])
+    if current == 1:
+        await conn.execute(
+            "DELETE FROM rate_windows WHERE caller = %s AND window_start < %s", (caller, window_start - 60)
+        )
+    return current, previous

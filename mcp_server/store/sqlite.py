@@ -82,6 +82,8 @@ MIGRATIONS: list[str] = [
     """,
     # 4: the roll-ups are folded from the ledger in batches; `usage_folded` marks how far they have got
     sqlite_usage.FOLD_MIGRATION,
+    # 5: requests per caller and minute, for rate limits shared by processes on this file
+    sqlite_keys.RATE_MIGRATION,
 ]
 
 _JSON_FIELDS = ("arguments", "result", "error")
@@ -192,6 +194,9 @@ class SQLiteStore(Store):
 
     async def touch_key(self, key_id: str, when: datetime) -> None:
         await self.inline(sqlite_keys.touch, key_id, when)
+
+    async def count_request(self, caller: str, window_start: int) -> tuple[int, int]:
+        return await self.inline(sqlite_keys.count_request, caller, window_start)
 
     # --- usage and budgets ---
     async def record_usage(self, record: UsageRecord, *, reservation_id: str | None = None) -> None:

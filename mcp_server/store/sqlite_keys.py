@@ -62,3 +62,29 @@ def find_by_hash(conn: sqlite3.Connection, key_hash: str) -> ApiKeyRecord | None
 
 def touch(conn: sqlite3.Connection, key_id: str, when: datetime) -> None:
     conn.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (_epoch(when), key_id))
+
+
+# Requests per caller and minute, for rate limits shared by every process on the database (access/ratelimit.py).
+RATE_MIGRATION = """
+    CREATE TABLE IF NOT EXISTS rate_windows (
+        caller TEXT NOT NULL,
+        window_start INTEGER NOT NULL,
+        requests INTEGER NOT NULL,
+        PRIMARY KEY (caller, window_start)
+    ) WITHOUT ROWID
+"""
+
+
+def count_request(conn: sqlite3.Connection, caller: str, window_start: int) -> tuple[int, int]:
+    rows = conn.execute(
+        "INSERT INTO rate_windows (caller, window_start, requests) VALUES (?, ?, 1)"
+        " ON CONFLICT (caller, window_start) DO UPDATE SET requests = requests + 1 RETURNING requests",
+        (caller, window_start),
+    ).fetchall()  # read to the end: the statement, and its autocommit, is finished only then
+    current = int(rows[0][0])
+    if current == 1:
+        conn.execute("DELETE FROM rate_windows WHERE caller = ? AND window_start < ?", (caller, window_start - 60))
+    row = conn.execute(
+        "SELECT requests FROM rate_windows WHERE caller = ? AND window_start = ?", (caller, window_start - 60)
+    ).fetchone()
+    return current, int(row[0]) if row else 0

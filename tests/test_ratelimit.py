@@ -1,0 +1,52 @@
+"""Rate limits counted in the store: the sliding-window arithmetic, and the limiter over a real SQLite store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mcp_server.access.ratelimit import SharedWindowLimiter, retry_after
+from mcp_server.store.sqlite import SQLiteStore
+
+pytestmark = pytest.mark.anyio
+
+
+def test_requests_within_the_sliding_window_estimate_pass() -> None:
+    assert retry_after(current=10, previous=0, elapsed=5, limit=10) == 0.0
+    # half of the previous minute (10) still counts 30 s into this one: 5 + 5 fits 10, 5 + 6 does not
+    assert retry_after(current=5, previous=10, elapsed=30, limit=10) == 0.0
+    assert retry_after(current=6, previous=10, elapsed=30, limit=10) > 0.0
+
+
+def test_retry_after_is_when_one_more_request_fits() -> None:
+    # 6 now + 10 * (1 - t/60) + 1 more <= 10 from t = 42 s: 12 s after 30 s
+    assert retry_after(current=6, previous=10, elapsed=30, limit=10) == pytest.approx(12.0)
+    # 11 this minute (one refused): the next minute, once 11 * (1 - t/60) + 1 <= 10, t = 120 / 11
+    wait = retry_after(current=11, previous=0, elapsed=20, limit=10)
+    assert wait == pytest.approx(40.0 + 120.0 / 11)
+    for current, previous, elapsed in [(6, 10, 30), (11, 0, 20), (10, 3, 59.9), (50, 50, 0.0)]:
+        wait = retry_after(current, previous, elapsed, 10)
+        # waiting that long, one more request (no others) fits the estimate again
+        later = elapsed + wait
+        if later < 60:
+            assert previous * (1 - later / 60) + current + 1 <= 10 + 1e-9
+        else:
+            assert current * (1 - (later - 60) / 60) + 1 <= 10 + 1e-9
+
+
+async def test_the_shared_limiter_counts_in_the_store(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "genroute.db")
+    await store.open()
+    now = [1_800_000_010.0]  # 10 s into a minute
+    limiter = SharedWindowLimiter(store, clock=lambda: now[0])
+    other_replica = SharedWindowLimiter(store, clock=lambda: now[0])
+    try:
+        allowed = [await (limiter if n % 2 else other_replica).acquire("alice", 3) for n in range(3)]
+        refused = await limiter.acquire("alice", 3)
+        assert allowed == [0.0, 0.0, 0.0] and refused > 0
+        assert await limiter.acquire("bob", 3) == 0.0  # another key has its own count
+        now[0] += refused  # whoever waits Retry-After gets through
+        assert await other_replica.acquire("alice", 3) == 0.0
+    finally:
+        await store.close()
