@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,21 @@ async def test_the_shared_limiter_counts_in_the_store(tmp_path: Path) -> None:
         assert await other_replica.acquire("alice", 3) == 0.0
     finally:
         await store.close()
+
+
+async def test_the_limit_holds_per_process_while_the_store_cannot_count(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A store that fails (here its table is gone) must neither lock every client out nor lift the limit."""
+    store = SQLiteStore(tmp_path / "genroute.db")
+    await store.open()
+    limiter = SharedWindowLimiter(store)
+    try:
+        with sqlite3.connect(tmp_path / "genroute.db") as other:
+            other.execute("DROP TABLE rate_windows")
+        waits = [await limiter.acquire("alice", 3) for _ in range(4)]
+    finally:
+        await store.close()
+    assert waits[:3] == [0.0, 0.0, 0.0] and 0 < waits[3] <= 20.0  # the process's own bucket: 3 a minute
+    warnings = [r for r in caplog.records if "counted in this process only" in r.getMessage()]
+    assert len(warnings) == 1 and "rate_windows" in warnings[0].getMessage()
