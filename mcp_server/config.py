@@ -194,6 +194,9 @@ class MediaConfig(_Strict):
     video_poll_initial_s: float = Field(default=1.0, gt=0, le=60)
     video_poll_max_s: float = Field(default=5.0, gt=0, le=300)
     video_job_timeout_s: float = Field(default=7200.0, ge=60)  # a job not finished by then is marked failed
+    # How long a process's claim on a video job lasts unrenewed (renewed every third of it): when several processes
+    # serve one database, another takes over a job this long after its process stopped
+    video_job_lease_s: float = Field(default=30.0, ge=1, le=3600)
 
     @field_validator("reference_allow_private")
     @classmethod

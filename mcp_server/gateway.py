@@ -99,14 +99,16 @@ class Gateway:
         """Started, with a background task group for video job trackers (unfinished jobs resume here)."""
         await self.start()
         try:
-            async with anyio.create_task_group() as group:
-                self.jobs.attach(group)
-                try:
-                    await self.jobs.resume_unfinished()
-                    yield self
-                finally:
-                    self.jobs.detach()
-                    group.cancel_scope.cancel()
+            try:
+                async with anyio.create_task_group() as group:
+                    self.jobs.attach(group)
+                    try:
+                        await self.jobs.resume_unfinished()
+                        yield self
+                    finally:
+                        group.cancel_scope.cancel()
+            finally:
+                await self.jobs.detach()  # the trackers have stopped: their leases go, for a restart to resume
         finally:
             await self.aclose()
 

@@ -451,3 +451,31 @@ async def test_request_counts_are_shared_per_caller_and_minute(database_settings
     finally:
         await first.close()
         await second.close()
+
+
+async def test_a_job_is_leased_to_one_process_at_a_time(store: Store) -> None:
+    job = JobRecord(id="job-lease", provider="p", model="m", upstream_model="u")
+    await store.create_job(job, owner="replica-a", lease_s=30)
+    assert await store.claim_job("job-lease", "replica-b", 30) is None  # a's lease holds
+    renewed = await store.claim_job("job-lease", "replica-a", 30)  # the holder renews
+    assert renewed is not None and renewed.id == "job-lease" and renewed.status == "submitting"
+    assert await store.renew_job_leases("replica-a", 30) == 1
+    assert await store.renew_job_leases("replica-b", 30) == 0
+    assert await store.renew_job_leases("replica-a", 0) == 1  # released (a clean stop)
+    taken = await store.claim_job("job-lease", "replica-b", 30)
+    assert taken is not None and taken.model_dump() == renewed.model_dump()
+    assert await store.claim_job("job-lease", "replica-a", 30) is None  # b holds it now
+    await store.update_job("job-lease", status="completed")
+    assert await store.claim_job("job-lease", "replica-b", 30) is None  # a finished job is nobody's
+    assert await store.renew_job_leases("replica-b", 30) == 0
+    assert await store.claim_job("no-such-job", "replica-a", 30) is None
+
+
+async def test_a_lapsed_lease_can_be_taken_over(store: Store) -> None:
+    await store.create_job(JobRecord(id="job-lapse", provider="p", model="m", upstream_model="u"), owner="a", lease_s=1)
+    assert await store.claim_job("job-lapse", "b", 30) is None
+    await anyio.sleep(1.2)
+    assert await store.claim_job("job-lapse", "b", 30) is not None
+    # a job written without an owner (before leases existed, or by a store caller that does not track) is free
+    await store.create_job(JobRecord(id="job-free", provider="p", model="m", upstream_model="u"))
+    assert await store.claim_job("job-free", "a", 30) is not None

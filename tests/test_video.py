@@ -272,6 +272,7 @@ async def _submit_then_kill(gateway: GatewayProcess, arguments: dict[str, Any], 
 
 async def test_killed_mid_job_resumes_after_restart(config: dict[str, Any], emulator: Emulator, tmp_path: Path) -> None:
     emulator.video_run_s = 1.0  # still running at the kill (right after the first poll), done while the server is down
+    config["media"]["video_job_lease_s"] = 2  # a killed server's claim on its jobs runs out quickly
     path = write_config(tmp_path / "genroute.toml", config)
     first = GatewayProcess(path).start()
     try:
@@ -299,6 +300,7 @@ async def test_killed_mid_submission_fails_clearly_instead_of_paying_twice(
 ) -> None:
     """The default: a provider not known to honour Idempotency-Key never gets a lost submission again."""
     emulator.fail_next("video_submit", status=200, latency_ms=2000)  # the answer comes after the server died
+    config["media"]["video_job_lease_s"] = 2  # a killed server's claim on its jobs runs out quickly
     path = write_config(tmp_path / "genroute.toml", config)
     first = GatewayProcess(path).start()
     try:
@@ -323,6 +325,7 @@ async def test_killed_mid_submission_resends_with_the_same_idempotency_key(
     config["providers"]["arkroute"]["honours_idempotency_key"] = True
     emulator.video_run_s = 0.5
     emulator.fail_next("video_submit", status=200, latency_ms=2000)  # the answer comes after the server died
+    config["media"]["video_job_lease_s"] = 2  # a killed server's claim on its jobs runs out quickly
     path = write_config(tmp_path / "genroute.toml", config)
     first = GatewayProcess(path).start()
     try:
@@ -341,3 +344,72 @@ async def test_killed_mid_submission_resends_with_the_same_idempotency_key(
     keys = emulator.video_idempotency_keys
     assert len(keys) == 2 and keys[0] == keys[1]  # a provider honouring the key bills it once
     assert len(emulator.calls("video_submit")) == 2
+
+
+def two_replicas(path: Path) -> tuple[GatewayProcess, GatewayProcess]:
+    """Two `serve --http` processes on one config (one database), on different ports; neither started."""
+    first, second = GatewayProcess(path), GatewayProcess(path)
+    while second.port == first.port:
+        second = GatewayProcess(path)
+    return first, second
+
+
+async def test_replicas_on_one_database_submit_and_download_a_job_once(
+    config: dict[str, Any], database_settings: dict[str, Any], emulator: Emulator, tmp_path: Path
+) -> None:
+    """Asked about a job another replica is submitting and tracking, a replica follows it through the database:
+    no second submission (which a provider not honouring Idempotency-Key would bill again), no second download."""
+    config["server"].update(database_settings)
+    emulator.video_run_s = 1.5
+    emulator.fail_next("video_submit", status=200, latency_ms=1500)  # the submission is in flight for a while
+    arguments = {"prompt": "p", "model": VIDEO_MODEL, "wait_s": 30, "client_request_id": "shared-1"}
+    first, second = two_replicas(write_config(tmp_path / "genroute.toml", config))
+    with first, second:
+        async with Client(first.mcp_url) as one, Client(second.mcp_url) as two:
+            results: dict[str, Any] = {}
+
+            async def call(name: str, client: Client) -> None:
+                results[name] = await client.call_tool("generate_video", arguments)
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(call, "first", one)
+                await eventually(lambda: len(emulator.calls("video_submit")) >= 1, "no submission")
+                group.start_soon(call, "second", two)  # the same request, to the other replica, mid-submission
+            status = await two.call_tool("get_video_status", {"job_id": results["first"].structured_content["job_id"]})
+        follower_log = second.stderr()
+    for result in (results["first"], results["second"], status):
+        assert not result.is_error, result.content
+        assert result.structured_content["status"] == "completed"
+    assert results["second"].structured_content["deduplicated"]
+    assert results["second"].structured_content["video"] == results["first"].structured_content["video"]
+    assert len(emulator.calls("video_submit")) == 1 and emulator.video_submissions == 1
+    assert len(emulator.calls("files")) == 1  # downloaded once, by the replica that tracks the job
+    assert "submitted to" not in follower_log and "saved" not in follower_log
+
+
+async def test_a_stopped_replicas_job_is_taken_over_by_another(
+    config: dict[str, Any], database_settings: dict[str, Any], emulator: Emulator, tmp_path: Path
+) -> None:
+    """A replica killed mid-job: once its lease runs out, a live replica takes the job over on its own."""
+    config["server"].update(database_settings)
+    config["media"]["video_job_lease_s"] = 2
+    emulator.video_run_s = 2.0
+    first, second = two_replicas(write_config(tmp_path / "genroute.toml", config))
+    with second:
+        first.start()
+        try:
+            arguments = {"prompt": "p", "model": VIDEO_MODEL, "wait_s": 60}
+            await _submit_then_kill(first, arguments, lambda: len(emulator.calls("video_status")) >= 1)
+        finally:
+            first.stop()
+        # no client asks: the live replica's sweep finds the job whose lease ran out
+        await eventually(lambda: any(p.suffix == ".mp4" for p in media_files(config)), "no video file")
+        async with Client(second.mcp_url) as client:
+            job = (await read_json(client, "jobs://recent"))["jobs"][0]
+            status = await client.call_tool("get_video_status", {"job_id": job["id"], "wait_s": 15})
+        taken_over = second.stderr()
+    assert not status.is_error, status.content
+    assert status.structured_content["status"] == "completed"
+    assert file_bytes(status.structured_content["video"]["path"]) == MP4
+    assert len(emulator.calls("video_submit")) == 1 and len(emulator.calls("files")) == 1
+    assert "resumed tracking of 1 unfinished video job" in taken_over

@@ -3,15 +3,22 @@
 One tracker task per unfinished job runs in the gateway's task group (not in a tool call), so a
 client that cancels or times out stops only its own waiting: the job goes on being polled and its
 video downloaded. Tool calls wait on the tracker with a bound (`wait_s`) and hear about every poll.
-At start the gateway resumes every unfinished job in the store; one caught mid-submission is sent again
-(with the same Idempotency-Key) only to a provider known to honour that key, else it fails with an explanation.
+
+Several processes may serve one database (replicas on PostgreSQL, or processes sharing a data_dir): exactly one
+of them tracks a job, the one holding its lease in the store (`video_job_lease_s`, renewed every third of it).
+Another process asked about the job follows it through the store instead of submitting or downloading it again.
+A job whose lease ran out (its process stopped) is taken over: at start, by a sweep every third of the lease, or
+by the next call that asks for it. One caught mid-submission is sent again (with the same Idempotency-Key) only
+to a provider known to honour that key, else it fails with an explanation.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import secrets
+import socket
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from datetime import UTC, datetime
@@ -44,6 +51,7 @@ MAX_RETRY_AFTER_S = 120.0  # an upstream's Retry-After is honoured up to this
 PERMANENT_POLL_FAILURES = 3  # consecutive non-transient poll errors before a job is marked failed
 DOWNLOAD_ATTEMPTS = 3
 SUBMIT_GRACE_S = 150.0  # how far past wait_s a call waits for its submission to be answered
+FOLLOW_EVERY_S = 1.0  # how often a process that does not track a job re-reads it from the store
 
 OnUpdate = Callable[[JobRecord], Awaitable[None]]
 
@@ -81,6 +89,8 @@ class VideoJobs:
         self.registry = registry
         self.config = config
         self.inputs = JobInputs(inputs_dir)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"  # this process, in job leases
+        self.lease_s = config.video_job_lease_s
         self._trackers: dict[str, _Tracker] = {}
         self._group: anyio.abc.TaskGroup | None = None
 
@@ -88,23 +98,38 @@ class VideoJobs:
 
     def attach(self, group: anyio.abc.TaskGroup) -> None:
         self._group = group
+        group.start_soon(self._keep_leases, name="video-job leases")
 
-    def detach(self) -> None:
+    async def detach(self) -> None:
+        """Stop tracking; the leases are given up at once, so another process (or a restart) resumes the jobs."""
         self._group = None
         self._trackers.clear()
+        with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+            try:
+                await self.store.renew_job_leases(self.owner, 0.0)
+            except Exception:
+                log.warning("could not release the video job leases; they run out in %g s", self.lease_s)
 
     async def resume_unfinished(self) -> int:
-        jobs = await self.store.list_jobs(limit=1000, unfinished_only=True)
-        for job in jobs:
-            if job.status == "submitting" and not self.router.reliability.honours_idempotency_key(job.provider):
-                # Caught mid-submission by a stop: it may run (and be billed) upstream. Sending it again blindly
-                # could pay twice, so it fails with an explanation; its client_request_id stays taken.
-                await self._fail(job, outcome_unknown(job.provider))
-                continue
-            self._ensure(job)
-        if jobs:
-            log.info("resumed tracking of %d unfinished video job(s)", len(jobs))
-        return len(jobs)
+        """Take over every unfinished job no live process tracks (at start, and in every sweep)."""
+        resumed = 0
+        for job in await self.store.list_jobs(limit=1000, unfinished_only=True):
+            if job.id not in self._trackers and await self._take_over(job) is not None:
+                resumed += 1
+        if resumed:
+            log.info("resumed tracking of %d unfinished video job(s)", resumed)
+        return resumed
+
+    async def _keep_leases(self) -> None:
+        """Renew this process's leases every third of `lease_s`, and sweep for jobs whose process stopped."""
+        while True:
+            await anyio.sleep(self.lease_s / 3)
+            try:
+                if self._trackers:
+                    await self.store.renew_job_leases(self.owner, self.lease_s)
+                await self.resume_unfinished()
+            except Exception:  # a store outage: try again next time (leases last three periods)
+                log.warning("could not renew video job leases", exc_info=True)
 
     # ----- what the tools call ---------------------------------------------------------------------
 
@@ -138,11 +163,15 @@ class VideoJobs:
             client_request_id=client_request_id,
             caller=caller,
         )
-        stored = await self.store.create_job(job)
-        if stored.id != job.id and image_file:
-            await self.inputs.drop(image_file)
-        if not stored.finished:
-            self._ensure(stored)
+        self._check_running()
+        stored = await self.store.create_job(job, owner=self.owner, lease_s=self.lease_s)
+        if stored.id == job.id:
+            self._start(stored)
+        else:  # the job this client_request_id already made: tracked here, elsewhere, or taken over
+            if image_file:
+                await self.inputs.drop(image_file)
+            if not stored.finished and stored.id not in self._trackers:
+                await self._take_over(stored)
         return stored, stored.id == job.id
 
     async def get(self, job_id: str, *, caller: str | None = None) -> JobRecord:
@@ -160,18 +189,25 @@ class VideoJobs:
     async def wait(self, job_id: str, wait_s: float, on_update: OnUpdate, *, caller: str | None = None) -> JobRecord:
         """Wait up to `wait_s` for the job to finish, calling `on_update` now and after every poll."""
         job = await self.get(job_id, caller=caller)
-        if job.finished:
-            await on_update(job)
-            return job
-        tracker = self._ensure(job)
         deadline = anyio.current_time() + wait_s
+        while True:
+            if not job.finished:
+                tracker = self._trackers.get(job.id) or await self._take_over(job)
+                if tracker is not None:
+                    return await self._wait_on(tracker, deadline, on_update)
+                job = await self.get(job_id)  # as the process tracking it left it (or _take_over, failing it)
+            await on_update(job)
+            remaining = _end(job, deadline) - anyio.current_time()
+            if job.finished or remaining <= 0:
+                return job
+            await anyio.sleep(min(FOLLOW_EVERY_S, remaining))  # another process tracks it: follow the store
+
+    async def _wait_on(self, tracker: _Tracker, deadline: float, on_update: OnUpdate) -> JobRecord:
         while True:
             changed = tracker.next_change()
             job = tracker.job
             await on_update(job)
-            # A submission in flight is waited for even past wait_s (bounded): a refusal is reported in this call.
-            end = deadline + (SUBMIT_GRACE_S if job.status == "submitting" else 0.0)
-            remaining = end - anyio.current_time()
+            remaining = _end(job, deadline) - anyio.current_time()
             if job.finished or remaining <= 0:
                 return job
             with anyio.move_on_after(remaining):
@@ -186,19 +222,37 @@ class VideoJobs:
 
     # ----- tracking --------------------------------------------------------------------------------
 
-    def _ensure(self, job: JobRecord) -> _Tracker:
-        tracker = self._trackers.get(job.id)
-        if tracker is None:
-            if self._group is None:
-                raise GatewayError(
-                    "Video job tracking is not running (the gateway was not started with its lifespan).",
-                    type="server_error",
-                    code="jobs_not_running",
-                    status=500,
-                )
-            tracker = self._trackers[job.id] = _Tracker(job)
-            self._group.start_soon(self._track, tracker, name=f"video-job {job.id}")
+    def _check_running(self) -> None:
+        if self._group is None:
+            raise GatewayError(
+                "Video job tracking is not running (the gateway was not started with its lifespan).",
+                type="server_error",
+                code="jobs_not_running",
+                status=500,
+            )
+
+    def _start(self, job: JobRecord) -> _Tracker:
+        """Track a job this process holds the lease of."""
+        self._check_running()
+        assert self._group is not None
+        tracker = self._trackers[job.id] = _Tracker(job)
+        self._group.start_soon(self._track, tracker, name=f"video-job {job.id}")
         return tracker
+
+    async def _take_over(self, job: JobRecord) -> _Tracker | None:
+        """Track `job` if no live process does (its lease is ours now); None if one does, or it is finished."""
+        self._check_running()
+        claimed = await self.store.claim_job(job.id, self.owner, self.lease_s)
+        if claimed is None:
+            return None
+        if claimed.id in self._trackers:
+            return self._trackers[claimed.id]
+        if claimed.status == "submitting" and not self.router.reliability.honours_idempotency_key(claimed.provider):
+            # Caught mid-submission by a stop: it may run (and be billed) upstream. Sending it again blindly
+            # could pay twice, so it fails with an explanation; its client_request_id stays taken.
+            await self._fail(claimed, outcome_unknown(claimed.provider))
+            return None
+        return self._start(claimed)
 
     async def _track(self, tracker: _Tracker) -> None:
         job = tracker.job
@@ -230,6 +284,8 @@ class VideoJobs:
                     break
                 await anyio.sleep(delay)
                 interval = min(interval * 1.5, self.config.video_poll_max_s)
+        except _LeaseLost:
+            log.warning("video job %s is tracked by another process now (this one missed its lease)", job.id)
         except Exception:
             log.exception("tracking video job %s stopped on an unexpected error; it resumes on the next call", job.id)
         finally:
@@ -299,6 +355,8 @@ class VideoJobs:
             )
         job = await self._update(job, progress=100.0)
         tracker.publish(job)  # "downloading": the waiting call hears it before the download
+        if await self.store.claim_job(job.id, self.owner, self.lease_s) is None:
+            raise _LeaseLost(job.id)  # this process stalled past its lease: the one that took over downloads it
         result = await self._download(job, status)
         return await self._update(job, status="completed", progress=100.0, result=result.model_dump(mode="json"))
 
@@ -342,3 +400,13 @@ class VideoJobs:
 
     def _expired(self, job: JobRecord) -> bool:
         return (datetime.now(UTC) - job.created_at).total_seconds() > self.config.video_job_timeout_s
+
+
+class _LeaseLost(Exception):
+    """Another process holds the job's lease now."""
+
+
+def _end(job: JobRecord, deadline: float) -> float:
+    """When a wait for `job` ends: at the deadline, or, while its submission is in flight, a bounded grace past it
+    (a refusal is then reported in the same call)."""
+    return deadline + (SUBMIT_GRACE_S if job.status == "submitting" else 0.0)

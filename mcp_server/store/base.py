@@ -117,11 +117,23 @@ class Store(ABC):
 
     # --- video jobs ---
     @abstractmethod
-    async def create_job(self, job: JobRecord) -> JobRecord:
-        """Insert; if `client_request_id` is set and a job with it exists since its 24 h window, return that one."""
+    async def create_job(self, job: JobRecord, *, owner: str | None = None, lease_s: float = 0.0) -> JobRecord:
+        """Insert; if `client_request_id` is set and a job with it exists since its 24 h window, return that one.
+        With `owner`, the new job is leased to that process for `lease_s` seconds from the start (see claim_job)."""
 
     @abstractmethod
     async def update_job(self, job_id: str, **fields: Any) -> JobRecord | None: ...
+
+    @abstractmethod
+    async def claim_job(self, job_id: str, owner: str, lease_s: float) -> JobRecord | None:
+        """Lease an unfinished job to the process `owner` for `lease_s` seconds, unless another process holds an
+        unexpired lease on it: the job when `owner` holds the lease now, None when it is finished, unknown or
+        tracked by another live process. One process at a time submits, polls and downloads a job."""
+
+    @abstractmethod
+    async def renew_job_leases(self, owner: str, lease_s: float) -> int:
+        """Extend the leases `owner` holds on unfinished jobs to `lease_s` seconds from now (0 releases them at
+        once, for a clean stop); how many."""
 
     @abstractmethod
     async def get_job(self, job_id: str) -> JobRecord | None: ...

@@ -68,6 +68,8 @@ MIGRATIONS: list[str] = [
     postgres_keys.MIGRATION,
     # 4: requests per caller and minute, for rate limits shared by replicas
     postgres_keys.RATE_MIGRATION,
+    # 5: which replica tracks a video job, until when
+    "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS owner TEXT, ADD COLUMN IF NOT EXISTS lease_until TIMESTAMPTZ;",
 ]
 
 MIGRATION_LOCK = 0x67656E726F757465  # "genroute": the advisory lock key held while migrating
@@ -137,7 +139,7 @@ class PostgresStore(Store):
             raise StoreUnavailable(f"PostgreSQL at {describe_url(self.url)} is unavailable.") from exc
 
     # --- jobs ---
-    async def create_job(self, job: JobRecord) -> JobRecord:
+    async def create_job(self, job: JobRecord, *, owner: str | None = None, lease_s: float = 0.0) -> JobRecord:
         async with self.connection() as conn, conn.transaction():
             if job.client_request_id:
                 # replicas submitting the same request id at once: one inserts, the other finds it
@@ -149,8 +151,32 @@ class PostgresStore(Store):
                     return existing
             columns = ", ".join(_JOB_COLUMNS)
             values = ", ".join(f"%({c})s" for c in _JOB_COLUMNS)
-            await conn.execute(f"INSERT INTO jobs ({columns}) VALUES ({values})", _to_params(job))
+            lease = "now() + make_interval(secs => %(lease_s)s)" if owner else "NULL"
+            params = {**_to_params(job), "owner": owner, "lease_s": float(lease_s)}
+            await conn.execute(
+                f"INSERT INTO jobs ({columns}, owner, lease_until) VALUES ({values}, %(owner)s, {lease})", params
+            )
         return job
+
+    async def claim_job(self, job_id: str, owner: str, lease_s: float) -> JobRecord | None:
+        """The database's clock decides whether a lease ran out, so replicas' clocks need not agree."""
+        async with self.connection() as conn:
+            return await _one_job(
+                conn,
+                "UPDATE jobs SET owner = %s, lease_until = now() + make_interval(secs => %s)"
+                " WHERE id = %s AND status NOT IN ('completed', 'failed')"
+                " AND (owner IS NULL OR owner = %s OR lease_until IS NULL OR lease_until <= now()) RETURNING *",
+                (owner, float(lease_s), job_id, owner),
+            )
+
+    async def renew_job_leases(self, owner: str, lease_s: float) -> int:
+        async with self.connection() as conn:
+            cur = await conn.execute(
+                "UPDATE jobs SET lease_until = now() + make_interval(secs => %s)"
+                " WHERE owner = %s AND status NOT IN ('completed', 'failed')",
+                (float(lease_s), owner),
+            )
+            return cur.rowcount
 
     async def update_job(self, job_id: str, **fields: Any) -> JobRecord | None:
         async with self.connection() as conn, conn.transaction():

@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,7 +42,7 @@ from mcp_server.store.sqlite_usage import immediate
 
 MAINTAIN_EVERY = 256  # inline writes between two roll-up folds + WAL checkpoints in the store's thread
 
-MIGRATIONS: list[str] = [
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     # 1: video jobs
     """
     CREATE TABLE jobs (
@@ -84,6 +86,8 @@ MIGRATIONS: list[str] = [
     sqlite_usage.FOLD_MIGRATION,
     # 5: requests per caller and minute, for rate limits shared by processes on this file
     sqlite_keys.RATE_MIGRATION,
+    # 6: which process tracks a video job, until when (several processes may serve one database)
+    lambda conn: _add_columns(conn, "jobs", {"owner": "TEXT", "lease_until": "REAL"}),
 ]
 
 _JSON_FIELDS = ("arguments", "result", "error")
@@ -109,14 +113,18 @@ class SQLiteStore(Store):
 
     def _connect(self) -> sqlite3.Connection:
         conn = _connection(self.path, 30_000)
-        conn.execute("PRAGMA journal_mode=WAL")
+        _use_wal(conn)
         while True:  # the version is read under the write lock: two processes opening at once migrate once
             with immediate(conn):
                 version = conn.execute("PRAGMA user_version").fetchone()[0]
                 if version >= len(MIGRATIONS):
                     break
-                for statement in filter(str.strip, MIGRATIONS[version].split(";")):
-                    conn.execute(statement)
+                step = MIGRATIONS[version]
+                if callable(step):
+                    step(conn)
+                else:
+                    for statement in filter(str.strip, step.split(";")):
+                        conn.execute(statement)
                 conn.execute(f"PRAGMA user_version={version + 1}")
         return conn
 
@@ -162,8 +170,14 @@ class SQLiteStore(Store):
         return await self.run(fn, *args)
 
     # --- jobs ---
-    async def create_job(self, job: JobRecord) -> JobRecord:
-        return await self.run(_create_job, job)
+    async def create_job(self, job: JobRecord, *, owner: str | None = None, lease_s: float = 0.0) -> JobRecord:
+        return await self.run(_create_job, job, owner, lease_s)
+
+    async def claim_job(self, job_id: str, owner: str, lease_s: float) -> JobRecord | None:
+        return await self.run(_claim_job, job_id, owner, lease_s)
+
+    async def renew_job_leases(self, owner: str, lease_s: float) -> int:
+        return await self.run(_renew_job_leases, owner, lease_s)
 
     async def update_job(self, job_id: str, **fields: Any) -> JobRecord | None:
         return await self.run(_update_job, job_id, fields)
@@ -230,6 +244,29 @@ def _connection(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
     return conn
 
 
+def _add_columns(conn: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:
+    """ALTER TABLE ADD COLUMN for the columns `table` lacks: SQLite has no ADD COLUMN IF NOT EXISTS, and a migration
+    must be safe to run again."""
+    present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+    for name, kind in columns.items():
+        if name not in present:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+
+
+def _use_wal(conn: sqlite3.Connection, timeout_s: float = 30.0) -> None:
+    """Switch to WAL. The switch needs the file to itself and SQLite answers "locked" at once, without waiting,
+    while another process opening a fresh file holds it: wait for that (bounded)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def _maintain(conn: sqlite3.Connection | None) -> None:
     """Fold the new ledger rows into the roll-ups, then copy the WAL back into the database without blocking
     writers (PASSIVE): both off the loop, in the store's thread."""
@@ -262,18 +299,34 @@ def _from_row(row: sqlite3.Row | None) -> JobRecord | None:
     return JobRecord.model_validate(data)
 
 
-def _create_job(conn: sqlite3.Connection, job: JobRecord) -> JobRecord:
+def _create_job(conn: sqlite3.Connection, job: JobRecord, owner: str | None, lease_s: float) -> JobRecord:
     with immediate(conn):
         if job.client_request_id:
             since = datetime.fromtimestamp(job.created_at.timestamp() - 24 * 3600, UTC)
             existing = _find_job(conn, job.client_request_id, job.caller, since)
             if existing is not None:
                 return existing
-        row = _to_row(job)
-        conn.execute(
-            f"INSERT INTO jobs ({', '.join(_JOB_COLUMNS)}) VALUES ({', '.join(':' + c for c in _JOB_COLUMNS)})", row
-        )
+        row = {**_to_row(job), "owner": owner, "lease_until": time.time() + lease_s if owner else None}
+        columns = (*_JOB_COLUMNS, "owner", "lease_until")
+        conn.execute(f"INSERT INTO jobs ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})", row)
     return job
+
+
+def _claim_job(conn: sqlite3.Connection, job_id: str, owner: str, lease_s: float) -> JobRecord | None:
+    now = time.time()
+    rows = conn.execute(
+        "UPDATE jobs SET owner = ?, lease_until = ? WHERE id = ? AND status NOT IN ('completed', 'failed')"
+        " AND (owner IS NULL OR owner = ? OR lease_until IS NULL OR lease_until <= ?) RETURNING *",
+        (owner, now + lease_s, job_id, owner, now),
+    ).fetchall()  # read to the end: the statement, and its autocommit, is finished only then
+    return _from_row(rows[0]) if rows else None
+
+
+def _renew_job_leases(conn: sqlite3.Connection, owner: str, lease_s: float) -> int:
+    return conn.execute(
+        "UPDATE jobs SET lease_until = ? WHERE owner = ? AND status NOT IN ('completed', 'failed')",
+        (time.time() + lease_s, owner),
+    ).rowcount
 
 
 def _update_job(conn: sqlite3.Connection, job_id: str, fields: dict[str, Any]) -> JobRecord | None:
