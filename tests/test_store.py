@@ -472,10 +472,17 @@ async def test_a_job_is_leased_to_one_process_at_a_time(store: Store) -> None:
 
 
 async def test_a_lapsed_lease_can_be_taken_over(store: Store) -> None:
-    await store.create_job(JobRecord(id="job-lapse", provider="p", model="m", upstream_model="u"), owner="a", lease_s=1)
+    def job(job_id: str, **fields: Any) -> JobRecord:
+        return JobRecord(id=job_id, provider="p", model="m", upstream_model="u", **fields)
+
+    await store.create_job(job("job-lapse"), owner="a", lease_s=1)
+    await store.create_job(job("job-held"), owner="a", lease_s=30)
+    await store.create_job(job("job-free"))  # written without an owner (before leases existed): nobody's
+    await store.create_job(job("job-done", status="completed"))
     assert await store.claim_job("job-lapse", "b", 30) is None
     await anyio.sleep(1.2)
+    swept = await store.claim_orphaned_jobs("b", 30)
+    assert sorted(j.id for j in swept) == ["job-free", "job-lapse"]
+    assert await store.claim_orphaned_jobs("c", 30) == []  # b holds them now
     assert await store.claim_job("job-lapse", "b", 30) is not None
-    # a job written without an owner (before leases existed, or by a store caller that does not track) is free
-    await store.create_job(JobRecord(id="job-free", provider="p", model="m", upstream_model="u"))
-    assert await store.claim_job("job-free", "a", 30) is not None
+    assert await store.claim_job("job-held", "b", 30) is None

@@ -112,9 +112,10 @@ class VideoJobs:
 
     async def resume_unfinished(self) -> int:
         """Take over every unfinished job no live process tracks (at start, and in every sweep)."""
+        self._check_running()
         resumed = 0
-        for job in await self.store.list_jobs(limit=1000, unfinished_only=True):
-            if job.id not in self._trackers and await self._take_over(job) is not None:
+        for job in await self.store.claim_orphaned_jobs(self.owner, self.lease_s, limit=1000):
+            if job.id not in self._trackers and await self._adopt(job) is not None:
                 resumed += 1
         if resumed:
             log.info("resumed tracking of %d unfinished video job(s)", resumed)
@@ -243,16 +244,18 @@ class VideoJobs:
         """Track `job` if no live process does (its lease is ours now); None if one does, or it is finished."""
         self._check_running()
         claimed = await self.store.claim_job(job.id, self.owner, self.lease_s)
-        if claimed is None:
-            return None
-        if claimed.id in self._trackers:
-            return self._trackers[claimed.id]
-        if claimed.status == "submitting" and not self.router.reliability.honours_idempotency_key(claimed.provider):
+        return None if claimed is None else await self._adopt(claimed)
+
+    async def _adopt(self, job: JobRecord) -> _Tracker | None:
+        """Track a job whose lease this process has just taken from a process that stopped."""
+        if job.id in self._trackers:
+            return self._trackers[job.id]
+        if job.status == "submitting" and not self.router.reliability.honours_idempotency_key(job.provider):
             # Caught mid-submission by a stop: it may run (and be billed) upstream. Sending it again blindly
             # could pay twice, so it fails with an explanation; its client_request_id stays taken.
-            await self._fail(claimed, outcome_unknown(claimed.provider))
+            await self._fail(job, outcome_unknown(job.provider))
             return None
-        return self._start(claimed)
+        return self._start(job)
 
     async def _track(self, tracker: _Tracker) -> None:
         job = tracker.job

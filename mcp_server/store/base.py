@@ -131,6 +131,11 @@ class Store(ABC):
         tracked by another live process. One process at a time submits, polls and downloads a job."""
 
     @abstractmethod
+    async def claim_orphaned_jobs(self, owner: str, lease_s: float, *, limit: int = 100) -> list[JobRecord]:
+        """claim_job for every unfinished job whose lease ran out (or that never had one), oldest first, in one
+        statement: a process's sweep for the jobs of processes that stopped."""
+
+    @abstractmethod
     async def renew_job_leases(self, owner: str, lease_s: float) -> int:
         """Extend the leases `owner` holds on unfinished jobs to `lease_s` seconds from now (0 releases them at
         once, for a clean stop); how many."""

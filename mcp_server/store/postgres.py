@@ -169,6 +169,17 @@ class PostgresStore(Store):
                 (owner, float(lease_s), job_id, owner),
             )
 
+    async def claim_orphaned_jobs(self, owner: str, lease_s: float, *, limit: int = 100) -> list[JobRecord]:
+        async with self.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(
+                "UPDATE jobs SET owner = %s, lease_until = now() + make_interval(secs => %s) WHERE id IN ("
+                " SELECT id FROM jobs WHERE status NOT IN ('completed', 'failed')"
+                " AND (lease_until IS NULL OR lease_until <= now()) ORDER BY created_at LIMIT %s"
+                " FOR UPDATE SKIP LOCKED) RETURNING *",
+                (owner, float(lease_s), limit),
+            )
+            return [JobRecord.model_validate(row) for row in await cur.fetchall()]
+
     async def renew_job_leases(self, owner: str, lease_s: float) -> int:
         async with self.connection() as conn:
             cur = await conn.execute(

@@ -176,6 +176,9 @@ class SQLiteStore(Store):
     async def claim_job(self, job_id: str, owner: str, lease_s: float) -> JobRecord | None:
         return await self.run(_claim_job, job_id, owner, lease_s)
 
+    async def claim_orphaned_jobs(self, owner: str, lease_s: float, *, limit: int = 100) -> list[JobRecord]:
+        return await self.run(_claim_orphaned_jobs, owner, lease_s, limit)
+
     async def renew_job_leases(self, owner: str, lease_s: float) -> int:
         return await self.run(_renew_job_leases, owner, lease_s)
 
@@ -320,6 +323,17 @@ def _claim_job(conn: sqlite3.Connection, job_id: str, owner: str, lease_s: float
         (owner, now + lease_s, job_id, owner, now),
     ).fetchall()  # read to the end: the statement, and its autocommit, is finished only then
     return _from_row(rows[0]) if rows else None
+
+
+def _claim_orphaned_jobs(conn: sqlite3.Connection, owner: str, lease_s: float, limit: int) -> list[JobRecord]:
+    now = time.time()
+    rows = conn.execute(
+        "UPDATE jobs SET owner = ?, lease_until = ? WHERE id IN (SELECT id FROM jobs"
+        " WHERE status NOT IN ('completed', 'failed') AND (lease_until IS NULL OR lease_until <= ?)"
+        " ORDER BY created_at LIMIT ?) RETURNING *",
+        (owner, now + lease_s, now, limit),
+    ).fetchall()
+    return [job for row in rows if (job := _from_row(row)) is not None]
 
 
 def _renew_job_leases(conn: sqlite3.Connection, owner: str, lease_s: float) -> int:
