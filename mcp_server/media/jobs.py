@@ -20,7 +20,6 @@ import re
 import secrets
 import socket
 from collections.abc import Awaitable, Callable
-from contextlib import aclosing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,9 +31,9 @@ import anyio.to_thread
 from mcp_server.catalog import Catalog, ModelCard
 from mcp_server.config import MediaConfig
 from mcp_server.errors import GatewayError, invalid_argument
+from mcp_server.media.job_download import download_video
 from mcp_server.media.job_inputs import JobInputs
 from mcp_server.media.job_records import (
-    VideoResult,
     is_transient,
     outcome_unknown,
     timeout_error,
@@ -49,7 +48,6 @@ log = logging.getLogger("genroute.jobs")
 JOB_ID = re.compile(r"^vid-[0-9a-f]{20}$")
 MAX_RETRY_AFTER_S = 120.0  # an upstream's Retry-After is honoured up to this
 PERMANENT_POLL_FAILURES = 3  # consecutive non-transient poll errors before a job is marked failed
-DOWNLOAD_ATTEMPTS = 3
 SUBMIT_GRACE_S = 150.0  # how far past wait_s a call waits for its submission to be answered
 FOLLOW_EVERY_S = 1.0  # how often a process that does not track a job re-reads it from the store
 
@@ -360,37 +358,8 @@ class VideoJobs:
         tracker.publish(job)  # "downloading": the waiting call hears it before the download
         if await self.store.claim_job(job.id, self.owner, self.lease_s) is None:
             raise _LeaseLost(job.id)  # this process stalled past its lease: the one that took over downloads it
-        result = await self._download(job, status)
+        result = await download_video(self.router, self.registry, self.config, job, self.card_for(job), status)
         return await self._update(job, status="completed", progress=100.0, result=result.model_dump(mode="json"))
-
-    async def _download(self, job: JobRecord, status: VideoStatus) -> VideoResult:
-        card = self.card_for(job)
-        duration = status.duration if status.duration is not None else job.arguments.get("duration")
-        per_second = card.pricing.usd_per_second
-        result = VideoResult(
-            url=status.video_url,
-            duration=duration,
-            cost_usd=round(per_second * duration, 6) if per_second is not None and duration is not None else None,
-        )
-        problem = "no download attempted"
-        for attempt in range(DOWNLOAD_ATTEMPTS):
-            try:
-                adapter = self.router.adapter_for(card)
-                with anyio.fail_after(self.config.download_timeout_s):
-                    async with aclosing(
-                        adapter.download_stream(status.video_url or "", self.config.max_video_bytes)
-                    ) as chunks:  # type: ignore[type-var]
-                        result.video = await self.registry.save_stream(chunks, job.model, "mp4")
-                log.info("video job %s: saved %s", job.id, result.video.path)
-                return result
-            except GatewayError as error:
-                problem = error.message
-            except TimeoutError:
-                problem = f"the download took longer than {self.config.download_timeout_s:g} s"
-            log.warning("video job %s: download attempt %d failed: %s", job.id, attempt + 1, problem)
-            await anyio.sleep(2.0**attempt)
-        result.download_error = f"The video could not be downloaded ({problem}); the upstream URL may still work."
-        return result
 
     # ----- helpers ---------------------------------------------------------------------------------
 
