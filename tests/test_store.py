@@ -448,6 +448,7 @@ async def test_request_counts_are_shared_per_caller_and_minute(database_settings
         assert await second.count_request("alice", minute + 60) == (2, 3)
         assert await first.count_request("alice", minute + 180) == (1, 0)  # a gap: nothing in the minute before
         assert await second.count_request("alice", minute + 60) == (1, 0)  # minutes before the previous are gone
+        assert await second.count_request("bob", minute) == (1, 0)  # everyone's, also of callers not seen since
     finally:
         await first.close()
         await second.close()

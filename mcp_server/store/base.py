@@ -178,7 +178,7 @@ class Store(ABC):
     async def count_request(self, caller: str, window_start: int) -> tuple[int, int]:
         """Count one request by `caller` in the minute starting at `window_start` (epoch seconds, a multiple of
         60), for every process on this store: (requests in that minute, this one included; requests in the
-        minute before). Older minutes of the caller are dropped when a new one starts."""
+        minute before). Older minutes, of every caller, are dropped as new ones start."""
 
     # --- usage ledger (one record per provider call) ---
     @abstractmethod

@@ -96,8 +96,6 @@ async def count_request(conn: AsyncConnection[Any], caller: str, window_start: i
     row = await cur.fetchone()
     assert row is not None  # an INSERT ... RETURNING always returns its row
     current, previous = int(row[0]), int(row[1])
-    if current == 1:
-        await conn.execute(
-            "DELETE FROM rate_windows WHERE caller = %s AND window_start < %s", (caller, window_start - 60)
-        )
+    if current == 1:  # a caller's first request this minute: minutes before the previous one, anyone's, go
+        await conn.execute("DELETE FROM rate_windows WHERE window_start < %s", (window_start - 60,))
     return current, previous

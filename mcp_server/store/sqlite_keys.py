@@ -82,8 +82,8 @@ def count_request(conn: sqlite3.Connection, caller: str, window_start: int) -> t
         (caller, window_start),
     ).fetchall()  # read to the end: the statement, and its autocommit, is finished only then
     current = int(rows[0][0])
-    if current == 1:
-        conn.execute("DELETE FROM rate_windows WHERE caller = ? AND window_start < ?", (caller, window_start - 60))
+    if current == 1:  # a caller's first request this minute: minutes before the previous one, anyone's, go
+        conn.execute("DELETE FROM rate_windows WHERE window_start < ?", (window_start - 60,))
     row = conn.execute(
         "SELECT requests FROM rate_windows WHERE caller = ? AND window_start = ?", (caller, window_start - 60)
     ).fetchone()
