@@ -19,6 +19,7 @@ from mcp_server.media.registry import MediaRegistry
 from mcp_server.providers import ProviderAdapter, build_adapter
 from mcp_server.reliability.attempts import Reliability
 from mcp_server.reliability.health_file import HealthFile
+from mcp_server.reliability.shared_cooldowns import share_cooldowns
 from mcp_server.router import Router
 from mcp_server.store import Store, open_store_for
 from mcp_server.usage.accountant import Accountant
@@ -102,6 +103,7 @@ class Gateway:
             try:
                 async with anyio.create_task_group() as group:
                     self.jobs.attach(group)
+                    group.start_soon(share_cooldowns, self.router.reliability.health, self.store)
                     try:
                         await self.jobs.resume_unfinished()
                         yield self

@@ -167,6 +167,14 @@ class GatewayProcess:
         self.stop()
 
 
+def two_replicas(config_path: Path) -> tuple[GatewayProcess, GatewayProcess]:
+    """Two `serve --http` processes on one config (so one database), on different ports; neither started."""
+    first, second = GatewayProcess(config_path), GatewayProcess(config_path)
+    while second.port == first.port:
+        second = GatewayProcess(config_path)
+    return first, second
+
+
 @contextlib.contextmanager
 def http_gateway(
     config_path: Path, *extra_args: str, env: dict[str, str] | None = None, auth: bool = False

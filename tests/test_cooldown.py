@@ -23,7 +23,14 @@ from tests.faults_support import (
     provider_health,
     with_backup,
 )
-from tests.support import child_env, genroute_command, http_gateway, in_memory_client, write_config
+from tests.support import (
+    child_env,
+    genroute_command,
+    http_gateway,
+    in_memory_client,
+    two_replicas,
+    write_config,
+)
 
 __all__ = ["backup", "backup_emulator_server"]  # fixtures
 pytestmark = pytest.mark.anyio
@@ -218,3 +225,26 @@ def test_check_ages_a_report_that_an_idle_server_wrote_long_ago() -> None:
     assert old.summary() == "ok (no calls in the last minute)" and old.last_error is None
     still = seen.model_copy(update={"cooling_down_until": now + timedelta(seconds=600)}).aged(90, now)
     assert still.state == "cooling_down" and still.summary().startswith("cooling down until 2026-01-01 12:10:00 UTC")
+
+
+async def test_replicas_on_one_database_share_a_cooldown(
+    config_data: dict[str, Any], database_settings: dict[str, Any], emulator: Emulator, backup: Emulator, tmp_path: Path
+) -> None:
+    """A provider that refused its key on one replica cools down on the others too: they go to the fallback
+    without paying the failed call themselves."""
+    config = with_backup(config_data, backup)
+    config["server"].update(database_settings)
+    first, second = two_replicas(write_config(tmp_path / "genroute.toml", config))
+    with first, second:
+        async with Client(first.mcp_url) as one, Client(second.mcp_url) as two:
+            emulator.fail_next("chat", status=401)
+            assert output_of(await ask(one))["provider"] == "backup"
+            for _ in range(100):  # shared at once, read by the other replica every 2 s: 10 s at most
+                seen = (await provider_health(two))["arkroute"]
+                if seen["state"] == "cooling_down":
+                    break
+                await anyio.sleep(0.1)
+            answer = output_of(await ask(two))
+    assert answer["provider"] == "backup" and answer["fallback_from"] == "gpt-5.5"
+    assert len(emulator.calls("chat")) == 1  # only the first replica's call reached the refusing provider
+    assert seen["cooldown_reason"] == "the provider refused its API key (HTTP 401) (seen by another genroute process)"

@@ -487,3 +487,16 @@ async def test_a_lapsed_lease_can_be_taken_over(store: Store) -> None:
     assert await store.claim_orphaned_jobs("c", 30) == []  # b holds them now
     assert await store.claim_job("job-lapse", "b", 30) is not None
     assert await store.claim_job("job-held", "b", 30) is None
+
+
+async def test_provider_cooldowns_are_shared_and_the_later_one_stays(store: Store) -> None:
+    now = datetime.now(UTC)
+    await store.share_cooldown("arkroute", now + timedelta(seconds=30), "HTTP 401")
+    await store.share_cooldown("arkroute", now + timedelta(seconds=10), "3 of 3 failed")  # ends sooner: ignored
+    await store.share_cooldown("backup", now - timedelta(seconds=1), "over")
+    shared = await store.shared_cooldowns()
+    assert set(shared) == {"arkroute"}  # a cooldown that is over is not shared
+    until, reason = shared["arkroute"]
+    assert reason == "HTTP 401" and abs((until - now).total_seconds() - 30) < 0.01
+    await store.share_cooldown("arkroute", now + timedelta(seconds=60), "again")
+    assert (await store.shared_cooldowns())["arkroute"][1] == "again"

@@ -15,7 +15,7 @@ from mcp_types import ResourceLink
 
 from tests.emulator import Emulator
 from tests.emulator_media import MP4
-from tests.support import GatewayProcess, in_memory_client, stdio_client, write_config
+from tests.support import GatewayProcess, in_memory_client, stdio_client, two_replicas, write_config
 from tests.support_media import VIDEO_MODEL, file_bytes, media_config, media_files, png_b64
 
 pytestmark = pytest.mark.anyio
@@ -344,14 +344,6 @@ async def test_killed_mid_submission_resends_with_the_same_idempotency_key(
     keys = emulator.video_idempotency_keys
     assert len(keys) == 2 and keys[0] == keys[1]  # a provider honouring the key bills it once
     assert len(emulator.calls("video_submit")) == 2
-
-
-def two_replicas(path: Path) -> tuple[GatewayProcess, GatewayProcess]:
-    """Two `serve --http` processes on one config (one database), on different ports; neither started."""
-    first, second = GatewayProcess(path), GatewayProcess(path)
-    while second.port == first.port:
-        second = GatewayProcess(path)
-    return first, second
 
 
 async def test_replicas_on_one_database_submit_and_download_a_job_once(

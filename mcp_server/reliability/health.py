@@ -2,15 +2,16 @@
 
 LiteLLM's rule: a provider that failed at least half of its calls in the last minute (and at least three
 of them) is skipped for `cooldown_s`; a 401 skips it at once, since every call would fail the same way.
-Counts are kept in one-second buckets, so memory stays bounded under any load. In-process state: each
-server process judges the providers by its own calls.
+Counts are kept in one-second buckets, so memory stays bounded under any load. Each server process judges
+the providers by its own calls; the cooldowns it starts are shared with the other processes on its store, and
+theirs adopted, by reliability/shared_cooldowns.py.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -22,6 +23,7 @@ WINDOW_S = 60
 MIN_FAILURES = 3
 FAILURE_RATE = 0.5
 ERROR_TEXT = 300
+OWN_COOLDOWN_SLACK_S = 1.0
 
 
 class ProviderHealth(BaseModel):
@@ -108,6 +110,8 @@ class Health:
         self._clock = clock
         self._wall = wall_clock
         self._trackers: dict[str, _Tracker] = {}
+        self._shared: dict[str, tuple[float, str]] = {}  # other processes' cooldowns: provider -> (until, reason)
+        self._started: list[tuple[str, float, str]] = []  # cooldowns started here, not yet shared: wall-clock until
         self.listeners: list[Callable[[bool], None]] = []  # called after each record; True on a failure
 
     def _tracker(self, provider: str) -> _Tracker:
@@ -136,11 +140,26 @@ class Health:
         if reason is not None and cooldown > 0:
             tracker.cooling_until = max(tracker.cooling_until, now + cooldown)
             tracker.cooldown_reason = reason
+            self._started.append((provider, self._wall() + cooldown, reason))
         self._notify(True)
 
     def cooling_down(self, provider: str) -> bool:
+        now = self._clock()
         tracker = self._trackers.get(provider)
-        return tracker is not None and tracker.cooling_until > self._clock()
+        if tracker is not None and tracker.cooling_until > now:
+            return True
+        shared = self._shared.get(provider)
+        return shared is not None and shared[0] > now
+
+    def take_started(self) -> list[tuple[str, float, str]]:
+        """The cooldowns started here since the last call: (provider, wall-clock until, reason)."""
+        started, self._started = self._started, []
+        return started
+
+    def adopt_shared(self, cooldowns: dict[str, tuple[float, str]]) -> None:
+        """Every process's current cooldowns (provider -> wall-clock until, reason), as the store has them."""
+        now, wall = self._clock(), self._wall()
+        self._shared = {name: (now + until - wall, reason) for name, (until, reason) in cooldowns.items()}
 
     def snapshot(self, providers: Iterable[str]) -> list[ProviderHealth]:
         now, wall = self._clock(), self._wall()
@@ -148,6 +167,11 @@ class Health:
 
     def _view(self, provider: str, tracker: _Tracker, now: float, wall: float) -> ProviderHealth:
         calls, failures = tracker.counts(int(now))
+        shared_until, shared_reason = self._shared.get(provider, (0.0, ""))
+        # another process's cooldown that outlasts any of ours (our own come back from the store too, a few ms apart)
+        if shared_until > max(tracker.cooling_until + OWN_COOLDOWN_SLACK_S, now):
+            reason = f"{shared_reason} (seen by another genroute process)"
+            tracker = replace(tracker, cooling_until=shared_until, cooldown_reason=reason)
         cooling = tracker.cooling_until > now
         state: Literal["ok", "degraded", "cooling_down"] = (
             "cooling_down" if cooling else "degraded" if failures else "ok"

@@ -180,6 +180,15 @@ class Store(ABC):
         60), for every process on this store: (requests in that minute, this one included; requests in the
         minute before). Older minutes, of every caller, are dropped as new ones start."""
 
+    # --- provider cooldowns, shared by the processes on this store (reliability/shared_cooldowns.py) ---
+    @abstractmethod
+    async def share_cooldown(self, provider: str, until: datetime, reason: str) -> None:
+        """Tell the other processes that `provider` cools down until `until` (a later cooldown stays)."""
+
+    @abstractmethod
+    async def shared_cooldowns(self) -> dict[str, tuple[datetime, str]]:
+        """The cooldowns not yet over: provider -> (until, reason)."""
+
     # --- usage ledger (one record per provider call) ---
     @abstractmethod
     async def record_usage(self, record: UsageRecord, *, reservation_id: str | None = None) -> None:

@@ -70,6 +70,9 @@ MIGRATIONS: list[str] = [
     postgres_keys.RATE_MIGRATION,
     # 5: which replica tracks a video job, until when
     "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS owner TEXT, ADD COLUMN IF NOT EXISTS lease_until TIMESTAMPTZ;",
+    # 6: provider cooldowns shared by replicas
+    "CREATE TABLE IF NOT EXISTS provider_cooldowns"
+    " (provider TEXT PRIMARY KEY, until TIMESTAMPTZ NOT NULL, reason TEXT NOT NULL);",
 ]
 
 MIGRATION_LOCK = 0x67656E726F757465  # "genroute": the advisory lock key held while migrating
@@ -214,6 +217,21 @@ class PostgresStore(Store):
         async with self.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(f"SELECT * FROM jobs {where} ORDER BY created_at DESC LIMIT %s", (*params, limit))
             return [JobRecord.model_validate(row) for row in await cur.fetchall()]
+
+    # --- provider cooldowns ---
+    async def share_cooldown(self, provider: str, until: datetime, reason: str) -> None:
+        async with self.connection() as conn:
+            await conn.execute(
+                "INSERT INTO provider_cooldowns AS c (provider, until, reason) VALUES (%s, %s, %s)"
+                " ON CONFLICT (provider) DO UPDATE SET until = excluded.until, reason = excluded.reason"
+                " WHERE excluded.until > c.until",
+                (provider, until, reason),
+            )
+
+    async def shared_cooldowns(self) -> dict[str, tuple[datetime, str]]:
+        async with self.connection() as conn:
+            cur = await conn.execute("SELECT provider, until, reason FROM provider_cooldowns WHERE until > now()")
+            return {row[0]: (row[1], row[2]) for row in await cur.fetchall()}
 
     # --- usage and budgets ---
     async def record_usage(self, record: UsageRecord, *, reservation_id: str | None = None) -> None:

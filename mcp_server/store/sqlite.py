@@ -88,6 +88,9 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     sqlite_keys.RATE_MIGRATION,
     # 6: which process tracks a video job, until when (several processes may serve one database)
     lambda conn: _add_columns(conn, "jobs", {"owner": "TEXT", "lease_until": "REAL"}),
+    # 7: provider cooldowns shared by the processes on this file
+    "CREATE TABLE IF NOT EXISTS provider_cooldowns"
+    " (provider TEXT PRIMARY KEY, until REAL NOT NULL, reason TEXT NOT NULL)",
 ]
 
 _JSON_FIELDS = ("arguments", "result", "error")
@@ -215,6 +218,13 @@ class SQLiteStore(Store):
     async def count_request(self, caller: str, window_start: int) -> tuple[int, int]:
         return await self.inline(sqlite_keys.count_request, caller, window_start)
 
+    # --- provider cooldowns ---
+    async def share_cooldown(self, provider: str, until: datetime, reason: str) -> None:
+        await self.run(_share_cooldown, provider, until.timestamp(), reason)
+
+    async def shared_cooldowns(self) -> dict[str, tuple[datetime, str]]:
+        return await self.run(_shared_cooldowns, time.time())
+
     # --- usage and budgets ---
     async def record_usage(self, record: UsageRecord, *, reservation_id: str | None = None) -> None:
         await self.inline(sqlite_usage.record, record, reservation_id, uncancellable=True)
@@ -245,6 +255,19 @@ def _connection(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
     conn.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
     conn.execute("PRAGMA foreign_keys=ON")
     return conn
+
+
+def _share_cooldown(conn: sqlite3.Connection, provider: str, until: float, reason: str) -> None:
+    conn.execute(
+        "INSERT INTO provider_cooldowns (provider, until, reason) VALUES (?, ?, ?) ON CONFLICT (provider)"
+        " DO UPDATE SET until = excluded.until, reason = excluded.reason WHERE excluded.until > until",
+        (provider, until, reason),
+    )
+
+
+def _shared_cooldowns(conn: sqlite3.Connection, now: float) -> dict[str, tuple[datetime, str]]:
+    rows = conn.execute("SELECT provider, until, reason FROM provider_cooldowns WHERE until > ?", (now,)).fetchall()
+    return {row[0]: (datetime.fromtimestamp(row[1], UTC), row[2]) for row in rows}
 
 
 def _add_columns(conn: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:
