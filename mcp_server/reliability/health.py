@@ -111,7 +111,8 @@ class Health:
         self._wall = wall_clock
         self._trackers: dict[str, _Tracker] = {}
         self._shared: dict[str, tuple[float, str]] = {}  # other processes' cooldowns: provider -> (until, reason)
-        self._started: list[tuple[str, float, str]] = []  # cooldowns started here, not yet shared: wall-clock until
+        # cooldowns started here, not yet shared: provider -> (wall-clock until, reason); the latest per provider
+        self._started: dict[str, tuple[float, str]] = {}
         self.listeners: list[Callable[[bool], None]] = []  # called after each record; True on a failure
 
     def _tracker(self, provider: str) -> _Tracker:
@@ -140,7 +141,7 @@ class Health:
         if reason is not None and cooldown > 0:
             tracker.cooling_until = max(tracker.cooling_until, now + cooldown)
             tracker.cooldown_reason = reason
-            self._started.append((provider, self._wall() + cooldown, reason))
+            self._started[provider] = (self._wall() + cooldown, reason)
         self._notify(True)
 
     def cooling_down(self, provider: str) -> bool:
@@ -151,9 +152,9 @@ class Health:
         shared = self._shared.get(provider)
         return shared is not None and shared[0] > now
 
-    def take_started(self) -> list[tuple[str, float, str]]:
-        """The cooldowns started here since the last call: (provider, wall-clock until, reason)."""
-        started, self._started = self._started, []
+    def take_started(self) -> dict[str, tuple[float, str]]:
+        """The cooldowns started here since the last call: provider -> (wall-clock until, reason)."""
+        started, self._started = self._started, {}
         return started
 
     def adopt_shared(self, cooldowns: dict[str, tuple[float, str]]) -> None:

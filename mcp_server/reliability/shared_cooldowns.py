@@ -33,7 +33,7 @@ async def share_cooldowns(health: Health, store: Store, every_s: float = SYNC_EV
     try:
         while True:
             try:
-                for provider, until, reason in health.take_started():
+                for provider, (until, reason) in health.take_started().items():
                     await store.share_cooldown(provider, datetime.fromtimestamp(until, UTC), reason)
                 shared = await store.shared_cooldowns()
                 health.adopt_shared({name: (until.timestamp(), why) for name, (until, why) in shared.items()})

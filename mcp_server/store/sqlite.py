@@ -15,7 +15,6 @@ the store's thread folds the new ledger rows into the roll-ups (see sqlite_usage
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 import time
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from mcp_server.store import sqlite_keys, sqlite_usage
+from mcp_server.store import sqlite_jobs, sqlite_keys, sqlite_usage
 from mcp_server.store.base import (
     ApiKeyRecord,
     BudgetStatus,
@@ -36,7 +35,6 @@ from mcp_server.store.base import (
     UsageRecord,
     UsageSummary,
     finish_write,
-    jobs_filter,
 )
 from mcp_server.store.sqlite_usage import immediate
 
@@ -92,9 +90,6 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     "CREATE TABLE IF NOT EXISTS provider_cooldowns"
     " (provider TEXT PRIMARY KEY, until REAL NOT NULL, reason TEXT NOT NULL)",
 ]
-
-_JSON_FIELDS = ("arguments", "result", "error")
-_JOB_COLUMNS = tuple(JobRecord.model_fields)
 
 
 class SQLiteStore(Store):
@@ -174,30 +169,30 @@ class SQLiteStore(Store):
 
     # --- jobs ---
     async def create_job(self, job: JobRecord, *, owner: str | None = None, lease_s: float = 0.0) -> JobRecord:
-        return await self.run(_create_job, job, owner, lease_s)
+        return await self.run(sqlite_jobs.create_job, job, owner, lease_s)
 
     async def claim_job(self, job_id: str, owner: str, lease_s: float) -> JobRecord | None:
-        return await self.run(_claim_job, job_id, owner, lease_s)
+        return await self.run(sqlite_jobs.claim_job, job_id, owner, lease_s)
 
     async def claim_orphaned_jobs(self, owner: str, lease_s: float, *, limit: int = 100) -> list[JobRecord]:
-        return await self.run(_claim_orphaned_jobs, owner, lease_s, limit)
+        return await self.run(sqlite_jobs.claim_orphaned_jobs, owner, lease_s, limit)
 
     async def renew_job_leases(self, owner: str, lease_s: float) -> int:
-        return await self.run(_renew_job_leases, owner, lease_s)
+        return await self.run(sqlite_jobs.renew_job_leases, owner, lease_s)
 
     async def update_job(self, job_id: str, **fields: Any) -> JobRecord | None:
-        return await self.run(_update_job, job_id, fields)
+        return await self.run(sqlite_jobs.update_job, job_id, fields)
 
     async def get_job(self, job_id: str) -> JobRecord | None:
-        return await self.run(_get_job, job_id)
+        return await self.run(sqlite_jobs.get_job, job_id)
 
     async def find_job_by_request_id(self, client_request_id: str, caller: str, since: datetime) -> JobRecord | None:
-        return await self.run(_find_job, client_request_id, caller, since)
+        return await self.run(sqlite_jobs.find_job, client_request_id, caller, since)
 
     async def list_jobs(
         self, *, limit: int = 20, unfinished_only: bool = False, caller: str | None = None
     ) -> list[JobRecord]:
-        return await self.run(_list_jobs, limit, unfinished_only, caller)
+        return await self.run(sqlite_jobs.list_jobs, limit, unfinished_only, caller)
 
     # --- api keys ---
     async def create_key(self, key: ApiKeyRecord) -> ApiKeyRecord:
@@ -303,94 +298,3 @@ def _maintain(conn: sqlite3.Connection | None) -> None:
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
     except sqlite3.Error:
         pass  # the next reader folds anyway; the next checkpoint (or SQLite's own at close) catches up
-
-
-def _to_row(job: JobRecord) -> dict[str, Any]:
-    row = job.model_dump(mode="json")
-    for name in _JSON_FIELDS:
-        row[name] = None if row[name] is None else json.dumps(row[name])
-    row["created_at"] = job.created_at.timestamp()  # epoch seconds: ordering and ranges stay numeric
-    row["updated_at"] = job.updated_at.timestamp()
-    return row
-
-
-def _from_row(row: sqlite3.Row | None) -> JobRecord | None:
-    if row is None:
-        return None
-    data = dict(row)
-    for name in _JSON_FIELDS:
-        data[name] = None if data[name] is None else json.loads(data[name])
-    data["created_at"] = datetime.fromtimestamp(data["created_at"], UTC)
-    data["updated_at"] = datetime.fromtimestamp(data["updated_at"], UTC)
-    return JobRecord.model_validate(data)
-
-
-def _create_job(conn: sqlite3.Connection, job: JobRecord, owner: str | None, lease_s: float) -> JobRecord:
-    with immediate(conn):
-        if job.client_request_id:
-            since = datetime.fromtimestamp(job.created_at.timestamp() - 24 * 3600, UTC)
-            existing = _find_job(conn, job.client_request_id, job.caller, since)
-            if existing is not None:
-                return existing
-        row = {**_to_row(job), "owner": owner, "lease_until": time.time() + lease_s if owner else None}
-        columns = (*_JOB_COLUMNS, "owner", "lease_until")
-        conn.execute(f"INSERT INTO jobs ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})", row)
-    return job
-
-
-def _claim_job(conn: sqlite3.Connection, job_id: str, owner: str, lease_s: float) -> JobRecord | None:
-    now = time.time()
-    rows = conn.execute(
-        "UPDATE jobs SET owner = ?, lease_until = ? WHERE id = ? AND status NOT IN ('completed', 'failed')"
-        " AND (owner IS NULL OR owner = ? OR lease_until IS NULL OR lease_until <= ?) RETURNING *",
-        (owner, now + lease_s, job_id, owner, now),
-    ).fetchall()  # read to the end: the statement, and its autocommit, is finished only then
-    return _from_row(rows[0]) if rows else None
-
-
-def _claim_orphaned_jobs(conn: sqlite3.Connection, owner: str, lease_s: float, limit: int) -> list[JobRecord]:
-    now = time.time()
-    rows = conn.execute(
-        "UPDATE jobs SET owner = ?, lease_until = ? WHERE id IN (SELECT id FROM jobs"
-        " WHERE status NOT IN ('completed', 'failed') AND (lease_until IS NULL OR lease_until <= ?)"
-        " ORDER BY created_at LIMIT ?) RETURNING *",
-        (owner, now + lease_s, now, limit),
-    ).fetchall()
-    return [job for row in rows if (job := _from_row(row)) is not None]
-
-
-def _renew_job_leases(conn: sqlite3.Connection, owner: str, lease_s: float) -> int:
-    return conn.execute(
-        "UPDATE jobs SET lease_until = ? WHERE owner = ? AND status NOT IN ('completed', 'failed')",
-        (time.time() + lease_s, owner),
-    ).rowcount
-
-
-def _update_job(conn: sqlite3.Connection, job_id: str, fields: dict[str, Any]) -> JobRecord | None:
-    current = _get_job(conn, job_id)
-    if current is None:
-        return None
-    updated = current.model_copy(update={**fields, "updated_at": datetime.now(UTC)})
-    row = _to_row(updated)
-    assignments = ", ".join(f"{c} = :{c}" for c in _JOB_COLUMNS if c != "id")
-    conn.execute(f"UPDATE jobs SET {assignments} WHERE id = :id", row)
-    return updated
-
-
-def _get_job(conn: sqlite3.Connection, job_id: str) -> JobRecord | None:
-    return _from_row(conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
-
-
-def _find_job(conn: sqlite3.Connection, client_request_id: str, caller: str, since: datetime) -> JobRecord | None:
-    row = conn.execute(
-        "SELECT * FROM jobs WHERE client_request_id = ? AND caller = ? AND created_at >= ?"
-        " ORDER BY created_at DESC LIMIT 1",
-        (client_request_id, caller, since.timestamp()),
-    ).fetchone()
-    return _from_row(row)
-
-
-def _list_jobs(conn: sqlite3.Connection, limit: int, unfinished_only: bool, caller: str | None) -> list[JobRecord]:
-    where, params = jobs_filter(unfinished_only, caller, "?")
-    rows = conn.execute(f"SELECT * FROM jobs {where} ORDER BY created_at DESC LIMIT ?", (*params, limit)).fetchall()
-    return [job for row in rows if (job := _from_row(row)) is not None]
