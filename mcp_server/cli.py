@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from mcp_server import __version__
+from mcp_server import __version__, loop
 from mcp_server.access import keys_cli
 from mcp_server.config import GatewayConfig, ProviderConfig, load_config
 from mcp_server.errors import ConfigError
@@ -138,16 +138,9 @@ def _serve(config: GatewayConfig, args: argparse.Namespace) -> int:
             return 2
         serve_http(mcp, gateway, args.host, args.port, args.log_level, no_auth=args.no_auth)
     else:
-        # uvloop when installed (it is on Linux and macOS, as it is for HTTP through uvicorn): less of each
-        # call's time goes to the event loop itself. The SDK's own `mcp.run("stdio")` uses plain asyncio.
-        anyio.run(mcp.run_stdio_async, backend_options={"use_uvloop": _has_uvloop()})
+        # On uvloop when installed (see mcp_server/loop.py); the SDK's own `mcp.run("stdio")` uses plain asyncio.
+        loop.run(mcp.run_stdio_async)
     return 0
-
-
-def _has_uvloop() -> bool:
-    from importlib.util import find_spec
-
-    return find_spec("uvloop") is not None
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp
 
-from mcp_server import __version__
+from mcp_server import __version__, loop
 from mcp_server.access import identity
 from mcp_server.access.auth import ChainVerifier, require_bearer
 from mcp_server.access.hosts import HostOriginGuard, is_loopback, security_settings, with_cors
@@ -146,7 +146,7 @@ def serve_http(
     if refusal:
         raise ValueError(refusal)
     app = build_http_app(mcp, gateway, host, port, auth=not no_auth)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -157,3 +157,4 @@ def serve_http(
         proxy_headers=True,
         forwarded_allow_ips=gateway.config.http.forwarded_allow_ips,
     )
+    loop.run(uvicorn.Server(config).serve)  # what `uvicorn.run` does, on genroute's loop runner
