@@ -55,8 +55,9 @@ def build(upstream: str, model: str) -> MCPServer[httpx2.AsyncClient]:
     return mcp
 
 
-def _serve_http(mcp: MCPServer[httpx2.AsyncClient], host: str, port: int) -> None:
-    """uvicorn with its defaults, as `mcp.run('streamable-http')` would, on a pre-bound socket (for port 0)."""
+def _serve_http(mcp: MCPServer[httpx2.AsyncClient], host: str, port: int, use_uvloop: bool) -> None:
+    """uvicorn with its defaults inside `anyio.run`, as `mcp.run('streamable-http')` does, on a pre-bound socket
+    (for port 0). Like the SDK's, that loop is plain asyncio: uvicorn picks uvloop only in `uvicorn.run`."""
     import uvicorn
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -73,7 +74,7 @@ def _serve_http(mcp: MCPServer[httpx2.AsyncClient], host: str, port: int) -> Non
                 await anyio.sleep(0.01)
             print(f"READY http://{host}:{sock.getsockname()[1]}/mcp", flush=True)
 
-    anyio.run(serve)
+    anyio.run(serve, backend_options={"use_uvloop": use_uvloop})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,12 +84,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--http", action="store_true", help="serve streamable HTTP at /mcp instead of stdio")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument(
+        "--uvloop", action="store_true", help="run on uvloop, as genroute does, instead of the SDK's plain asyncio"
+    )
     args = parser.parse_args(argv)
     mcp = build(args.upstream, args.model)
     if args.http:
-        _serve_http(mcp, args.host, args.port)
+        _serve_http(mcp, args.host, args.port, args.uvloop)
     else:
-        mcp.run("stdio")
+        anyio.run(mcp.run_stdio_async, backend_options={"use_uvloop": args.uvloop})  # = mcp.run("stdio")
     return 0
 
 

@@ -1,6 +1,8 @@
 """Section 1: one client at a time, the same chat call three ways, over streamable HTTP and over stdio.
 
 (a) straight to the emulator with httpx2; (b) the bare SDK forwarder; (c) genroute's chat_complete.
+Also (b'): the same bare forwarder on uvloop, the event loop genroute runs on, so that (c)-(b') is genroute's
+own cost with the loop taken out of the comparison ((b) keeps the SDK's defaults, as the targets ask).
 The three are interleaved in short blocks, round after round, so background load on a shared machine
 hits all of them alike; each figure is the median over rounds of that round's percentile.
 """
@@ -95,10 +97,11 @@ async def interleaved(targets: dict[str, Target], rounds: int, block: int, warmu
     for name, target in targets.items():
         if target.pid:
             figures[name]["server_cpu_us_per_call"] = round(cpu_s[name] / (rounds * block) * 1e6, 1)
-    if "server_cpu_us_per_call" in figures.get("genroute", {}) and "server_cpu_us_per_call" in figures.get("bare", {}):
-        figures["genroute_minus_bare"]["server_cpu_us_per_call"] = round(
-            figures["genroute"]["server_cpu_us_per_call"] - figures["bare"]["server_cpu_us_per_call"], 1
-        )
+    genroute_cpu = figures.get("genroute", {}).get("server_cpu_us_per_call")
+    for floor in ("bare", "bare_uvloop"):
+        floor_cpu = figures.get(floor, {}).get("server_cpu_us_per_call")
+        if genroute_cpu is not None and floor_cpu is not None:
+            figures[f"genroute_minus_{floor}"]["server_cpu_us_per_call"] = round(genroute_cpu - floor_cpu, 1)
     return figures
 
 
@@ -110,7 +113,8 @@ def _figures(samples: dict[str, list[list[float]]]) -> dict[str, Any]:
         figure["round_p50_ms"] = [round(percentile(times, 50), 4) for times in per_round]
         figure["p50_ms"] = round(median(figure["round_p50_ms"]), 4)  # median of round medians: steadier
         out[name] = figure
-    for left, right in (("genroute", "bare"), ("genroute", "direct"), ("bare", "direct")):
+    pairs = (("genroute", "bare"), ("genroute", "bare_uvloop"), ("genroute", "direct"), ("bare", "direct"))
+    for left, right in pairs:
         if left in out and right in out:
             diff_rounds = [
                 round(lp - rp, 4) for lp, rp in zip(out[left]["round_p50_ms"], out[right]["round_p50_ms"], strict=True)
@@ -129,10 +133,12 @@ async def run_http(fleet: procs.Fleet, rounds: int, block: int, warmup: int) -> 
     async with AsyncExitStack() as stack:
         direct = await stack.enter_async_context(direct_client(fleet.upstream))
         bare_client = await stack.enter_async_context(Client(fleet.bare.url))
+        bare_uvloop_client = await stack.enter_async_context(Client(fleet.bare_uvloop.url))
         genroute_client = await stack.enter_async_context(Client(fleet.genroute.url))
         targets = {
             "direct": Target(direct_call(direct)),
             "bare": Target(bare_call(bare_client), fleet.bare.pid),
+            "bare_uvloop": Target(bare_call(bare_uvloop_client), fleet.bare_uvloop.pid),
             "genroute": Target(genroute_call(genroute_client), fleet.genroute.pid),
         }
         return await interleaved(targets, rounds, block, warmup)
@@ -142,11 +148,14 @@ async def run_stdio(fleet: procs.Fleet, rounds: int, block: int, warmup: int) ->
     async with AsyncExitStack() as stack:
         direct = await stack.enter_async_context(direct_client(fleet.upstream))
         bare_client = await stack.enter_async_context(Client(procs.stdio_params(procs.bare_args(fleet.upstream))))
-        bare_pid = child_running("bench.bare_server")
+        bare_pid = child_running("bench.bare_server")  # the only one so far
+        bare_uvloop_args = procs.bare_args(fleet.upstream, "--uvloop")
+        bare_uvloop_client = await stack.enter_async_context(Client(procs.stdio_params(bare_uvloop_args)))
         genroute_client = await stack.enter_async_context(Client(procs.stdio_params(procs.genroute_args(fleet.config))))
         targets = {
             "direct": Target(direct_call(direct)),
             "bare": Target(bare_call(bare_client), bare_pid),
+            "bare_uvloop": Target(bare_call(bare_uvloop_client), child_running("--uvloop")),
             "genroute": Target(genroute_call(genroute_client), child_running("-m mcp_server")),
         }
         return await interleaved(targets, rounds, block, warmup)

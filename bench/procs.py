@@ -163,8 +163,8 @@ def stdio_params(args: list[str]) -> StdioServerParameters:
 
 
 @contextlib.contextmanager
-def bare_http(upstream_base: str) -> Iterator[Proc]:
-    proc = _spawn_ready(bare_args(upstream_base, "--http", "--port", "0"), child_env())
+def bare_http(upstream_base: str, *extra: str) -> Iterator[Proc]:
+    proc = _spawn_ready(bare_args(upstream_base, "--http", "--port", "0", *extra), child_env())
     try:
         yield proc
     finally:
@@ -212,7 +212,8 @@ def _no_auth_flag() -> list[str]:
 
 
 class Fleet:
-    """One emulator at a fixed latency, with the bare forwarder and genroute serving HTTP in front of it.
+    """One emulator at a fixed latency, with the bare forwarder (on the SDK's asyncio loop, and on uvloop as
+    genroute runs) and genroute serving HTTP in front of it.
 
     Servers start in parallel (readiness is mostly waiting); everything stops when the fleet closes.
     """
@@ -224,6 +225,7 @@ class Fleet:
         self._stack = contextlib.ExitStack()
         self.emulator: Proc
         self.bare: Proc
+        self.bare_uvloop: Proc
         self.genroute: Proc
         self.config: Path
 
@@ -235,14 +237,14 @@ class Fleet:
         try:
             self.emulator = self._stack.enter_context(emulator(self.latency_ms))
             self.config = write_config(self.workdir, self.upstream, **self.provider_extra)
-            managers = [bare_http(self.upstream), genroute_http(self.config)]
+            managers = [bare_http(self.upstream), bare_http(self.upstream, "--uvloop"), genroute_http(self.config)]
             with concurrent.futures.ThreadPoolExecutor(len(managers)) as pool:
                 futures = [pool.submit(manager.__enter__) for manager in managers]
                 concurrent.futures.wait(futures)
             for manager, future in zip(managers, futures, strict=True):
                 if future.exception() is None:
                     self._stack.push(manager.__exit__)
-            self.bare, self.genroute = (future.result() for future in futures)  # raises the first failure
+            self.bare, self.bare_uvloop, self.genroute = (future.result() for future in futures)  # the first failure
         except BaseException:
             self._stack.close()
             raise

@@ -42,7 +42,10 @@ def render(document: dict[str, Any]) -> str:
 
     overhead = results.get("overhead", {})
     if overhead:
-        lines.append("1. Overhead, one client, ms: (a) direct httpx2, (b) bare SDK forwarder, (c) genroute")
+        lines.append(
+            "1. Overhead, one client, ms: (a) direct httpx2, (b) bare SDK forwarder, (c) genroute; "
+            "(b') the bare forwarder on uvloop, as genroute runs"
+        )
         rows = []
         for latency, by_transport in overhead.items():
             if _error(by_transport):
@@ -59,6 +62,7 @@ def render(document: dict[str, Any]) -> str:
                         transport,
                         *(_percentiles(f[k]) for k in ("direct", "bare", "genroute")),
                         _percentiles(cb),
+                        _fmt(f.get("genroute_minus_bare_uvloop", {}).get("p50_ms")),
                         f"{_fmt(ca['p50_ms'])}",
                         _fmt(f["bare"].get("server_cpu_us_per_call"), 0),
                         _fmt(f["genroute"].get("server_cpu_us_per_call"), 0),
@@ -73,6 +77,7 @@ def render(document: dict[str, Any]) -> str:
                 "(b) p50/95/99",
                 "(c) p50/95/99",
                 "(c)-(b) p50/95/99",
+                "(c)-(b') p50",
                 "(c)-(a) p50",
                 "(b) cpu us",
                 "(c) cpu us",
@@ -98,12 +103,14 @@ def render(document: dict[str, Any]) -> str:
                     f"{_fmt(row['bare']['calls_per_s'], 1)} ({row['bare']['errors']})",
                     f"{_fmt(row['genroute']['calls_per_s'], 1)} ({row['genroute']['errors']})",
                     _fmt(row["genroute_vs_bare"], 3),
+                    _fmt(row.get("genroute_vs_bare_uvloop"), 3),
                     _fmt(row["bare"]["server_cpu_us_per_call"], 0),
                     _fmt(row["genroute"]["server_cpu_us_per_call"], 0),
                 ]
                 for clients, row in tp.items()
             ]
-            lines += _table(["clients", "(b) calls/s", "(c) calls/s", "(c)/(b)", "(b) cpu us", "(c) cpu us"], rows)
+            headers = ["clients", "(b) calls/s", "(c) calls/s", "(c)/(b)", "(c)/(b')", "(b) cpu us", "(c) cpu us"]
+            lines += _table(headers, rows)
             sdk = published["python_mcp_sdk_calls_per_s"]
             lines.append(f"   published: a Python MCP server on the SDK serves {sdk}")
         lines.append("")

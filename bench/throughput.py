@@ -1,6 +1,7 @@
 """Section 2: tool calls per second over streamable HTTP with 1, 16 and 64 concurrent clients, and 500 slow calls.
 
-(b) and (c) run side by side, alternating, `rounds` times; each figure is the median over rounds.
+(b), (b') (the bare forwarder on uvloop) and (c) run side by side, alternating, `rounds` times; each figure is
+the median over rounds.
 Errors are counted, never retried. The slow-call burst checks that 500 calls held 2 s upstream all
 finish with no pool time-out and that the server's event loop keeps answering /healthz meanwhile.
 """
@@ -26,6 +27,7 @@ def _healthz(mcp_url: str) -> str:
 async def closed_loops(fleet: procs.Fleet, concurrency: list[int], seconds: float, rounds: int) -> dict[str, Any]:
     servers = {
         "bare": (fleet.bare, loadgen.tool_call_request(fleet.bare.url, *BARE_TOOL)),
+        "bare_uvloop": (fleet.bare_uvloop, loadgen.tool_call_request(fleet.bare_uvloop.url, *BARE_TOOL)),
         "genroute": (fleet.genroute, loadgen.tool_call_request(fleet.genroute.url, *GENROUTE_TOOL)),
     }
     for proc, request in servers.values():  # warm both: imports, pools, caches
@@ -57,8 +59,9 @@ async def closed_loops(fleet: procs.Fleet, concurrency: list[int], seconds: floa
             }
             if first_error[name]:
                 row[name]["first_error"] = first_error[name]
-        bare_cps = row["bare"]["calls_per_s"]
-        row["genroute_vs_bare"] = round(row["genroute"]["calls_per_s"] / bare_cps, 3) if bare_cps else None
+        for floor in ("bare", "bare_uvloop"):
+            floor_cps = row[floor]["calls_per_s"]
+            row[f"genroute_vs_{floor}"] = round(row["genroute"]["calls_per_s"] / floor_cps, 3) if floor_cps else None
         out[f"clients_{clients}"] = row
     return out
 

@@ -58,10 +58,11 @@ def test_overhead_figures_for_both_latencies_and_transports(report: dict[str, An
     for latency in overhead.values():
         assert set(latency) == {"http", "stdio"}
         for figures in latency.values():
-            for who in ("direct", "bare", "genroute", "genroute_minus_bare", "genroute_minus_direct"):
+            for who in ("direct", "bare", "bare_uvloop", "genroute", "genroute_minus_bare", "genroute_minus_direct"):
                 for stat in ("p50_ms", "p95_ms", "p99_ms"):
                     _finite(figures, who, stat)
-            for who in ("bare", "genroute"):
+            _finite(figures, "genroute_minus_bare_uvloop", "p50_ms")
+            for who in ("bare", "bare_uvloop", "genroute"):
                 assert _finite(figures, who, "server_cpu_us_per_call") > 0
     # the 20 ms upstream shows up in the direct calls' latency: the emulator really waited
     assert _finite(overhead["latency_20ms"]["http"], "direct", "p50_ms") >= 20.0
@@ -71,10 +72,11 @@ def test_throughput_figures_with_zero_errors(report: dict[str, Any]) -> None:
     throughput = report["results"]["throughput"]
     assert set(throughput) == {"clients_1", "clients_16", "clients_64"}
     for row in throughput.values():
-        for who in ("bare", "genroute"):
+        for who in ("bare", "bare_uvloop", "genroute"):
             assert _finite(row, who, "calls_per_s") > 0
             assert row[who]["errors"] == 0, row[who].get("first_error")
         _finite(row, "genroute_vs_bare")
+        _finite(row, "genroute_vs_bare_uvloop")
 
 
 def test_slow_calls_all_complete_and_the_loop_is_probed(report: dict[str, Any]) -> None:
