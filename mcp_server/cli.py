@@ -136,10 +136,9 @@ def _serve(config: GatewayConfig, args: argparse.Namespace) -> int:
         if refusal:
             print(f"genroute: {refusal}", file=sys.stderr)
             return 2
-        serve_http(mcp, gateway, args.host, args.port, args.log_level, no_auth=args.no_auth)
-    else:
-        # On uvloop when installed (see mcp_server/loop.py); the SDK's own `mcp.run("stdio")` uses plain asyncio.
-        loop.run(mcp.run_stdio_async)
+        return serve_http(mcp, gateway, args.host, args.port, args.log_level, no_auth=args.no_auth)
+    # On uvloop when installed (see mcp_server/loop.py); the SDK's own `mcp.run("stdio")` uses plain asyncio.
+    loop.run(mcp.run_stdio_async)
     return 0
 
 

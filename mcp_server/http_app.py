@@ -10,6 +10,7 @@ No tool logic here; the pieces live in mcp_server/access/.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -34,6 +35,7 @@ from mcp_server.media.http import media_response
 from mcp_server.media.registry import MediaRegistry
 
 log = logging.getLogger("genroute.http")
+STARTUP_FAILURE = 3  # uvicorn's exit status when the server never started
 
 __all__ = ["add_media_route", "bind_refusal", "build_http_app", "is_loopback", "serve_http"]
 
@@ -138,7 +140,8 @@ def _on_lifespan(app: Starlette, gateway: Gateway, introspection: IntrospectionV
 
 def serve_http(
     mcp: MCPServer[Any], gateway: Gateway, host: str, port: int, log_level: str, *, no_auth: bool = False
-) -> None:
+) -> int:
+    """Serve until stopped; the exit status: 0, or 3 (uvicorn's) when it never started (e.g. the store failed)."""
     import uvicorn
 
     raise_open_file_limit()
@@ -157,4 +160,9 @@ def serve_http(
         proxy_headers=True,
         forwarded_allow_ips=gateway.config.http.forwarded_allow_ips,
     )
-    loop.run(uvicorn.Server(config).serve)  # what `uvicorn.run` does, on genroute's loop runner
+    # What `uvicorn.run` does, on genroute's loop runner: Ctrl-C is a clean stop (uvicorn shuts down gracefully,
+    # then re-raises the signal it caught), and a server that never started is a failure.
+    server = uvicorn.Server(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        loop.run(server.serve)
+    return 0 if server.started else STARTUP_FAILURE

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import threading
 from pathlib import Path
@@ -44,6 +45,16 @@ async def test_healthz_and_dns_rebinding_protection(config_path: Path) -> None:
         )
     assert health.status_code == 200 and health.json()["status"] == "ok"
     assert rebind.status_code in (403, 421)
+
+
+def test_ctrl_c_stops_http_cleanly(config_path: Path) -> None:
+    """SIGINT (Ctrl-C in a terminal) shuts `serve --http` down gracefully: exit status 0, no traceback."""
+    with http_gateway(config_path) as gateway:
+        assert gateway.process is not None
+        gateway.process.send_signal(signal.SIGINT)
+        status = gateway.process.wait(timeout=30)
+    assert status == 0, gateway.stderr()[-2000:]
+    assert "Traceback" not in gateway.stderr()
 
 
 def test_stdout_carries_only_protocol_messages(config_path: Path) -> None:
