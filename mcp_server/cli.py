@@ -79,8 +79,9 @@ def _main(argv: Sequence[str] | None) -> int:
         return 2
 
     from mcp_server.logs import configure_logging
+    from mcp_server.providers.redact import redactor_for
 
-    configure_logging(args.log_level, config_secrets(config))
+    configure_logging(args.log_level, redactor_for(config))
     if args.command == "serve":
         return _serve(config, args)
     if args.command == "models":
@@ -92,14 +93,6 @@ def _main(argv: Sequence[str] | None) -> int:
 
         return anyio.run(usage_command, config, args)
     return anyio.run(_check, config)
-
-
-def config_secrets(config: GatewayConfig) -> list[str | None]:
-    """Every secret the config points at, for the log redactor."""
-    secrets = [p.api_key() for p in config.providers.values()]
-    if config.http.oauth is not None:
-        secrets.extend(config.http.oauth.client_credentials() or ())
-    return secrets
 
 
 def _serve(config: GatewayConfig, args: argparse.Namespace) -> int:

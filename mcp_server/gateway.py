@@ -17,6 +17,7 @@ from mcp_server.media.fetch import GuardedFetcher
 from mcp_server.media.jobs import VideoJobs
 from mcp_server.media.registry import MediaRegistry
 from mcp_server.providers import ProviderAdapter, build_adapter
+from mcp_server.providers.redact import redactor_for
 from mcp_server.reliability.attempts import Reliability
 from mcp_server.reliability.health_file import HealthFile
 from mcp_server.reliability.shared_cooldowns import share_cooldowns
@@ -65,7 +66,10 @@ class Gateway:
         providers = dict(config.providers)
         if any(card.provider == LOCAL_PROVIDER for card in catalog.cards()) and LOCAL_PROVIDER not in providers:
             providers[LOCAL_PROVIDER] = ProviderConfig(protocol="local")
-        adapters: dict[str, ProviderAdapter] = {name: build_adapter(name, cfg) for name, cfg in providers.items()}
+        redact = redactor_for(config)
+        adapters: dict[str, ProviderAdapter] = {
+            name: build_adapter(name, cfg, redact) for name, cfg in providers.items()
+        }
         store = open_store_for(config)
         reliability = Reliability(catalog, config.routing, providers)
         router = Router(catalog, adapters, reliability, Accountant(store, config.budget))

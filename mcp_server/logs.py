@@ -6,9 +6,8 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Iterable
 
-from mcp_server.providers.http import Redactor
+from mcp_server.providers.redact import Redactor
 
 _CLIENT_KEY = re.compile(r"gr_[A-Za-z0-9_-]{16,}")
 
@@ -22,9 +21,9 @@ class _RedactingFormatter(logging.Formatter):
         return _CLIENT_KEY.sub("gr_[redacted]", self._redact(super().format(record)))
 
 
-def configure_logging(level: str, secrets: Iterable[str | None] = ()) -> None:
+def configure_logging(level: str, redact: Redactor | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_RedactingFormatter(Redactor(*secrets)))
+    handler.setFormatter(_RedactingFormatter(redact or Redactor()))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

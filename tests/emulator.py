@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
+from urllib.parse import quote
 
 import uvicorn
 from starlette.applications import Starlette
@@ -161,7 +162,9 @@ class Emulator:
         self.api_key: str | None = self._defaults["api_key"]
         self.latency_ms: float = self._defaults["latency_ms"]
         self.reply: str | None = self._defaults["reply"]
-        self.echo_secrets = False
+        self.echo_secrets = False  # errors repeat the credential they got (see _echo) in...
+        self.echo_field = "message"  # ...this field of the error object ("message" appends to it)
+        self.echo_header = "x-debug-echo"  # ...and this response header
         self.known_models: set[str] | None = None
         self.known_aki_endpoints: set[str] | None = None
         self.stream_chunk_delay_ms = 0.0
@@ -445,30 +448,38 @@ class Emulator:
             media_type="text/plain; charset=utf-8" if isinstance(body, str) else "application/octet-stream",
         )
         if self.echo_secrets and fault.status >= 400:
-            response.headers["x-debug-echo"] = self._echo(rec)
+            response.headers[self.echo_header] = self._echo(rec)
         return response
 
     def _echo(self, rec: RecordedRequest) -> str:
-        """What a leaky upstream would repeat back: the credential it got and the full URL."""
+        """What a leaky upstream would repeat back: the credential it got as sent, bare, URL-encoded and inside
+        a URL, and the full request URL."""
         key = rec.json.get("key") if rec.route == "aki" and isinstance(rec.json, dict) else None
         secret = key if isinstance(key, str) else rec.headers.get("authorization", "")
-        return _printable(f"authorization={secret} url={rec.url}")
+        bare = secret[7:] if secret.lower().startswith("bearer ") else secret
+        encoded = quote(bare, safe="")
+        return _printable(f"authorization={secret} key={bare} encoded={encoded} url={rec.url}?api_key={encoded}")
+
+    def _poison(self, rec: RecordedRequest, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+        """`body` (a copy) and `headers` with the echo in `echo_field` of its error and in `echo_header`."""
+        echo = self._echo(rec)
+        headers[self.echo_header] = echo
+        body = json.loads(json.dumps(body))  # never mutate a body a test handed in
+        inner = body.get("error")
+        if isinstance(inner, dict):
+            target, field = inner, self.echo_field
+        else:  # AKI.IO's {"success": false, "error": "..."}: its message is "error"
+            target, field = body, "error" if self.echo_field == "message" else self.echo_field
+        target[field] = f"{target.get(field) or ''} ({echo})" if field in ("message", "error") else echo
+        return body
 
     def _error_response(
         self, rec: RecordedRequest, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
     ) -> Response:
         """JSON error answer; in `echo_secrets` mode its message and an x-debug-echo header leak the secrets."""
         headers = dict(headers or {})
-        is_error = status >= 400 or body.get("success") is False
-        if self.echo_secrets and is_error:
-            echo = self._echo(rec)
-            headers["x-debug-echo"] = echo
-            body = json.loads(json.dumps(body))  # never mutate a body a test handed in
-            inner = body.get("error")
-            if isinstance(inner, dict):
-                inner["message"] = f"{inner.get('message', '')} ({echo})"
-            elif isinstance(inner, str):  # AKI.IO: {"success": false, "error": "..."}
-                body["error"] = f"{inner} ({echo})"
+        if self.echo_secrets and (status >= 400 or body.get("success") is False):
+            body = self._poison(rec, body, headers)
         return JSONResponse(body, status, headers=headers)
 
     def _check_model(self, model: str) -> None:
@@ -648,7 +659,10 @@ class Emulator:
         headers: dict[str, str] = {}
         if not task.finished and self.video_retry_after_s is not None:
             headers["retry-after"] = f"{self.video_retry_after_s:g}"
-        return JSONResponse(task.body(now, self.base_url), headers=headers)
+        body = task.body(now, self.base_url)
+        if self.echo_secrets and task.error is not None:
+            body = self._poison(rec, body, headers)
+        return JSONResponse(body, headers=headers)
 
     async def _file(self, request: Request, rec: RecordedRequest, fault: Fault | None) -> Response:
         name = request.path_params["name"]

@@ -5,15 +5,22 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
+from mcp import Client
 from mcp.shared.exceptions import MCPError
 
+from mcp_server.reliability.health_file import read_reports
 from tests.emulator import Emulator
-from tests.support import EMU_KEY_ENV, child_env, http_gateway, write_config
+from tests.emulator_chat import aki_error, envelope
+from tests.support import EMU_KEY_ENV, child_env, genroute_command, http_gateway, write_config
 from tests.support_access import client, new_key
+from tests.support_media import IMAGE_MODEL, VIDEO_MODEL, media_config
 
 pytestmark = pytest.mark.anyio
 
@@ -108,3 +115,116 @@ async def test_provider_and_client_keys_never_leak(
         leaked = {piece for piece in fragments(secret) if piece in visible or piece in stderr}
         assert not leaked, f"pieces of a secret leaked: {sorted(leaked)[:3]}"
     assert "Traceback" not in visible
+
+
+# ----- a key echoed in any field or header of any upstream error ------------------------------------------
+
+# (error field, response header) the emulator puts the key into, one pair per round: every field an upstream
+# error has, one it does not ("metadata"), and headers genroute reads (Retry-After) or not
+ECHO_INTO = [
+    ("message", "x-request-id"),
+    ("param", "retry-after"),
+    ("code", "x-error-detail"),
+    ("type", "www-authenticate"),
+    ("metadata", "retry-after-ms"),
+]
+ENVELOPE = envelope(400, "bad request")  # the body of every faulted answer, whatever its status
+
+
+def leaks(secret: str, *texts: str | bytes) -> set[str]:
+    """Pieces of `secret`, bare or URL-encoded, found in any of `texts`."""
+    pieces = fragments(secret) | fragments(quote(secret, safe=""))
+    found = set()
+    for text in texts:
+        haystack = text.decode(errors="replace") if isinstance(text, bytes) else text
+        found |= {piece for piece in pieces if piece in haystack}
+    return found
+
+
+def files_under(root: Path) -> dict[str, bytes]:
+    return {str(path): path.read_bytes() for path in root.rglob("*") if path.is_file()}
+
+
+def wait_for_health_errors(health_dir: Path, providers: set[str]) -> None:
+    """Until the server's health file shows a last error for each of `providers` (it writes within a second)."""
+    for _ in range(100):
+        reports = read_reports(health_dir)
+        if reports and providers <= {p.provider for p in reports[0].providers if p.last_error}:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no health file with errors for {providers} in {health_dir}")
+
+
+def run_check(config_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    command = [genroute_command(), "--config", str(config_path), "--log-level", "DEBUG", "check"]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+
+
+async def test_a_key_echoed_in_any_error_field_or_header_is_kept_out_of_everything(
+    config_data: dict[str, Any], emulator: Emulator, tmp_path: Path
+) -> None:
+    canary = f"sk/{secrets.token_hex(12)}+{secrets.token_hex(12)}="  # '/', '+', '=': URL-encoding changes it
+    emulator.api_key, emulator.echo_secrets, emulator.video_run_s = canary, True, 0
+    emulator.video_fail = "content policy"  # every video that gets past submission and polling fails upstream
+    config = media_config(config_data, video_poll_initial_s=0.05, video_poll_max_s=0.1)
+    config["routing"].update(max_retries=0, cooldown_s=0)  # every fault reaches the caller, none is skipped
+    config["providers"]["arkroute"]["discover"] = True
+    config_path = write_config(tmp_path / "genroute.toml", config)
+    env = child_env(**{EMU_KEY_ENV: canary})
+    emulator.echo_field, emulator.echo_header = "code", "x-error-detail"
+    emulator.fail_next("models", status=400, body=ENVELOPE)  # discovery at start
+    video = {"model": VIDEO_MODEL, "duration": 5, "wait_s": 15}
+    seen: list[str] = []
+    params: list[str] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(message or "")
+
+    async def call(tool: str, arguments: dict[str, Any], **kwargs: Any) -> Any:
+        result = await session.call_tool(tool, arguments, **kwargs)
+        assert result.is_error, (tool, result.content)
+        seen.extend([dump(block.model_dump()) for block in result.content] + [dump(result.structured_content)])
+        return result
+
+    with http_gateway(config_path, env=env) as gateway:
+        async with Client(gateway.mcp_url) as session:
+            for field, header in ECHO_INTO:
+                emulator.echo_field, emulator.echo_header = field, header
+                # 5xx: provider faults, which health records (with their code) for status://providers and check
+                for route in ("chat", "chat", "images", "video_submit", "usage"):
+                    emulator.fail_next(route, status=503, body=ENVELOPE)
+                emulator.fail_next("video_status", status=400, body=ENVELOPE, times=3)  # 3 refused polls fail a job
+                emulator.fail_next("aki", status=503, body=aki_error("overloaded"))
+                emulator.fail_next("aki", status=200, body=aki_error("worker busy"))
+                chat = await call("chat_complete", {"prompt": "hi"})
+                params.append(str(chat.structured_content["error"].get("param")))
+                await call("chat_complete", {"prompt": "hi"}, progress_callback=on_progress)
+                await call("generate_image", {"prompt": "p", "model": IMAGE_MODEL})
+                await call("generate_video", {"prompt": "refused at submission", **video})
+                await call("generate_video", {"prompt": "refused while polled", **video})
+                await call("generate_video", {"prompt": "failed upstream", **video})
+                await call("chat_complete", {"prompt": "hi", "model": "llama3-8b"})
+                await call("chat_complete", {"prompt": "hi", "model": "llama3-8b"})
+                usage = await session.call_tool("get_usage", {"source": "provider"})
+                seen.append(dump(usage.structured_content))
+                assert "arkroute" in usage.structured_content["provider"], usage.content
+            for uri in ("status://providers", "jobs://recent"):
+                seen.append(dump((await session.read_resource(uri)).model_dump()))
+        wait_for_health_errors(tmp_path / "data" / "health", {"arkroute", "aki"})
+        emulator.fail_next("models", status=400, body=ENVELOPE)
+        check = run_check(config_path, env)
+        while_serving = files_under(tmp_path)
+    stderr = gateway.stderr()
+    after = files_under(tmp_path)
+
+    data = [*while_serving.values(), *after.values()]
+    leaked = leaks(canary, *seen, stderr, check.stdout, check.stderr, *data)
+    assert not leaked, f"pieces of the provider key leaked: {sorted(leaked)[:3]}"
+    # which means something only if genroute sent the key, the upstream echoed it and genroute redacted it,
+    # and the places looked at were there
+    assert emulator.calls("chat")[0].headers["authorization"] == f"Bearer {canary}"
+    assert "[redacted]" in params[ECHO_INTO.index(("param", "retry-after"))]
+    assert "arkroute: error: Provider 'arkroute' answered HTTP 400" in check.stdout, check.stdout + check.stderr
+    assert "last error:" in check.stdout and "DEBUG" in stderr and "discovery on provider arkroute failed" in stderr
+    assert any(name.endswith(".json") and "/health/" in name for name in while_serving)
+    assert any(name.endswith("genroute.db-wal") for name in while_serving)

@@ -20,7 +20,8 @@ from mcp_server.providers.base import (
     ProviderModel,
     Usage,
 )
-from mcp_server.providers.http import Redactor, build_client, error_from_response, malformed, transport_error
+from mcp_server.providers.http import build_client, error_from_response, malformed, read_failure, transport_error
+from mcp_server.providers.redact import Redactor
 
 
 class _AkiAnswer(BaseModel):
@@ -39,11 +40,11 @@ def render_prompt(messages: list[ChatMessage]) -> str:
 
 
 class AkiAdapter(ProviderAdapter):
-    def __init__(self, name: str, config: ProviderConfig) -> None:
+    def __init__(self, name: str, config: ProviderConfig, redact: Redactor | None = None) -> None:
         self.name = name
         self.config = config
         self._key = config.api_key()
-        self.redact = Redactor(self._key)
+        self.redact = redact or Redactor(self._key)
         self.client = build_client(config)
 
     def _body(self, request: ChatRequest) -> dict[str, Any]:
@@ -65,7 +66,7 @@ class AkiAdapter(ProviderAdapter):
         try:
             response = await self.client.post(path, json=self._body(request))
         except httpx2.TransportError as exc:
-            raise transport_error(self.name, exc, self.config.base_url or "") from None
+            raise transport_error(self.name, exc, self.config.base_url or "", self.redact) from None
         if response.status_code >= 400:
             raise error_from_response(self.name, response, self.redact)
         try:
@@ -73,9 +74,15 @@ class AkiAdapter(ProviderAdapter):
         except ValidationError:
             raise malformed(self.name, "call result was not the expected JSON") from None
         if not answer.success or answer.text is None:
-            detail = answer.error if isinstance(answer.error, str) else "the call did not succeed"
-            message = self.redact(str(detail))[:500]
-            raise upstream_error(self.name, response.status_code, message, code="aki_call_failed")
+            failure = read_failure(self.redact, {"error": answer.error}, "the call did not succeed")
+            raise upstream_error(
+                self.name,
+                response.status_code,
+                failure.message,
+                type=failure.type or "upstream_error",
+                code=failure.code or "aki_call_failed",
+                param=failure.param,
+            )
         usage = Usage(
             prompt_tokens=answer.prompt_length,
             completion_tokens=answer.num_generated_tokens,
@@ -99,7 +106,7 @@ class AkiAdapter(ProviderAdapter):
         try:
             await self.client.get("/")
         except httpx2.TransportError as exc:
-            raise transport_error(self.name, exc, self.config.base_url or "") from None
+            raise transport_error(self.name, exc, self.config.base_url or "", self.redact) from None
         return []
 
     async def aclose(self) -> None:

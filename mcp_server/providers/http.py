@@ -1,4 +1,4 @@
-"""What every HTTP adapter shares: the pooled client, upstream error decoding, secret redaction."""
+"""What every HTTP adapter shares: the pooled client, and upstream failures decoded with every secret redacted."""
 
 from __future__ import annotations
 
@@ -11,15 +11,17 @@ import re
 import ssl
 import threading
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx2
 
 from mcp_server.config import ProviderConfig
 from mcp_server.errors import GatewayError, upstream_error
+from mcp_server.providers.redact import Redactor
 
-_BEARER = re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+")
 MAX_ERROR_TEXT = 500
+MAX_BODY_TEXT = 64_000  # of an error body, read for its fields (the rest is never looked at)
+MAX_FIELD_TEXT = 200  # an upstream error's type, code or param
 # Idle connections kept open per provider. httpcore probes every idle connection's socket on every request
 # it starts and ends (O(idle) work per call: about 2 ms a call with 100 idle), so keep a small warm set;
 # bursts above it still open up to max_connections and close the surplus when they end.
@@ -111,18 +113,6 @@ def build_client(config: ProviderConfig, headers: dict[str, str] | None = None) 
     return LazyClient(config, headers)
 
 
-class Redactor:
-    """Removes a provider's key (and any bearer token) from text that came from upstream."""
-
-    def __init__(self, *secrets: str | None) -> None:
-        self._secrets = [s for s in secrets if s and len(s) >= 4]
-
-    def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "[redacted]")
-        return _BEARER.sub("Bearer [redacted]", text)
-
-
 def retry_after_seconds(headers: httpx2.Headers) -> float | None:
     """Retry-After in seconds from `retry-after-ms`, or `retry-after` as seconds or an HTTP date."""
     millis = headers.get("retry-after-ms")
@@ -143,50 +133,60 @@ def retry_after_seconds(headers: httpx2.Headers) -> float | None:
         return max(email.utils.mktime_tz(parsed) - time.time(), 0.0)
 
 
-def error_from_response(provider: str, response: httpx2.Response, redact: Redactor) -> GatewayError:
-    """Decode an upstream failure: the OpenAI envelope when present, any other body as clear text."""
-    status = response.status_code
-    retry_after = retry_after_seconds(response.headers)
-    body_text = response.text[:4000] if response.content else ""
-    message, type_, code, param = _parse_envelope(body_text)
-    if message is None:
-        message = (
-            f"{response.reason_phrase or 'error'} ({body_text[:MAX_ERROR_TEXT].strip()})"
-            if body_text.strip()
-            else response.reason_phrase or "error"
-        )
-    balance = status in (402, 403) and mentions_balance(message, type_, code)
-    hint = _status_hint(status, balance)
-    return upstream_error(
-        provider,
-        status,
-        redact(message)[:MAX_ERROR_TEXT] + hint,
-        type=type_ or ("insufficient_quota" if balance else _status_type(status)),
-        code=code,
-        param=param,
-        retry_after_s=retry_after,
+class UpstreamFailure(NamedTuple):
+    """An upstream's own account of a failure, every field already redacted: what an error is built from."""
+
+    message: str
+    type: str | None
+    code: str | None
+    param: str | None
+
+
+def read_failure(redact: Redactor, payload: Any, reason: str) -> UpstreamFailure:
+    """The one way upstream failure data gets in: `payload` (a body as text, or JSON an answer carried) has every
+    string in it redacted before any field is picked from it or cut, so no field can carry a secret in any form.
+
+    The message is the OpenAI envelope's (or `{"error": "text"}`'s), else `reason` with any text body after it.
+    """
+    text = ""
+    if isinstance(payload, str):
+        text = payload = redact.head(payload, MAX_BODY_TEXT)
+        with contextlib.suppress(ValueError):
+            payload = json.loads(text)
+    data = redact.scrub(payload)  # JSON strings once more: the text was redacted in its escaped spelling
+    error = data.get("error") if isinstance(data, dict) else None
+    fields: dict[str, Any] = error if isinstance(error, dict) else {}
+    message = fields.get("message") if isinstance(error, dict) else error
+    if message is None and isinstance(data, dict):
+        message = data.get("message")
+    if not isinstance(message, str):  # no envelope: the reason, then whatever text the body had
+        reason = redact(reason)
+        message = f"{reason} ({text[:MAX_ERROR_TEXT].strip()})" if text.strip() else reason
+    return UpstreamFailure(
+        message[:MAX_ERROR_TEXT], _field(fields, "type"), _field(fields, "code"), _field(fields, "param")
     )
 
 
-def _parse_envelope(text: str) -> tuple[str | None, str | None, str | None, str | None]:
-    try:
-        data = json.loads(text)
-    except (ValueError, TypeError):
-        return None, None, None, None
-    if not isinstance(data, dict):
-        return None, None, None, None
-    error = data.get("error")
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return error["message"], _opt_str(error.get("type")), _opt_str(error.get("code")), _opt_str(error.get("param"))
-    if isinstance(error, str):  # AKI.IO and some gateways: {"error": "text"}
-        return error, None, None, None
-    if isinstance(data.get("message"), str):
-        return data["message"], None, None, None
-    return None, None, None, None
+def _field(fields: dict[str, Any], name: str) -> str | None:
+    value = fields.get(name)
+    return None if value is None else str(value)[:MAX_FIELD_TEXT]
 
 
-def _opt_str(value: Any) -> str | None:
-    return None if value is None else str(value)
+def error_from_response(provider: str, response: httpx2.Response, redact: Redactor) -> GatewayError:
+    """An upstream's HTTP failure as a GatewayError, built only from `read_failure`'s redacted fields (of the
+    headers only the numeric Retry-After is read)."""
+    status = response.status_code
+    failure = read_failure(redact, response.text if response.content else "", response.reason_phrase or "error")
+    balance = status in (402, 403) and mentions_balance(failure.message, failure.type, failure.code)
+    return upstream_error(
+        provider,
+        status,
+        failure.message + _status_hint(status, balance),
+        type=failure.type or ("insufficient_quota" if balance else _status_type(status)),
+        code=failure.code,
+        param=failure.param,
+        retry_after_s=retry_after_seconds(response.headers),
+    )
 
 
 def _status_type(status: int) -> str:
@@ -221,13 +221,15 @@ def _status_hint(status: int, balance: bool = False) -> str:
     return ""
 
 
-def transport_error(provider: str, exc: httpx2.TransportError, url: str) -> GatewayError:
-    """Connection failures and timeouts: say which provider and URL, never the raw exception.
+def transport_error(provider: str, exc: httpx2.TransportError, url: str, redact: Redactor) -> GatewayError:
+    """Connection failures and timeouts: say which provider and URL (redacted: a key may sit in it), never the
+    raw exception.
 
     `request_sent` tells the router whether the upstream may have received the request (the answer was
     lost) or not (the connection never opened), which decides whether a paid submission may be sent again.
     """
     sent = not isinstance(exc, _NOT_SENT)
+    url = redact(url)
     if isinstance(exc, httpx2.TimeoutException):
         return GatewayError(
             f"Provider '{provider}' did not answer in time ({url}). Try again, or raise timeout_s in the config.",

@@ -29,13 +29,14 @@ from mcp_server.providers.base import (
     VideoStatus,
 )
 from mcp_server.providers.http import (
-    Redactor,
     build_client,
     error_from_response,
     malformed,
+    read_failure,
     retry_after_seconds,
     transport_error,
 )
+from mcp_server.providers.redact import Redactor
 
 _DONE = {"completed", "complete", "succeeded", "success", "done"}
 _FAILED = {"failed", "failure", "error", "cancelled", "canceled", "expired"}
@@ -85,11 +86,6 @@ class _ImageList(BaseModel):
     cost: float | None = None
 
 
-class _TaskError(BaseModel):
-    message: str | None = None
-    code: str | None = None
-
-
 class _VideoTask(BaseModel):
     """ArkRoute's video task: `{task_id, status, progress?, video_url?, duration?, error?}`."""
 
@@ -99,15 +95,15 @@ class _VideoTask(BaseModel):
     progress: float | None = None
     video_url: str | None = None
     duration: float | None = None
-    error: _TaskError | str | None = None
+    error: dict[str, Any] | str | None = None  # {message, code} or a text; only ever read through read_failure
 
 
 class OpenAIAdapter(ProviderAdapter):
-    def __init__(self, name: str, config: ProviderConfig) -> None:
+    def __init__(self, name: str, config: ProviderConfig, redact: Redactor | None = None) -> None:
         self.name = name
         self.config = config
         key = config.api_key()
-        self.redact = Redactor(key)
+        self.redact = redact or Redactor(key)
         self.client = build_client(config, {"Authorization": f"Bearer {key}"} if key else None)
 
     def _body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
@@ -121,7 +117,7 @@ class OpenAIAdapter(ProviderAdapter):
         try:
             response = await self.client.post(path, json=body, headers=headers)
         except httpx2.TransportError as exc:
-            raise transport_error(self.name, exc, self.redact(self.config.base_url or "")) from None
+            raise transport_error(self.name, exc, self.config.base_url or "", self.redact) from None
         if response.status_code >= 400:
             raise error_from_response(self.name, response, self.redact)
         return response
@@ -173,7 +169,7 @@ class OpenAIAdapter(ProviderAdapter):
             raise malformed(self.name, "streamed answer was not an event stream") from None
         except httpx2.TransportError as exc:
             if not text:
-                raise transport_error(self.name, exc, self.redact(self.config.base_url or "")) from None
+                raise transport_error(self.name, exc, self.config.base_url or "", self.redact) from None
         if not finished:
             partial = "".join(text)
             raise GatewayError(
@@ -195,7 +191,7 @@ class OpenAIAdapter(ProviderAdapter):
         try:
             response = await self.client.get(path, params=params)
         except httpx2.TransportError as exc:
-            raise transport_error(self.name, exc, self.redact(self.config.base_url or "")) from None
+            raise transport_error(self.name, exc, self.config.base_url or "", self.redact) from None
         if response.status_code >= 400:
             raise error_from_response(self.name, response, self.redact)
         return response
@@ -240,7 +236,7 @@ class OpenAIAdapter(ProviderAdapter):
         try:
             response = await self.client.get(f"/video/status/{quote(task_id, safe='')}")
         except httpx2.TransportError as exc:
-            raise transport_error(self.name, exc, self.redact(self.config.base_url or "")) from None
+            raise transport_error(self.name, exc, self.config.base_url or "", self.redact) from None
         if response.status_code >= 400:
             raise error_from_response(self.name, response, self.redact)
         return self._video(response, "video status")
@@ -254,15 +250,15 @@ class OpenAIAdapter(ProviderAdapter):
         status = "completed" if state in _DONE else "failed" if state in _FAILED else "running"
         if status == "completed" and not task.video_url:
             raise malformed(self.name, f"{what} says completed but has no video_url")
-        error = task.error if isinstance(task.error, _TaskError) else _TaskError(message=task.error)
+        failure = read_failure(self.redact, {"error": task.error}, "no reason given") if status == "failed" else None
         return VideoStatus(
             task_id=task_id,
             status=status,
             progress=task.progress,
             video_url=task.video_url,
             duration=task.duration,
-            error_message=self.redact(error.message)[:500] if error.message else None,
-            error_code=error.code,
+            error_message=failure.message if failure else None,
+            error_code=failure.code if failure else None,
             retry_after_s=retry_after_seconds(response.headers),
         )
 
@@ -281,12 +277,14 @@ class OpenAIAdapter(ProviderAdapter):
         try:
             response = await self.client.send(request, stream=True, follow_redirects=True)
         except httpx2.TransportError as exc:
-            raise transport_error(self.name, exc, self.redact(f"{target.scheme}://{target.host}")) from None
+            raise transport_error(self.name, exc, f"{target.scheme}://{target.host}", self.redact) from None
         try:
             if response.status_code >= 400:
                 await response.aread()
                 raise upstream_error(
-                    self.name, response.status_code, f"could not download the generated file ({target.host})"
+                    self.name,
+                    response.status_code,
+                    f"could not download the generated file ({self.redact(target.host)})",
                 )
             declared = response.headers.get("content-length")
             if declared and declared.isdigit() and int(declared) > max_bytes:
@@ -298,7 +296,7 @@ class OpenAIAdapter(ProviderAdapter):
                     raise _too_large(self.name, max_bytes)
                 yield chunk
         except httpx2.TransportError as exc:
-            raise transport_error(self.name, exc, self.redact(f"{target.scheme}://{target.host}")) from None
+            raise transport_error(self.name, exc, f"{target.scheme}://{target.host}", self.redact) from None
         finally:
             await response.aclose()
 

@@ -26,6 +26,7 @@ async def usage_command(config: GatewayConfig, args: argparse.Namespace) -> int:
     from mcp_server.catalog import Catalog
     from mcp_server.errors import GatewayError
     from mcp_server.providers import build_adapter
+    from mcp_server.providers.redact import redactor_for
     from mcp_server.store import StoreUnavailable, open_store_for
     from mcp_server.usage.report import build_report
     from mcp_server.usage.table import render_table
@@ -35,7 +36,8 @@ async def usage_command(config: GatewayConfig, args: argparse.Namespace) -> int:
     try:
         await store.open()
         if args.source == "provider":
-            adapters = {name: build_adapter(name, cfg) for name, cfg in config.providers.items()}
+            redact = redactor_for(config)
+            adapters = {name: build_adapter(name, cfg, redact) for name, cfg in config.providers.items()}
         report = await build_report(
             store,
             Catalog.from_config(config, include_local=False),
