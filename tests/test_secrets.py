@@ -228,3 +228,41 @@ async def test_a_key_echoed_in_any_error_field_or_header_is_kept_out_of_everythi
     assert "last error:" in check.stdout and "DEBUG" in stderr and "discovery on provider arkroute failed" in stderr
     assert any(name.endswith(".json") and "/health/" in name for name in while_serving)
     assert any(name.endswith("genroute.db-wal") for name in while_serving)
+
+
+# ----- what a non-admin key sees of other keys' failures -----------------------------------------------------
+
+
+async def read_json(session: Client, uri: str) -> Any:
+    return json.loads((await session.read_resource(uri)).contents[0].text)
+
+
+async def test_a_non_admin_key_sees_provider_state_but_no_upstream_error_text(
+    config_path: Path, emulator: Emulator
+) -> None:
+    admin, tenant = new_key(config_path, "ops", "--admin"), new_key(config_path, "tenant")
+    text = "Your prompt 'merger plans for ACME' was flagged"  # the upstream quoting another key's request
+    with http_gateway(config_path, auth=True) as gateway:
+        async with client(gateway.mcp_url, admin) as ops, client(gateway.mcp_url, tenant) as user:
+            emulator.fail_next("chat", status=503, body=envelope(503, text), times=3)  # every attempt fails
+            failed = await ops.call_tool("chat_complete", {"prompt": "merger plans for ACME"})
+            seen_by_tenant = (await user.read_resource("status://providers")).contents[0].text
+            seen_by_admin = await read_json(ops, "status://providers")
+            refused = await user.call_tool("get_usage", {"source": "provider"})
+            own = await user.call_tool("get_usage", {})
+            everyone = await ops.call_tool("get_usage", {"source": "provider"})
+    assert failed.is_error and text in failed.structured_content["error"]["message"]
+
+    tenant_view = {p["provider"]: p for p in json.loads(seen_by_tenant)["providers"]}
+    admin_view = {p["provider"]: p for p in seen_by_admin["providers"]}
+    assert tenant_view["arkroute"]["state"] == admin_view["arkroute"]["state"] == "cooling_down"
+    assert tenant_view["arkroute"]["failures_last_minute"] == 3 and tenant_view["aki"]["state"] == "ok"
+    assert tenant_view["arkroute"]["last_error"] is None and "ACME" not in seen_by_tenant
+    assert text in admin_view["arkroute"]["last_error"]
+
+    assert refused.is_error, refused.content
+    error = refused.structured_content["error"]
+    assert (error["code"], error["param"], error["status"]) == ("forbidden", "source", 403)
+    assert "admin keys only" in error["message"] and "source='local'" in error["message"]
+    assert not own.is_error and own.structured_content["caller"] == "tenant"
+    assert not everyone.is_error and "arkroute" in everyone.structured_content["provider"]

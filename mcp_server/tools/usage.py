@@ -19,7 +19,7 @@ DESCRIPTION = (
     "Show usage and spend: calls, errors, tokens, images, video seconds and cost in USD over a period, broken "
     "down by model, day, provider or caller, plus the monthly budget (limit, spent, remaining). Dates are ISO "
     "8601 (UTC): a date covers its whole day; the default period is the current month. source='provider' also "
-    "returns each provider's own usage report for the same period, where the provider offers one."
+    "returns each provider's own usage report for the same period, where the provider offers one (admin keys only)."
 )
 
 
@@ -42,10 +42,19 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
         ] = "model",
         source: Annotated[
             Literal["local", "provider"],
-            Field(description="'local': genroute's ledger; 'provider': also the providers' own figures"),
+            Field(description="'local': genroute's ledger; 'provider': also the providers' own figures (admins)"),
         ] = "local",
     ) -> Annotated[CallToolResult, UsageReport]:
         who = identity.current()
+        if source == "provider" and not who.admin:
+            raise GatewayError(
+                "source='provider' returns the providers' own figures for every key's calls, so it is for admin "
+                "keys only; use source='local' for this key's own usage.",
+                type="permission_error",
+                code="forbidden",
+                param="source",
+                status=403,
+            )
         if not who.admin:  # a non-admin key sees its own usage only
             if caller and caller != who.name:
                 raise GatewayError(
