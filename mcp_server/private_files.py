@@ -28,9 +28,8 @@ def private_dir(path: Path) -> Path:
         if path.parent == path:
             raise
         private_dir(path.parent)
-        with contextlib.suppress(FileExistsError):
-            path.mkdir(mode=DIR_MODE)
-    except FileExistsError:
+        return private_dir(path)
+    except OSError:  # as Path.mkdir(exist_ok=True): an existing folder is fine (EEXIST, or EROFS and the like)
         if not path.is_dir():
             raise
     return path
@@ -39,12 +38,13 @@ def private_dir(path: Path) -> Path:
 def open_private(path: Path, flags: int) -> int:
     """os.open with O_CREAT, owner-only: a new file is created 0600 and an existing one (ours) set to 0600."""
     fd = os.open(path, flags | os.O_CREAT | _BINARY, FILE_MODE)
-    try:
-        with contextlib.suppress(PermissionError):  # someone else's file: not ours to change
-            os.fchmod(fd, FILE_MODE)
-    except BaseException:
-        os.close(fd)
-        raise
+    if hasattr(os, "fchmod"):  # not on Windows before Python 3.13, where these modes mean little anyway
+        try:
+            with contextlib.suppress(PermissionError):  # someone else's file: not ours to change
+                os.fchmod(fd, FILE_MODE)
+        except BaseException:
+            os.close(fd)
+            raise
     return fd
 
 
