@@ -1,13 +1,15 @@
 """Protocol utilities MCPServer leaves unanswered (-32601): logging/setLevel, resources/(un)subscribe and
 completion/complete. Clients and the conformance suite call them; genroute answers them properly.
 
-Also two fixes at the protocol edge, in server middleware (so they cover every tool, present and future):
+Also three fixes at the protocol edge, in server middleware (so they cover every tool and prompt):
 - arguments that fail a tool's input schema get genroute's error envelope (naming the argument and what is
   wrong) instead of the SDK's raw pydantic text, which repeats the input and carries no envelope;
 - each tool's advertised outputSchema also admits the error envelope. Error results carry it as
   structuredContent, and strict clients (the TypeScript SDK 1.x, the MCP Inspector 2.x) validate even an
   isError result against outputSchema: without this branch they hide genroute's error behind a -32602
-  "does not match the tool's output schema".
+  "does not match the tool's output schema";
+- prompts/get for an unknown prompt or without a required argument is a -32602 error saying which, where the SDK
+  answers a generic error (code 0 or -32603) and logs a traceback.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from typing import Any
 
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
+from mcp.shared.exceptions import MCPError
 from mcp_types import (
+    INVALID_PARAMS,
     Completion,
     CompletionArgument,
     CompletionContext,
@@ -39,6 +43,7 @@ from mcp_server.schemas import compact_schema
 MODEL_TEMPLATE = "models://{+model_id}"
 MAX_COMPLETIONS = 100  # the spec's ceiling per answer
 MAX_REPORTED_ERRORS = 3
+MAX_LISTED_PROMPTS = 20
 
 
 class SessionState:
@@ -84,12 +89,15 @@ class ProtocolShaping:
     - tools/call: when arguments fail the tool's own argument model, the SDK's isError answer (raw pydantic
       text, no envelope) gets genroute's envelope instead; the SDK's result framing is kept, only content and
       structuredContent change;
-    - tools/list: every outputSchema also admits the error envelope."""
+    - tools/list: every outputSchema also admits the error envelope.
+    And before prompts/get: an unknown prompt or a missing argument is refused with -32602."""
 
     def __init__(self, mcp: MCPServer[Any]) -> None:
         self.mcp = mcp
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        if ctx.method == "prompts/get":
+            await self.check_prompt(ctx.params)
         result = await call_next(ctx)
         if not isinstance(result, dict):
             return result
@@ -119,6 +127,31 @@ class ProtocolShaping:
         except Exception:  # a validator that crashes is the SDK's to report (generically)
             return None
         return None
+
+    async def check_prompt(self, params: Any) -> None:
+        """Raise -32602 naming the problem when prompts/get names no prompt served or leaves out a required
+        argument; malformed params are left to the SDK's own validation (also -32602)."""
+        if not isinstance(params, Mapping) or not isinstance(params.get("name"), str):
+            return
+        arguments = params.get("arguments") or {}
+        if not isinstance(arguments, Mapping):
+            return
+        prompts = {prompt.name: prompt for prompt in await self.mcp.list_prompts()}
+        prompt = prompts.get(params["name"])
+        if prompt is None:
+            names = sorted(prompts)
+            listed = ", ".join(names[:MAX_LISTED_PROMPTS]) + (", ..." if len(names) > MAX_LISTED_PROMPTS else "")
+            raise MCPError(
+                INVALID_PARAMS,
+                f"Unknown prompt {params['name'][:64]!r}. Prompts on this server: {listed or 'none'} (prompts/list).",
+            )
+        missing = [arg.name for arg in prompt.arguments or [] if arg.required and arg.name not in arguments]
+        if missing:
+            raise MCPError(
+                INVALID_PARAMS,
+                f"Prompt '{prompt.name}' needs the argument(s) {', '.join(missing)}; "
+                f"prompts/list describes its arguments.",
+            )
 
 
 def describe(tool: str, error: ValidationError) -> GatewayError:

@@ -65,6 +65,14 @@ def parse_allow_entry(text: str) -> AllowEntry:
     return AllowEntry(None if network else host.lower(), network, int(port) if port else None)
 
 
+# IPv6 forms that carry an IPv4 address (the IPv4-mapped one is unwrapped and connected to over IPv4):
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # deprecated ::a.b.c.d; some stacks still route it to IPv4
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052 well-known prefix: the IPv4 address is the last 32 bits
+# RFC 8215 local-use NAT64: it may translate to private IPv4, at an offset that depends on the operator's prefix
+# length, so what it embeds cannot be read off the address: refused whatever it carries.
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
 def _unmapped(address: IPAddress) -> IPAddress:
     """::ffff:127.0.0.1 is 127.0.0.1: judge (and connect to) the IPv4 address inside."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
@@ -72,9 +80,32 @@ def _unmapped(address: IPAddress) -> IPAddress:
     return address
 
 
+def embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address leads to: IPv4-mapped, IPv4-compatible, NAT64 (64:ff9b::/96), 6to4
+    (2002::/16) or Teredo (2001::/32, the client: the last 32 bits inverted). None for anything else."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return None
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.teredo is not None:
+        return address.teredo[1]
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in _NAT64 or (address in _IPV4_COMPATIBLE and int(address) > 1):  # :: and ::1 are IPv6's own
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 def is_public(address: IPAddress) -> bool:
-    """Globally routable unicast: not private, loopback, link-local (cloud metadata), CGNAT, reserved or multicast."""
-    address = _unmapped(address)
+    """Globally routable unicast: not private, loopback, link-local (cloud metadata), CGNAT, reserved, site-local or
+    multicast; an IPv6 address that embeds an IPv4 address is judged by that IPv4 address."""
+    embedded = embedded_ipv4(address)
+    if embedded is not None:
+        return is_public(embedded)
+    if isinstance(address, ipaddress.IPv6Address) and (
+        address in _LOCAL_NAT64 or address.is_site_local or address.is_reserved
+    ):
+        return False
     return address.is_global and not address.is_multicast
 
 
@@ -212,6 +243,13 @@ class GuardedFetcher:
 
 
 def _describe(address: IPAddress) -> str:
+    embedded = embedded_ipv4(address)
+    if embedded is not None:
+        return f"which embeds {embedded}, {_describe(embedded)}"
+    if isinstance(address, ipaddress.IPv6Address) and address in _LOCAL_NAT64:
+        return "a local-use NAT64 address (64:ff9b:1::/48), which may lead to private IPv4 addresses"
+    if isinstance(address, ipaddress.IPv6Address) and address.is_site_local:
+        return "a site-local address (fec0::/10)"
     if address.is_loopback:
         return "a loopback address"
     if address.is_link_local:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from mcp_server.errors import GatewayError
+from mcp_server.private_files import create_private, private_dir
 
 MIME_TYPES: dict[str, str] = {
     "png": "image/png",
@@ -29,7 +30,6 @@ IMAGE_EXTENSIONS = ("png", "jpg", "webp", "gif")
 VIDEO_EXTENSIONS = ("mp4", "webm", "mov")
 MEDIA_ID = re.compile(r"^\d{8}-\d{6}-[a-z0-9-]{1,48}-[0-9a-f]{12}\.(?:png|jpg|webp|gif|mp4|webm|mov)$")
 _SLUG_JUNK = re.compile(r"[^a-z0-9]+")
-_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
 
 
 def sniff_extension(head: bytes) -> str | None:
@@ -78,7 +78,7 @@ class MediaRoot:
     def directory(self) -> Path:
         root = self.configured.expanduser().resolve()
         try:
-            root.mkdir(parents=True, exist_ok=True)
+            private_dir(root)
         except OSError as exc:
             raise _unwritable(root, exc.strerror or "cannot create it") from None
         if not root.is_dir():
@@ -95,7 +95,7 @@ class MediaRoot:
         final = root / media_id
         temp = root / f".{media_id}.{secrets.token_hex(4)}.part"
         try:
-            fd = os.open(temp, _OPEN_FLAGS, 0o644)
+            fd = create_private(temp)
         except OSError as exc:
             raise _unwritable(root, exc.strerror or "cannot create a file") from None
         return final, temp, fd

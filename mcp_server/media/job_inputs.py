@@ -10,6 +10,7 @@ import anyio.to_thread
 
 from mcp_server.errors import GatewayError
 from mcp_server.media.reference import ReferenceImage
+from mcp_server.private_files import private_dir, write_private
 
 
 class JobInputs:
@@ -21,8 +22,8 @@ class JobInputs:
         path = self.root / f"{job_id}.input"
 
         def write() -> None:
-            self.root.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(image.data)
+            private_dir(self.root)
+            write_private(path, image.data)
 
         await anyio.to_thread.run_sync(write)
         return path.name

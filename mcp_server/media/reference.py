@@ -18,6 +18,7 @@ from mcp_server.media.fetch import GuardedFetcher
 from mcp_server.media.files import IMAGE_EXTENSIONS, MIME_TYPES, sniff_extension
 
 _PATH_HINTS = (".png", ".jpg", ".jpeg", ".webp", ".gif")
+MAX_PATH_CHARS = 1024  # a name relative to input_dir; longer ones are not worth a system call
 
 
 class ReferenceImage(BaseModel):
@@ -82,17 +83,24 @@ async def _read_input_file(text: str, param: str, input_dir: Path | None, max_by
             f"{param} looks like a file path, but no input folder is configured, so local files cannot be read. "
             "Pass the image as base64 or a data: URL, or set [server] input_dir in the config.",
         )
-    root = await anyio.Path(input_dir).expanduser()
-    root = await root.resolve()
-    candidate = await (root / text).resolve()  # absolute `text` replaces root; both are checked below
-    if not candidate.is_relative_to(root):
-        raise invalid_argument(param, f"{param} path is outside the input folder {root}; only files in it can be read.")
-    if not await candidate.is_file():
-        raise invalid_argument(param, f"{param}: no file '{text}' in the input folder {root}.")
-    stat = await candidate.stat()
-    if stat.st_size > max_bytes:
-        raise _too_large(param, max_bytes)
-    return await candidate.read_bytes()
+    if len(text) > MAX_PATH_CHARS or "\0" in text:
+        raise invalid_argument(
+            param, f"{param} is not a usable file name (at most {MAX_PATH_CHARS} characters, no NUL bytes)."
+        )
+    try:
+        root = await (await anyio.Path(input_dir).expanduser()).resolve()
+        candidate = await (root / text).resolve()  # absolute `text` replaces root; both are checked below
+        if not candidate.is_relative_to(root):
+            raise invalid_argument(param, f"{param} path is outside the input folder; only files in it can be read.")
+        shown = candidate.relative_to(root).as_posix()  # never the server's absolute paths
+        if not await candidate.is_file():
+            raise invalid_argument(param, f"{param}: there is no file '{shown}' in the input folder.")
+        if (await candidate.stat()).st_size > max_bytes:
+            raise _too_large(param, max_bytes)
+        return await candidate.read_bytes()
+    except (OSError, RuntimeError) as exc:  # too long, too deep, a link loop (RuntimeError), unreadable
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "it cannot be resolved"
+        raise invalid_argument(param, f"{param} could not be read from the input folder: {reason}.") from None
 
 
 def _too_large(param: str, max_bytes: int) -> GatewayError:

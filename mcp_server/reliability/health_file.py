@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
+from mcp_server.private_files import private_dir, write_private
 from mcp_server.reliability.health import Health, ProviderHealth
 
 log = logging.getLogger("genroute.health")
@@ -71,11 +72,9 @@ class HealthFile:
             self._pending = None
         snapshot = snapshot if snapshot is not None else self.health.snapshot(self.providers)
         report = HealthReport(pid=os.getpid(), written_at=datetime.now(UTC), providers=snapshot)
-        temporary = self.path.with_suffix(".tmp")
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            temporary.write_text(report.model_dump_json(), encoding="utf-8")
-            os.replace(temporary, self.path)
+            private_dir(self.directory)
+            write_private(self.path, report.model_dump_json().encode())
         except OSError as exc:  # health reporting must never break a call
             log.debug("cannot write %s: %s", self.path, exc.strerror)
             return

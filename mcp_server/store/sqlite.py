@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from mcp_server.private_files import private_database
 from mcp_server.store import sqlite_jobs, sqlite_keys, sqlite_usage
 from mcp_server.store.base import (
     ApiKeyRecord,
@@ -104,12 +105,12 @@ class SQLiteStore(Store):
         return await asyncio.wrap_future(self._thread.submit(fn, *args))
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = await self._in_thread(self._connect)
         self._inline = await self._in_thread(_connection, self.path, 0)
         self._inline.execute("PRAGMA wal_autocheckpoint=0")
 
     def _connect(self) -> sqlite3.Connection:
+        private_database(self.path)  # before SQLite creates it (and its WAL and -shm with its mode)
         conn = _connection(self.path, 30_000)
         _use_wal(conn)
         while True:  # the version is read under the write lock: two processes opening at once migrate once

@@ -21,6 +21,8 @@ from mcp_server.store.usage import month_of, utcnow
 Source = Literal["local", "provider"]
 PROVIDER_TIMEOUT_S = 30.0
 COST_DECIMALS = 8
+# Report periods: the ledger starts at the epoch; the last day leaves room for "the day after" (datetime's limit).
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date.max - timedelta(days=1)
 
 
 class Period(BaseModel):
@@ -99,16 +101,25 @@ class ReportPeriod:
 def _parse(value: str, param: str) -> date | datetime:
     text = value.strip()
     try:
-        return date.fromisoformat(text)
+        parsed: date | datetime = date.fromisoformat(text)
     except ValueError:
-        pass
-    try:
-        return _aware(datetime.fromisoformat(text))
-    except ValueError:
-        raise invalid_argument(
-            param,
-            f"{param} must be an ISO 8601 date like 2024-01-31 or date-time like 2024-01-31T12:00:00Z; got '{value}'.",
-        ) from None
+        try:
+            parsed = _aware(datetime.fromisoformat(text))
+        except ValueError:
+            raise invalid_argument(
+                param,
+                f"{param} must be an ISO 8601 date like 2024-01-31 or date-time like 2024-01-31T12:00:00Z; "
+                f"got '{value[:64]}'.",
+            ) from None
+        except OverflowError:  # an offset that moves the instant out of datetime's range (0001-01-01+05:00)
+            raise _out_of_range(param) from None
+    if not FIRST_DAY <= _day(parsed) <= LAST_DAY:
+        raise _out_of_range(param)
+    return parsed
+
+
+def _out_of_range(param: str) -> GatewayError:
+    return invalid_argument(param, f"{param} must fall between {FIRST_DAY} and {LAST_DAY} (UTC).")
 
 
 def _aware(moment: datetime) -> datetime:
