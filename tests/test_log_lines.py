@@ -15,6 +15,7 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from mcp_server.logs import configure_logging
+from mcp_server.providers.redact import Redactor
 from tests.emulator import Emulator
 from tests.faults_support import error_of
 from tests.support import GatewayProcess, base_config, write_config
@@ -53,7 +54,7 @@ def assert_unforged(log: str) -> None:
 def test_every_control_character_is_escaped_and_tracebacks_are_indented(
     root_logger: logging.Logger, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    configure_logging("INFO", ["sk-secret-key"])
+    configure_logging("INFO", Redactor("sk-secret-key"))
     log = logging.getLogger("genroute.test")
     log.warning("video job %s failed: %s", "vid-1", HOSTILE + " sk-secret-key")
     try:
