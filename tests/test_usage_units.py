@@ -52,9 +52,10 @@ def card(**pricing: float) -> ModelCard:
     return ModelCard(id="m", kind="chat", provider="p", upstream="u", context_window=1000, pricing=Pricing(**pricing))
 
 
-def test_chat_estimate_counts_four_characters_a_token_and_the_answer_budget() -> None:
+def test_chat_estimate_bounds_the_prompt_by_its_bytes_and_takes_the_answer_budget() -> None:
     estimate = chat_estimate(card(), ["x" * 400, "y" * 5], max_tokens=50)
-    assert estimate.prompt_tokens == 100 + 2 + 2 * 4  # ceil(chars/4) per message + 4 per message
+    assert estimate.prompt_tokens == 405 + 2 * 12 + 16  # a token a byte, 12 a message, 16 a call
+    assert chat_estimate(card(), ["€" * 10], 1).prompt_tokens == 30 + 12 + 16  # bytes, not characters
     assert estimate.completion_tokens == 50
     assert chat_estimate(card(), ["x" * 400], None).completion_tokens == 1000 - 104  # what the window leaves
     no_window = card().model_copy(update={"context_window": None})
