@@ -3,6 +3,7 @@ under a budget, and two replicas sharing one budget never overspend it. Real `ge
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 from mcp import Client
 
 from tests.emulator import Emulator
-from tests.support import stdio_client, two_replicas, write_config
+from tests.support import in_memory_client, stdio_client, two_replicas, write_config
 from tests.support_media import IMAGE_MODEL, media_config
 
 pytestmark = pytest.mark.anyio
@@ -35,8 +36,15 @@ async def test_a_small_budget_answers_as_far_as_it_goes_instead_of_refusing(
     config_data["models"]["pricey"] = {"provider": "arkroute", "upstream": "gpt-5.5", "output_usd_per_mtok": 2000.0}
     config_data["budget"] = {"monthly_usd": 0.05}
     emulator.reply = LONG_REPLY
+    pieces: list[str] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        pieces.append(message or "")
+
     async with stdio_client(write_config(tmp_path / "genroute.toml", config_data)) as client:
-        answered = await client.call_tool("chat_complete", {"prompt": "what is love", "model": "pricey"})
+        answered = await client.call_tool(
+            "chat_complete", {"prompt": "what is love", "model": "pricey"}, progress_callback=on_progress
+        )
         again = await client.call_tool("chat_complete", {"prompt": "and then", "model": "pricey"})
         report = (await client.call_tool("get_usage", {})).structured_content
     assert not answered.is_error, answered.content
@@ -46,6 +54,7 @@ async def test_a_small_budget_answers_as_far_as_it_goes_instead_of_refusing(
     assert "$0.05" in out["budget_capped"]["reason"]
     text = answered.content[0].text
     assert text.startswith(" ".join(["word"] * 25)) and "answer cut at 25 tokens by the budget" in text
+    assert "".join(pieces) == " ".join(["word"] * 25)  # streamed as it came
     assert sent_max_tokens(emulator) == [25]  # the cap went upstream; the second call never did
     error = error_of(again)
     assert error["code"] == "budget_exceeded" and "min_answer_tokens" in error["message"]
@@ -107,6 +116,33 @@ async def test_discovered_prices_are_imported_and_unpriced_models_refused_under_
     assert not free.is_error, free.content
     assert [call.json["model"] for call in emulator.calls("chat")] == ["gpt-4o-mini", "gpt-5.4"]
     assert emulator.calls("aki") == []
+
+
+async def test_a_fallback_answers_within_the_money_reserved_or_is_not_sent(
+    config_data: dict[str, Any], emulator: Emulator
+) -> None:
+    """The reservation is priced on the model asked for: a dearer fallback gets the tokens that money buys there,
+    an unpriced one is refused without blaming (cooling) its provider."""
+    config_data["models"]["flat"] = {"provider": "arkroute", "output_usd_per_mtok": 10.0, "fallbacks": ["dear"]}
+    config_data["models"]["dear"] = {"provider": "aki", "upstream": "llama3_8b_chat", "output_usd_per_mtok": 40.0}
+    config_data["models"]["open"] = {"provider": "arkroute", "output_usd_per_mtok": 10.0, "fallbacks": ["llama3-8b"]}
+    config_data["routing"]["max_retries"] = 0
+    config_data["budget"] = {"monthly_usd": 1}
+    emulator.reply = LONG_REPLY
+    emulator.fail_next("chat", status=503, times=2)
+    async with in_memory_client(config_data) as client:
+        fell_back = await client.call_tool("chat_complete", {"prompt": "go", "model": "flat", "max_tokens": 100})
+        refused = await client.call_tool("chat_complete", {"prompt": "go", "model": "open", "max_tokens": 100})
+        status = json.loads((await client.read_resource("status://providers")).contents[0].text)
+    out = fell_back.structured_content
+    assert (out["model"], out["fallback_from"], out["usage"]["completion_tokens"]) == ("dear", "flat", 25)
+    assert out["budget_capped"]["max_tokens"] == 25  # $0.001 reserved buys 25 tokens at $40 per million
+    assert [call.json["max_gen_tokens"] for call in emulator.calls("aki")] == [25]
+    error = error_of(refused)
+    assert "Also tried: llama3-8b (aki): price_unknown" in error["message"]
+    assert len(emulator.calls("aki")) == 1  # the unpriced fallback was never sent
+    aki = next(p for p in status["providers"] if p["provider"] == "aki")
+    assert (aki["failures_last_minute"], aki["last_error"]) == (0, None)
 
 
 async def test_two_replicas_share_the_last_cents_of_a_budget_without_overspending(

@@ -87,7 +87,7 @@ class AnswerAllowance:
         if self.usd is None or card.free:
             return self.requested
         if not card.priced:
-            raise unpriced_error(card)
+            raise unpriced_error(card, request_sent=False)
         tokens = self.affordable(card, self.usd)
         if tokens is None:  # the answer costs nothing: only the prompt must fit
             if self.prompt_usd(card) > self.usd + 1e-9:
@@ -124,14 +124,18 @@ def cap_note(cap: BudgetCap) -> str:
     return f"[genroute: answer cut at {cap.max_tokens} tokens by the budget: {cap.reason}.]"
 
 
-def unpriced_error(card: ModelCard) -> GatewayError:
+def unpriced_error(card: ModelCard, *, request_sent: bool | None = None) -> GatewayError:
     fields = " and ".join(f"`{name}`" for name in PRICE_FIELDS[card.kind])
+    where = f'[models."{card.id}"]'
+    if card.discovered:  # listed by its provider without a price: a table of its own gives it one
+        where = f'a [models."{card.id}"] table (provider = "{card.provider}", upstream = "{card.upstream}")'
     return GatewayError(
         f"Refused: a budget applies, but '{card.id}' has no price, so its cost cannot be kept within it. Set "
-        f'{fields} on [models."{card.id}"] in the config, or `free = true` if it costs nothing.',
+        f"{fields} on {where} in the config, or `free = true` if it costs nothing.",
         type="insufficient_quota",
         code=UNPRICED,
         status=402,
+        request_sent=request_sent,  # False: refused on the way to a fallback, never sent (not the upstream's 402)
     )
 
 
@@ -152,4 +156,5 @@ def _fallback_refused(card: ModelCard, allowance: AnswerAllowance) -> GatewayErr
         type="insufficient_quota",
         code=REFUSED,
         status=402,
+        request_sent=False,
     )
