@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Protocol
@@ -154,7 +155,7 @@ class Accountant:
                 "or raise max_usd_per_call in the config.",
             )
         if self.monthly is not None and estimate_usd > 0:
-            await self._reserve(meter, estimate_usd, None, f"estimated at {usd(estimate_usd)}")
+            await self._reserve(meter, estimate_usd, None, lambda: f"estimated at {usd(estimate_usd)}")
 
     async def _admit_answer(self, meter: Meter, allowance: AnswerAllowance) -> None:
         """Reserve what the answer may cost, as much as the money left affords down to min_answer_tokens."""
@@ -174,14 +175,15 @@ class Accountant:
                 want, limit = per_call, "max_usd_per_call"
         granted = want
         if self.monthly is not None and want > 0:
-            granted = await self._reserve(meter, want, need, needs_text(card, allowance))
+            granted = await self._reserve(meter, want, need, lambda: needs_text(card, allowance))
             if granted < want - COST_EPSILON:
                 limit = "monthly_usd"
         allowance.grant(granted, limit)
         meter.estimate, meter.estimate_usd = allowance.estimate(card), granted
 
-    async def _reserve(self, meter: Meter, amount: float, at_least: float | None, needs: str) -> float:
-        """Reserve `amount` (or what is left, if at least `at_least`) against the month; the amount held."""
+    async def _reserve(self, meter: Meter, amount: float, at_least: float | None, needs: Callable[[], str]) -> float:
+        """Reserve `amount` (or what is left, if at least `at_least`) against the month; the amount held.
+        `needs` says what the call needs, for the refusal (built only then: this runs on every paid call)."""
         limit, store = self.monthly, self.store
         if limit is None or store is None:
             return amount
@@ -202,7 +204,7 @@ class Accountant:
                 meter,
                 f"Refused: the monthly budget would be exceeded. Limit {usd(limit)} ([budget] monthly_usd), "
                 f"spent in {month} {usd(reservation.spent_usd)}{in_flight}, this call to '{meter.card.id}' "
-                f"{needs}. Raise the limit, ask for less, or use a cheaper model.",
+                f"{needs()}. Raise the limit, ask for less, or use a cheaper model.",
             )
         meter.reservation_id = reservation.id
         return reservation.amount_usd

@@ -44,7 +44,7 @@ def estimate_tokens(text: str) -> int:
 def prompt_tokens_at_most(texts: Iterable[str]) -> int:
     """An upper bound on the prompt's tokens: one per UTF-8 byte, plus the chat template's overhead."""
     messages = list(texts)
-    size = sum(len(text.encode("utf-8", "surrogatepass")) for text in messages)
+    size = sum(len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass")) for text in messages)
     return size + len(messages) * MESSAGE_OVERHEAD_TOKENS + CALL_OVERHEAD_TOKENS
 
 
