@@ -3,6 +3,7 @@ under a budget, and two replicas sharing one budget never overspend it. Real `ge
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from pathlib import Path
@@ -161,9 +162,9 @@ async def test_two_replicas_share_the_last_cents_of_a_budget_without_overspendin
     answers: list[dict[str, Any] | str] = []
     first, second = two_replicas(path)
     try:
-        async with anyio.create_task_group() as starting:
-            starting.start_soon(anyio.to_thread.run_sync, first.start)
-            starting.start_soon(anyio.to_thread.run_sync, second.start)
+        async with anyio.create_task_group() as starting:  # both at once; a busy machine may take a while
+            starting.start_soon(anyio.to_thread.run_sync, functools.partial(first.start, 90))
+            starting.start_soon(anyio.to_thread.run_sync, functools.partial(second.start, 90))
         async with Client(first.mcp_url) as one, Client(second.mcp_url) as two:
 
             async def image(client: Client) -> None:
