@@ -16,12 +16,23 @@ from pydantic import BaseModel, Field
 from mcp_server.config import LOCAL_MODEL, LOCAL_PROVIDER, GatewayConfig, Kind, ModelConfig
 from mcp_server.errors import GatewayError
 
+# The price fields that make a model of each kind priced (any one of them set, zero included).
+PRICE_FIELDS: dict[Kind, tuple[str, ...]] = {
+    "chat": ("input_usd_per_mtok", "output_usd_per_mtok"),
+    "image": ("usd_per_image",),
+    "video": ("usd_per_second",),
+}
+
 
 class Pricing(BaseModel):
     input_usd_per_mtok: float | None = None
     output_usd_per_mtok: float | None = None
     usd_per_image: float | None = None
     usd_per_second: float | None = None
+
+    def covers(self, kind: Kind) -> bool:
+        """True when at least one price of `kind` is set: a budget can then price its calls."""
+        return any(getattr(self, name) is not None for name in PRICE_FIELDS[kind])
 
 
 class ModelCard(BaseModel):
@@ -43,9 +54,15 @@ class ModelCard(BaseModel):
     aspect_ratios: list[str] | None = None
     response_format: Literal["url", "b64_json"] | None = None
     discovered: bool = False
+    free: bool = False  # costs nothing: budgets never refuse it for want of a price
+
+    @property
+    def priced(self) -> bool:
+        """A budget may charge this model's calls: it is free, or its kind's price is set."""
+        return self.free or self.pricing.covers(self.kind)
 
     @classmethod
-    def from_config(cls, model_id: str, model: ModelConfig) -> ModelCard:
+    def from_config(cls, model_id: str, model: ModelConfig, *, free_by_default: bool = False) -> ModelCard:
         return cls(
             id=model_id,
             kind=model.kind,
@@ -67,6 +84,7 @@ class ModelCard(BaseModel):
             durations=model.durations,
             aspect_ratios=model.aspect_ratios,
             response_format=model.response_format,
+            free=free_by_default if model.free is None else model.free,
         )
 
 
@@ -83,6 +101,7 @@ LOCAL_CARD = ModelCard(
     context_window=2048,
     description="SmolLM2-135M-Instruct, embedded through llama.cpp: no key, no network, small and fast.",
     pricing=Pricing(input_usd_per_mtok=0.0, output_usd_per_mtok=0.0),
+    free=True,
 )
 
 
@@ -96,7 +115,10 @@ class Catalog:
 
     @classmethod
     def from_config(cls, config: GatewayConfig, *, include_local: bool | None = None) -> Catalog:
-        cards = [ModelCard.from_config(model_id, model) for model_id, model in config.models.items()]
+        cards = [
+            ModelCard.from_config(model_id, model, free_by_default=config.providers[model.provider].protocol == "local")
+            for model_id, model in config.models.items()
+        ]
         if include_local is None:
             include_local = config.server.local_model and local_runtime_available()
         if include_local and LOCAL_MODEL not in config.models:

@@ -108,6 +108,8 @@ class ModelConfig(_Strict):
     usd_per_image: float | None = Field(default=None, ge=0)
     usd_per_second: float | None = Field(default=None, ge=0)
     max_usd_per_call: float | None = Field(default=None, gt=0)
+    # Costs nothing, so budgets never refuse it for want of a price (default: true on a `local` provider)
+    free: bool | None = None
     fallbacks: list[str] = Field(default_factory=list)
     aliases: list[str] = Field(default_factory=list)
     # media limits, validated before any upstream call
@@ -227,6 +229,8 @@ class RoutingConfig(_Strict):
 
 class BudgetConfig(_Strict):
     monthly_usd: float | None = Field(default=None, ge=0)
+    # A chat call the remaining money affords fewer answer tokens than this is refused, not cut to a stub
+    min_answer_tokens: int = Field(default=16, ge=1, le=100_000)
 
 
 class GatewayConfig(_Strict):

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import anyio
 
-from mcp_server.catalog import Catalog, ModelCard
+from mcp_server.catalog import Catalog, ModelCard, Pricing
 from mcp_server.config import LOCAL_PROVIDER, GatewayConfig, ProviderConfig
 from mcp_server.errors import GatewayError
 from mcp_server.media.fetch import GuardedFetcher
 from mcp_server.media.jobs import VideoJobs
 from mcp_server.media.registry import MediaRegistry
 from mcp_server.providers import ProviderAdapter, build_adapter
+from mcp_server.providers.base import ProviderModel
 from mcp_server.providers.redact import redactor_for
 from mcp_server.reliability.attempts import Reliability
 from mcp_server.reliability.health_file import HealthFile
@@ -26,6 +27,14 @@ from mcp_server.store import Store, open_store_for
 from mcp_server.usage.accountant import Accountant
 
 log = logging.getLogger("genroute")
+
+
+def _discovered(provider: str, model: ProviderModel) -> ModelCard:
+    """A chat card for a model a provider lists, priced when the listing states its prices."""
+    pricing = Pricing(input_usd_per_mtok=model.input_usd_per_mtok, output_usd_per_mtok=model.output_usd_per_mtok)
+    return ModelCard(
+        id=f"{provider}/{model.id}", kind="chat", provider=provider, upstream=model.id, pricing=pricing, discovered=True
+    )
 
 
 def health_dir(config: GatewayConfig) -> Path:
@@ -93,11 +102,11 @@ class Gateway:
             except GatewayError as error:
                 log.warning("discovery on provider %s failed: %s", name, error.message)
                 continue
-            for model in models:
-                self.catalog.add(
-                    ModelCard(id=f"{name}/{model.id}", kind="chat", provider=name, upstream=model.id, discovered=True)
-                )
-            log.info("discovered %d models on provider %s", len(models), name)
+            cards = [_discovered(name, model) for model in models]
+            for card in cards:
+                self.catalog.add(card)
+            priced = sum(card.pricing.covers("chat") for card in cards)
+            log.info("discovered %d models on provider %s, %d with prices", len(cards), name, priced)
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[Gateway]:

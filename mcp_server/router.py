@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
 from mcp_server.access.identity import current_caller
@@ -30,6 +30,7 @@ from mcp_server.providers.base import (
 )
 from mcp_server.reliability.attempts import Attempted, Reliability
 from mcp_server.usage.accountant import Accountant
+from mcp_server.usage.allowance import AnswerAllowance, BudgetCap
 from mcp_server.usage.cost import Quantities, chat_estimate
 
 T = TypeVar("T")
@@ -52,6 +53,7 @@ class Routed(Generic[T]):
     latency_ms: float
     fallback_from: str | None = None  # the model asked for, when one of its fallbacks answered
     attempts: int = 1  # upstream attempts made, retries and fallbacks included
+    budget_capped: BudgetCap | None = None  # chat: a budget set the max_tokens the answer ran to
 
     @property
     def provider(self) -> str:
@@ -104,6 +106,7 @@ class Router:
         job_id: str | None = None,
         metered: bool = True,
         resend_if_lost: bool = True,
+        allowance: AnswerAllowance | None = None,
     ) -> Routed[T]:
         """Run one logical call against `card`'s provider or its fallbacks, guarded by the budget, in the ledger.
 
@@ -113,7 +116,8 @@ class Router:
         `tool` names the call in the ledger (default: the model's kind); `caller` defaults to the identity the
         MCP layer set for this request; `estimate` is what the call may use (default: one image, the longest
         video, a default-length answer); `job_id` ties a video submission to its job; `metered=False` is for
-        calls that cost nothing and are part of another call (video status polls): no budget, no record.
+        calls that cost nothing and are part of another call (video status polls): no budget, no record;
+        `allowance` (chat) lets a budget bound the answer: `operation` reads its max_tokens once admitted.
         """
         self.route_for(card)  # an unconfigured provider fails here, before any attempt
         async with self.accountant.metered(
@@ -123,6 +127,7 @@ class Router:
             estimate=estimate,
             job_id=job_id,
             enabled=metered,
+            allowance=allowance,
         ) as meter:
             started = time.perf_counter()
             done = await self._attempt(card, operation, resend_if_lost)
@@ -157,23 +162,30 @@ class Router:
         """A chat completion; with `on_delta` the upstream streams and each piece is passed on as it arrives."""
         card = self.resolve(requested, "chat")
         delivered: list[str] = []  # text already passed to the client, across attempts
-        max_tokens = sampling.get("max_tokens")
-        estimate = chat_estimate(
-            card, (m.content for m in messages), max_tokens if isinstance(max_tokens, int) else None
-        )
+        asked = sampling.pop("max_tokens", None)
+        max_tokens = asked if isinstance(asked, int) else None
+        estimate = chat_estimate(card, (m.content for m in messages), max_tokens)
+        allowance = AnswerAllowance(max_tokens, estimate.completion_tokens, estimate.prompt_tokens)
 
         async def call(route: Route) -> ChatResult:
-            request = ChatRequest(upstream_model=route.card.upstream, messages=messages, **sampling)  # type: ignore[arg-type]
+            request = ChatRequest(
+                upstream_model=route.card.upstream,
+                messages=messages,
+                max_tokens=allowance.max_tokens_for(route.card),
+                **sampling,  # type: ignore[arg-type]
+            )
             if on_delta is None:
                 return await route.adapter.chat(request)
             return await _collect_stream(route.adapter, request, on_delta, delivered)
 
         try:
-            return await self.run(card, call, tool=tool, caller=caller, estimate=estimate)
+            routed = await self.run(card, call, tool=tool, caller=caller, estimate=estimate, allowance=allowance)
         except GatewayError as error:
             if delivered and not error.partial_text:  # e.g. the deadline cut the stream: keep what was sent
                 error.partial_text = "".join(delivered)
             raise
+        capped = allowance.capped(routed.card, routed.value)
+        return replace(routed, budget_capped=capped) if capped else routed
 
     async def generate_image(
         self,

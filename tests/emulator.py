@@ -39,6 +39,14 @@ else:  # imported as top-level `emulator` (tests/ itself on sys.path, pytest's d
 
 ROUTES = frozenset({"chat", "models", "images", "video_submit", "video_status", "usage", "status", "aki", "files"})
 DEFAULT_MODELS = ("gpt-5.5", "gpt-5.4", "nano-banana-2", "kling-v2-master")
+# GET /v1/models lists prices: ArcaneAPI ("List available models and pricing") and ArkRoute ("Returns model IDs,
+# providers, types, and pricing") say so without showing the JSON, so the emulator uses the `pricing` object of
+# OpenAI-compatible routers (OpenRouter's): USD per token as decimal strings. Models not named here list none.
+LISTED_PRICES: dict[str, dict[str, str]] = {
+    "gpt-5.5": {"prompt": "0.00000125", "completion": "0.00001"},
+    "gpt-5.4": {"prompt": "0.000001", "completion": "0.000008"},
+    "gpt-4o-mini": {"prompt": "0.00000015", "completion": "0.0000006"},
+}
 _OWNERS = {"gpt": "openai", "nano-banana": "google", "kling": "kuaishou", "seed": "bytedance", "claude": "anthropic"}
 _MALFORMED = b'{"id": "chatcmpl-'
 
@@ -166,6 +174,7 @@ class Emulator:
         self.echo_field = "message"  # ...this field of the error object ("message" appends to it)
         self.echo_header = "x-debug-echo"  # ...and this response header
         self.known_models: set[str] | None = None
+        self.model_prices: dict[str, dict[str, Any]] = dict(LISTED_PRICES)  # id -> its listing's `pricing`
         self.known_aki_endpoints: set[str] | None = None
         self.stream_chunk_delay_ms = 0.0
         self.video_run_s = 2.0
@@ -544,6 +553,9 @@ class Emulator:
     async def _models(self, request: Request, rec: RecordedRequest, fault: Fault | None) -> Response:
         ids = sorted(self.known_models) if self.known_models is not None else list(DEFAULT_MODELS)
         data = [{"id": mid, "object": "model", "created": 1_700_000_000, "owned_by": _owner(mid)} for mid in ids]
+        for item in data:
+            if item["id"] in self.model_prices:
+                item["pricing"] = self.model_prices[item["id"]]
         return JSONResponse({"object": "list", "data": data})
 
     async def _status(self, request: Request, rec: RecordedRequest, fault: Fault | None) -> Response:

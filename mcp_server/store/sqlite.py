@@ -236,9 +236,15 @@ class SQLiteStore(Store):
         return await self.run(sqlite_usage.status, month)
 
     async def reserve_budget(
-        self, month: str, limit_usd: float, amount_usd: float, *, ttl: timedelta = timedelta(hours=2)
+        self,
+        month: str,
+        limit_usd: float,
+        amount_usd: float,
+        *,
+        at_least: float | None = None,
+        ttl: timedelta = timedelta(hours=2),
     ) -> Reservation:
-        return await self.inline(sqlite_usage.reserve, month, limit_usd, amount_usd, ttl)
+        return await self.inline(sqlite_usage.reserve, month, limit_usd, amount_usd, ttl, at_least)
 
     async def release_reservation(self, reservation_id: str) -> None:
         await self.inline(sqlite_usage.release, reservation_id)

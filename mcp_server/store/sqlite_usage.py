@@ -20,7 +20,6 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from mcp_server.store.usage import (
-    COST_EPSILON,
     ROLLUPS,
     BudgetStatus,
     Dialect,
@@ -29,6 +28,7 @@ from mcp_server.store.usage import (
     UsageQuery,
     UsageRecord,
     UsageSummary,
+    grantable,
     ledger_row,
     merge_rows,
     rollup_tables_sql,
@@ -197,13 +197,22 @@ def status(conn: sqlite3.Connection, month: str) -> BudgetStatus:
         return BudgetStatus(month=month, spent_usd=_spent(conn, month), reserved_usd=_reserved(conn, month, _now()))
 
 
-def reserve(conn: sqlite3.Connection, month: str, limit_usd: float, amount_usd: float, ttl: timedelta) -> Reservation:
+def reserve(
+    conn: sqlite3.Connection,
+    month: str,
+    limit_usd: float,
+    amount_usd: float,
+    ttl: timedelta,
+    at_least: float | None = None,
+) -> Reservation:
     now = _now()
     with immediate(conn):
         _fold(conn)
         conn.execute("DELETE FROM budget_reservations WHERE expires_at <= ?", (now,))
         spent, reserved = _spent(conn, month), _reserved(conn, month, now)
-        granted = spent + reserved + amount_usd <= limit_usd + COST_EPSILON
+        held = grantable(spent, reserved, limit_usd, amount_usd, at_least)
+        granted = held is not None
+        amount_usd = amount_usd if held is None else held
         reservation_id = uuid.uuid4().hex if granted else None
         if granted:
             conn.execute(

@@ -21,6 +21,17 @@ HOUR = timedelta(hours=1)
 COST_EPSILON = 1e-9  # float sums of many small costs: 0.1 + 0.2 must still fit a 0.3 budget
 
 
+def grantable(spent: float, reserved: float, limit: float, amount: float, at_least: float | None) -> float | None:
+    """What a reservation may hold: `amount` when spent + reserved + amount stays within `limit`; else, when the
+    caller can do with less (`at_least`), all that is left if that is at least `at_least`; else None (refused)."""
+    left = limit - spent - reserved
+    if amount <= left + COST_EPSILON:
+        return amount
+    if at_least is not None and at_least <= left + COST_EPSILON:
+        return max(left, at_least)
+    return None
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -116,7 +127,7 @@ class Reservation(BaseModel):
     granted: bool
     id: str | None = None
     month: str
-    amount_usd: float
+    amount_usd: float  # what it holds when granted (less than asked for when `at_least` allowed it), else asked
     spent_usd: float  # settled spend of the month when the decision was taken
     reserved_usd: float  # other calls' reservations in flight at that moment
 

@@ -12,6 +12,7 @@ from mcp_server.errors import invalid_argument
 from mcp_server.gateway import Gateway
 from mcp_server.providers.base import ChatDelta, ChatMessage, Usage
 from mcp_server.tools.results import OptionalText, guarded, ok, progress_token
+from mcp_server.usage.allowance import BudgetCap, cap_note
 
 MAX_PROMPT_CHARS = 1_000_000
 
@@ -27,6 +28,9 @@ class ChatCompleteOutput(BaseModel):
     finish_reason: str | None
     usage: Usage
     latency_ms: float
+    budget_capped: BudgetCap | None = Field(
+        default=None, description="Set when a budget limited the answer's length and the answer reached that limit"
+    )
 
 
 def build_messages(messages: list[ChatMessage] | None, prompt: str | None, system: str | None) -> list[ChatMessage]:
@@ -100,5 +104,7 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
             finish_reason=result.finish_reason,
             usage=result.usage,
             latency_ms=round(routed.latency_ms, 2),
+            budget_capped=routed.budget_capped,
         )
-        return ok(output, text=result.content)
+        capped = routed.budget_capped
+        return ok(output, text=f"{result.content}\n\n{cap_note(capped)}" if capped else result.content)

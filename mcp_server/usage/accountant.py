@@ -3,12 +3,16 @@
 `Router.run` wraps the call in `accountant.metered(...)`: on entry the call's estimated cost is checked against
 the model's `max_usd_per_call` and reserved against `[budget] monthly_usd` (a refusal is recorded and raised as a
 402); on exit one ledger record is written, whatever happened, and settles the reservation to the actual cost.
+A chat call under a budget carries an `AnswerAllowance`: it reserves what the money left affords, down to
+`[budget] min_answer_tokens`, and its answer is bounded to that (usage/allowance.py). Under any budget a model
+without a price (and not `free`) is refused: its cost could not be kept within it.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Protocol
@@ -20,10 +24,10 @@ from mcp_server.config import BudgetConfig
 from mcp_server.errors import GatewayError
 from mcp_server.store.base import Store, StoreUnavailable, UsageRecord
 from mcp_server.store.usage import COST_EPSILON, month_of, utcnow
+from mcp_server.usage.allowance import REFUSED, AnswerAllowance, Limit, needs_text, unpriced_error
 from mcp_server.usage.cost import Quantities, cost, default_estimate, estimate_tokens, measure, price, usd
 
 log = logging.getLogger("genroute.usage")
-REFUSED = "budget_exceeded"
 
 
 class Answered(Protocol):
@@ -52,6 +56,7 @@ class Meter:
     reservation_id: str | None = None
     started: float = field(default_factory=time.perf_counter)
     answer: Answered | None = None
+    allowance: AnswerAllowance | None = None  # chat: the answer's length under a budget
 
     def done(self, answer: Answered) -> None:
         self.answer = answer
@@ -119,13 +124,29 @@ class Accountant:
         estimate: Quantities | None = None,
         job_id: str | None = None,
         enabled: bool = True,
+        allowance: AnswerAllowance | None = None,
     ) -> Metered:
         """`async with accountant.metered(...) as meter:` around one call (see `Metered`)."""
         estimate = estimate or default_estimate(card)
-        return Metered(self, Meter(card, tool, caller, job_id, estimate, price(card, estimate)), enabled)
+        meter = Meter(card, tool, caller, job_id, estimate, price(card, estimate), allowance=allowance)
+        return Metered(self, meter, enabled)
+
+    @property
+    def monthly(self) -> float | None:
+        """The monthly limit, when there is a store to hold it."""
+        return self.budget.monthly_usd if self.store is not None else None
 
     async def _admit(self, meter: Meter) -> None:
-        card, estimate_usd = meter.card, meter.estimate_usd
+        card = meter.card
+        if card.free or (card.max_usd_per_call is None and self.monthly is None):
+            return  # no budget applies
+        if not card.priced:
+            error = unpriced_error(card)
+            await self._refuse(meter, error.message, code=error.code or REFUSED)
+        if meter.allowance is not None:
+            await self._admit_answer(meter, meter.allowance)
+            return
+        estimate_usd = meter.estimate_usd
         if card.max_usd_per_call is not None and estimate_usd > card.max_usd_per_call + COST_EPSILON:
             await self._refuse(
                 meter,
@@ -133,12 +154,42 @@ class Accountant:
                 f"max_usd_per_call of {usd(card.max_usd_per_call)}. Ask for less (max_tokens, n or duration) "
                 "or raise max_usd_per_call in the config.",
             )
-        limit = self.budget.monthly_usd
-        if limit is None or estimate_usd <= 0 or self.store is None:
-            return
+        if self.monthly is not None and estimate_usd > 0:
+            await self._reserve(meter, estimate_usd, None, lambda: f"estimated at {usd(estimate_usd)}")
+
+    async def _admit_answer(self, meter: Meter, allowance: AnswerAllowance) -> None:
+        """Reserve what the answer may cost, as much as the money left affords down to min_answer_tokens."""
+        card = meter.card
+        allowance.min_tokens = self.budget.min_answer_tokens
+        want, need = allowance.want_usd(card), allowance.need_usd(card)
+        limit: Limit = "monthly_usd" if self.monthly is not None else "max_usd_per_call"
+        per_call = card.max_usd_per_call
+        if per_call is not None:
+            if need > per_call + COST_EPSILON:
+                await self._refuse(
+                    meter,
+                    f"Refused: this call to '{card.id}' {needs_text(card, allowance)}, above the model's "
+                    f"max_usd_per_call of {usd(per_call)}. Shorten the prompt or raise max_usd_per_call.",
+                )
+            if want > per_call:
+                want, limit = per_call, "max_usd_per_call"
+        granted = want
+        if self.monthly is not None and want > 0:
+            granted = await self._reserve(meter, want, need, lambda: needs_text(card, allowance))
+            if granted < want - COST_EPSILON:
+                limit = "monthly_usd"
+        allowance.grant(granted, limit)
+        meter.estimate, meter.estimate_usd = allowance.estimate(card), granted
+
+    async def _reserve(self, meter: Meter, amount: float, at_least: float | None, needs: Callable[[], str]) -> float:
+        """Reserve `amount` (or what is left, if at least `at_least`) against the month; the amount held.
+        `needs` says what the call needs, for the refusal (built only then: this runs on every paid call)."""
+        limit, store = self.monthly, self.store
+        if limit is None or store is None:
+            return amount
         month = month_of(utcnow())
         try:
-            reservation = await self.store.reserve_budget(month, limit, estimate_usd)
+            reservation = await store.reserve_budget(month, limit, amount, at_least=at_least)
         except StoreUnavailable as exc:
             raise GatewayError(
                 f"Paid calls are paused: the monthly budget cannot be checked ({exc}). Try again shortly.",
@@ -152,14 +203,15 @@ class Accountant:
             await self._refuse(
                 meter,
                 f"Refused: the monthly budget would be exceeded. Limit {usd(limit)} ([budget] monthly_usd), "
-                f"spent in {month} {usd(reservation.spent_usd)}{in_flight}, this call to '{card.id}' "
-                f"estimated at {usd(estimate_usd)}. Raise the limit, ask for less, or use a cheaper model.",
+                f"spent in {month} {usd(reservation.spent_usd)}{in_flight}, this call to '{meter.card.id}' "
+                f"{needs()}. Raise the limit, ask for less, or use a cheaper model.",
             )
         meter.reservation_id = reservation.id
+        return reservation.amount_usd
 
-    async def _refuse(self, meter: Meter, message: str) -> None:
-        await self._write(meter.record(REFUSED), None)
-        raise GatewayError(message, type="insufficient_quota", code=REFUSED, status=402)
+    async def _refuse(self, meter: Meter, message: str, *, code: str = REFUSED) -> None:
+        await self._write(meter.record(code), None)
+        raise GatewayError(message, type="insufficient_quota", code=code, status=402)
 
     async def _write(self, record: UsageRecord, reservation_id: str | None) -> None:
         """Write one ledger entry (the store finishes it even while the call is being cancelled); a store failure

@@ -1,8 +1,10 @@
 """What a call costs: the quantities it used (or may use), priced from the catalog card or the upstream's own bill.
 
-Before a call only an estimate exists: prompt tokens from the text's length (about 4 characters a token for
-English with BPE tokenizers; rough, and never billed), the answer at its `max_tokens` (else what the context
-window leaves, capped at DEFAULT_OUTPUT_TOKENS), n x the image price, duration x the per-second price.
+Before a call only an estimate exists, and it must not be lower than what the call can cost, since budgets
+reserve it: prompt tokens at most one per UTF-8 byte of the messages (byte-level BPE and SentencePiece with byte
+fallback never make more tokens than bytes) plus a fixed allowance per message and per call for the chat
+template; the answer at its `max_tokens` (else what the context window leaves, capped at DEFAULT_OUTPUT_TOKENS);
+n x the image price; duration x the per-second price.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from pydantic import BaseModel, Field
 
 from mcp_server.catalog import ModelCard
 
-CHARS_PER_TOKEN = 4
-MESSAGE_OVERHEAD_TOKENS = 4  # role and separators each message adds
+CHARS_PER_TOKEN = 4  # English with BPE tokenizers, typically: for the context window's room, never for money
+TYPICAL_MESSAGE_TOKENS = 4  # role and separators, typically
+MESSAGE_OVERHEAD_TOKENS = 12  # a message's role and separators: at most "developer: ...\n" in bytes
+CALL_OVERHEAD_TOKENS = 16  # what a chat template adds once: begin-of-text, the assistant turn's opening
 DEFAULT_OUTPUT_TOKENS = 4096
 DEFAULT_VIDEO_SECONDS = 10.0
 _VIDEO_SECONDS_FIELDS = ("video_seconds", "duration_s", "duration", "seconds")
@@ -33,18 +37,25 @@ class Quantities(BaseModel):
 
 
 def estimate_tokens(text: str) -> int:
+    """The typical token count of `text` (4 characters a token): what an answer without counts is charged."""
     return math.ceil(len(text) / CHARS_PER_TOKEN)
 
 
-def estimate_prompt_tokens(texts: Iterable[str]) -> int:
+def prompt_tokens_at_most(texts: Iterable[str]) -> int:
+    """An upper bound on the prompt's tokens: one per UTF-8 byte, plus the chat template's overhead."""
     messages = list(texts)
-    return sum(map(estimate_tokens, messages)) + len(messages) * MESSAGE_OVERHEAD_TOKENS
+    size = sum(len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass")) for text in messages)
+    return size + len(messages) * MESSAGE_OVERHEAD_TOKENS + CALL_OVERHEAD_TOKENS
 
 
 def chat_estimate(card: ModelCard, texts: Iterable[str], max_tokens: int | None) -> Quantities:
-    prompt = estimate_prompt_tokens(texts)
+    """The prompt at its upper bound and the answer at `max_tokens`, else at what the context window typically
+    leaves (at most DEFAULT_OUTPUT_TOKENS)."""
+    messages = list(texts)
+    prompt = prompt_tokens_at_most(messages)
     if max_tokens is None:
-        room = (card.context_window - prompt) if card.context_window else DEFAULT_OUTPUT_TOKENS
+        typical = sum(map(estimate_tokens, messages)) + len(messages) * TYPICAL_MESSAGE_TOKENS
+        room = (card.context_window - typical) if card.context_window else DEFAULT_OUTPUT_TOKENS
         max_tokens = max(1, min(DEFAULT_OUTPUT_TOKENS, room))
     return Quantities(prompt_tokens=prompt, completion_tokens=max_tokens)
 
