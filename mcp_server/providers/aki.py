@@ -20,7 +20,7 @@ from mcp_server.providers.base import (
     ProviderModel,
     Usage,
 )
-from mcp_server.providers.http import Redactor, build_client, error_from_response, malformed, transport_error
+from mcp_server.providers.http import Redactor, build_client, fetch, malformed, transport_error
 
 
 class _AkiAnswer(BaseModel):
@@ -62,12 +62,7 @@ class AkiAdapter(ProviderAdapter):
 
     async def chat(self, request: ChatRequest) -> ChatResult:
         path = f"/api/call/{request.upstream_model}"
-        try:
-            response = await self.client.post(path, json=self._body(request))
-        except httpx2.TransportError as exc:
-            raise transport_error(self.name, exc, self.config.base_url or "") from None
-        if response.status_code >= 400:
-            raise error_from_response(self.name, response, self.redact)
+        response = await fetch(self.client, self.name, self.redact, "POST", path, json=self._body(request))
         try:
             answer = _AkiAnswer.model_validate_json(response.content)
         except ValidationError:
