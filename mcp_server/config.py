@@ -182,6 +182,8 @@ class MediaConfig(_Strict):
 
     preview_max_bytes: int = Field(default=200_000, ge=10_000, le=5_000_000)  # base64 bytes per inline preview
     preview_max_side: int = Field(default=1024, ge=64, le=8192)  # pixels on the long side of a preview
+    # base64 bytes of all the previews in one result: with many images each gets its share (n = 10: 80 KB each)
+    preview_total_max_bytes: int = Field(default=800_000, ge=100_000, le=50_000_000)
     full_inline_max_bytes: int = Field(default=1_000_000, ge=10_000, le=50_000_000)  # output="full", all images
     resource_max_bytes: int = Field(default=64_000_000, ge=1_000_000)  # media://{id} read as one blob
     max_image_bytes: int = Field(default=50_000_000, ge=1_000_000)  # one image downloaded from a provider

@@ -80,6 +80,7 @@ class Fault:
     malformed: bool
     cut_stream_after: int | None
     drop_connection: bool
+    cut_body: bool = False
 
 
 async def _close_connection(receive: Receive) -> None:
@@ -128,6 +129,21 @@ class _SSE(StreamingResponse):
             await _close_connection(receive)
         else:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+class _HalfBody(Response):
+    """An answer announced in full (status, headers, Content-Length) whose body stops halfway: the socket closes."""
+
+    def __init__(self, answer: Response) -> None:
+        super().__init__(status_code=answer.status_code)
+        self.answer = answer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = bytes(self.answer.body)
+        start = {"type": "http.response.start", "status": self.answer.status_code, "headers": self.answer.raw_headers}
+        await send(start)
+        await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
+        await _close_connection(receive)
 
 
 def _owner(model_id: str) -> str:
@@ -207,19 +223,22 @@ class Emulator:
         malformed: bool = False,
         cut_stream_after: int | None = None,
         drop_connection: bool = False,
+        cut_body: bool = False,
     ) -> None:
         """Make the next `times` requests to `route` misbehave; queued faults are consumed in order.
 
         Precedence: drop_connection, malformed, cut_stream_after (chat streams; other requests are
         dropped), then status/body. A 2xx status with no body only adds latency and headers to the
         normal answer. Faults apply before auth, so the faulted request needs no valid key.
+        `cut_body` (with a 2xx status) sends the normal answer's status, headers (its full Content-Length) and the first
+        half of its body, then closes the socket (not for event streams).
         """
         if route not in ROUTES:
             raise ValueError(f"unknown route {route!r}; expected one of {sorted(ROUTES)}")
         if times < 1:
             raise ValueError("times must be >= 1")
         fault = Fault(
-            status, body, dict(headers or {}), times, latency_ms, malformed, cut_stream_after, drop_connection
+            status, body, dict(headers or {}), times, latency_ms, malformed, cut_stream_after, drop_connection, cut_body
         )
         with self._lock:
             self._faults[route].append(fault)
@@ -417,6 +436,8 @@ class Emulator:
                 return self._error_response(rec, exc.status, body)
             if fault is not None:
                 response.headers.update(fault.headers)
+                if fault.cut_body and not isinstance(response, StreamingResponse):
+                    return _HalfBody(response)
             return response
 
         return endpoint

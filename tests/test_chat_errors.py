@@ -95,6 +95,17 @@ async def test_bad_arguments_name_the_argument_and_call_nothing(
     assert emulator.calls("chat") == []
 
 
+async def test_a_conversation_over_the_character_cap_says_the_cap_and_what_to_do(
+    config_data: dict[str, Any], emulator: Emulator
+) -> None:
+    turns = [{"role": "user", "content": "a" * 600_000}, {"role": "assistant", "content": "b" * 400_001}]
+    error = error_of(await call(config_data, {"messages": turns}))
+    assert error["param"] == "messages" and error["code"] == "invalid_argument"
+    assert "1,000,001 characters" in error["message"] and "at most 1,000,000" in error["message"]
+    assert "Shorten it" in error["message"]
+    assert emulator.calls("chat") == []
+
+
 async def test_out_of_range_sampling_value_is_refused_before_upstream(
     config_data: dict[str, Any], emulator: Emulator
 ) -> None:

@@ -111,6 +111,25 @@ async def test_preview_budget_holds_for_four_4096_px_images(config: dict[str, An
     assert base64.b64decode(full.contents[0].blob) == png_bytes(4096, 4096)
 
 
+async def test_preview_result_stays_under_1_mb_for_ten_images(
+    config: dict[str, Any], emulator: Emulator, tmp_path: Path
+) -> None:
+    """n = 10 (the largest max_n): each preview gets a tenth of the 800 KB all previews may take together
+    (at 200 KB each, these ten made a 1.4 MB result)."""
+    config["models"][IMAGE_MODEL]["max_n"] = 10
+    arguments = {"prompt": "many", "model": IMAGE_MODEL, "n": 10, "size": "1024x1536"}
+    async with stdio_client(write_config(tmp_path / "genroute.toml", config)) as client:
+        result = await client.call_tool("generate_image", arguments)
+    assert not result.is_error, result.content
+    whole = len(result.model_dump_json(by_alias=True))
+    assert whole < 1_000_000, f"tool result is {whole} bytes"
+    previews = blocks(result, ImageContent)
+    assert len(previews) == 10 and all(len(preview.data) <= 80_000 for preview in previews)
+    for preview in previews:
+        with Image.open(io.BytesIO(base64.b64decode(preview.data))) as img:
+            assert img.size[0] > 64  # still a picture, not a thumbnail of a thumbnail
+
+
 async def test_full_output_inlines_small_images_and_refuses_big_ones(
     config: dict[str, Any], emulator: Emulator
 ) -> None:

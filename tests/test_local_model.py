@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import re
 import subprocess
 import sys
 import time
@@ -49,6 +50,21 @@ async def test_local_model_is_the_default_with_no_config(tmp_path: Path) -> None
     assert out["provider"] == "local" and out["model"] == "local/smollm2"
     assert out["content"].strip() and out["usage"]["completion_tokens"] > 0
     assert "".join(pieces) == out["content"]  # streamed token by token as progress
+
+
+async def test_a_prompt_longer_than_the_context_window_is_the_callers_to_shorten(tmp_path: Path) -> None:
+    """Not a bare 500: an invalid_argument naming the window and the prompt's size, and no fallback pretends."""
+    path = write_config(tmp_path / "empty.toml", {"server": {"data_dir": str(tmp_path / "data")}})
+    async with stdio_client(path) as client:
+        result = await client.call_tool("chat_complete", {"prompt": "hello " * 3000, "max_tokens": 8})
+        after = await client.call_tool("chat_complete", {"prompt": "Say hi.", "max_tokens": 4, "seed": 1})
+    assert result.is_error, result.content
+    error = result.structured_content["error"]
+    assert error["code"] == "invalid_argument" and error["status"] == 400 and error["param"] == "messages"
+    tokens = re.search(r"conversation is (\d+) tokens", error["message"])
+    assert tokens is not None and int(tokens.group(1)) > 2048, error["message"]
+    assert "context window is 2048 tokens" in error["message"] and "n_ctx" in error["message"]
+    assert not after.is_error, after.content  # the model still answers
 
 
 async def test_local_model_in_memory(tmp_path: Path) -> None:

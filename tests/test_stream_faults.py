@@ -75,3 +75,19 @@ async def test_a_stream_cut_by_the_deadline_keeps_the_text_already_sent(
     full = "echo: one two three four five six"
     assert partial and partial == "".join(pieces) and full.startswith(partial) and len(partial) < len(full)
     assert len(emulator.calls("chat")) == 1
+
+
+async def test_a_non_streamed_answer_cut_midway_is_an_interrupted_answer(
+    config_data: dict[str, Any], emulator: Emulator, tmp_path: Path
+) -> None:
+    """Without a progress token the whole answer comes as one body; an upstream that closes the connection halfway
+    through it was reached and began to answer: the error says so, and does not send the user to check base_url."""
+    path = write_config(tmp_path / "genroute.toml", config_data)
+    async with stdio_client(path) as client:
+        emulator.fail_next("chat", status=200, cut_body=True, times=3)
+        result = await client.call_tool("chat_complete", ARGUMENTS)
+    error = error_of(result)
+    assert error["code"] == "answer_interrupted" and error["status"] == 502, error
+    assert "interrupted" in error["message"] and "arkroute" in error["message"]
+    assert "unreachable" not in error["message"] and "base_url" not in error["message"]
+    assert len(emulator.calls("chat")) == 3  # retried as any 502: nothing had reached the client

@@ -8,17 +8,16 @@ Several processes may serve one database (replicas on PostgreSQL, or processes s
 of them tracks a job, the one holding its lease in the store (`video_job_lease_s`, renewed every third of it).
 Another process asked about the job follows it through the store instead of submitting or downloading it again.
 A job whose lease ran out (its process stopped) is taken over: at start, by a sweep every third of the lease, or
-by the next call that asks for it. One caught mid-submission is sent again (with the same Idempotency-Key) only
+by the next call that asks for it; so is, at once, a job whose lease holder is provably gone (a process on this
+host that was killed: see job_owner.py). One caught mid-submission is sent again (with the same Idempotency-Key) only
 to a provider known to honour that key, else it fails with an explanation.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
 import secrets
-import socket
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +32,7 @@ from mcp_server.config import MediaConfig
 from mcp_server.errors import GatewayError, invalid_argument
 from mcp_server.media.job_download import download_video
 from mcp_server.media.job_inputs import JobInputs
+from mcp_server.media.job_owner import is_gone, process_holder_id
 from mcp_server.media.job_records import (
     is_transient,
     outcome_unknown,
@@ -87,7 +87,7 @@ class VideoJobs:
         self.registry = registry
         self.config = config
         self.inputs = JobInputs(inputs_dir)
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"  # this process, in job leases
+        self.owner = process_holder_id()  # this process, in job leases
         self.lease_s = config.video_job_lease_s
         self._trackers: dict[str, _Tracker] = {}
         self._group: anyio.abc.TaskGroup | None = None
@@ -112,12 +112,23 @@ class VideoJobs:
         """Take over every unfinished job no live process tracks (at start, and in every sweep)."""
         self._check_running()
         resumed = 0
-        for job in await self.store.claim_orphaned_jobs(self.owner, self.lease_s, limit=1000):
+        stopped = await self._stopped_holders()
+        for job in await self.store.claim_orphaned_jobs(self.owner, self.lease_s, limit=1000, stopped=stopped):
             if job.id not in self._trackers and await self._adopt(job) is not None:
                 resumed += 1
         if resumed:
             log.info("resumed tracking of %d unfinished video job(s)", resumed)
         return resumed
+
+    async def look_after(self, jobs: list[JobRecord]) -> None:
+        """Take over the unfinished jobs among `jobs` that no live process tracks (a jobs:// read asked for them)."""
+        orphans = [job for job in jobs if not job.finished and job.id not in self._trackers]
+        if self._group is None or not orphans:
+            return
+        if len(orphans) == 1:
+            await self._take_over(orphans[0])
+        else:
+            await self.resume_unfinished()
 
     async def _keep_leases(self) -> None:
         """Renew this process's leases every third of `lease_s`, and sweep for jobs whose process stopped."""
@@ -241,8 +252,13 @@ class VideoJobs:
     async def _take_over(self, job: JobRecord) -> _Tracker | None:
         """Track `job` if no live process does (its lease is ours now); None if one does, or it is finished."""
         self._check_running()
-        claimed = await self.store.claim_job(job.id, self.owner, self.lease_s)
+        claimed = await self.store.claim_job(job.id, self.owner, self.lease_s, stopped=await self._stopped_holders())
         return None if claimed is None else await self._adopt(claimed)
+
+    async def _stopped_holders(self) -> list[str]:
+        """Lease holders provably gone (a process on this host that was killed): their jobs need not wait out
+        their leases."""
+        return [holder for holder in await self.store.job_lease_holders() if is_gone(holder)]
 
     async def _adopt(self, job: JobRecord) -> _Tracker | None:
         """Track a job whose lease this process has just taken from a process that stopped."""

@@ -20,7 +20,7 @@ from mcp_server.providers.base import (
     ProviderModel,
     Usage,
 )
-from mcp_server.providers.http import build_client, error_from_response, malformed, read_failure, transport_error
+from mcp_server.providers.http import build_client, fetch, malformed, read_failure, transport_error
 from mcp_server.providers.redact import Redactor
 
 
@@ -63,12 +63,7 @@ class AkiAdapter(ProviderAdapter):
 
     async def chat(self, request: ChatRequest) -> ChatResult:
         path = f"/api/call/{request.upstream_model}"
-        try:
-            response = await self.client.post(path, json=self._body(request))
-        except httpx2.TransportError as exc:
-            raise transport_error(self.name, exc, self.config.base_url or "", self.redact) from None
-        if response.status_code >= 400:
-            raise error_from_response(self.name, response, self.redact)
+        response = await fetch(self.client, self.name, self.redact, "POST", path, json=self._body(request))
         try:
             answer = _AkiAnswer.model_validate_json(response.content)
         except ValidationError:

@@ -97,6 +97,11 @@ class LazyClient:
             )
         return self._client
 
+    @property
+    def configured_url(self) -> str:
+        """base_url as the config spells it (for messages)."""
+        return self._config.base_url or ""
+
     def __getattr__(self, name: str) -> Any:  # only called for names this class does not define
         if name.startswith("_"):
             raise AttributeError(name)
@@ -219,6 +224,45 @@ def _status_hint(status: int, balance: bool = False) -> str:
     if status == 429:
         return " The provider is rate limiting: wait and try again."
     return ""
+
+
+async def fetch(
+    client: LazyClient, provider: str, redact: Redactor, method: str, path: str, **options: Any
+) -> httpx2.Response:
+    """One request and its whole answer, read into memory; an HTTP error status is decoded into its error.
+
+    The answer's head and body are read apart so a failure says what happened: one before the head is the
+    connection's (unreachable, timeout), one in the middle of the body is an interrupted answer (the upstream
+    got the request and began to answer, so it is not told to check base_url).
+    """
+    try:
+        response = await client.send(client.build_request(method, path, **options), stream=True)
+    except httpx2.TransportError as exc:
+        raise transport_error(provider, exc, client.configured_url, redact) from None
+    try:
+        await response.aread()
+    except httpx2.TimeoutException as exc:
+        raise transport_error(provider, exc, client.configured_url, redact) from None
+    except httpx2.TransportError:
+        raise _interrupted(provider, response) from None
+    finally:
+        await response.aclose()
+    if response.status_code >= 400:
+        raise error_from_response(provider, response, redact)
+    return response
+
+
+def _interrupted(provider: str, response: httpx2.Response) -> GatewayError:
+    expected = response.headers.get("content-length")
+    of = f" of {expected}" if expected and expected.isdigit() else ""
+    return GatewayError(
+        f"Provider '{provider}' began its answer (HTTP {response.status_code}) but closed the connection after "
+        f"{response.num_bytes_downloaded}{of} bytes: the answer was interrupted and is lost. Try again.",
+        type="upstream_error",
+        code="answer_interrupted",
+        status=502,
+        request_sent=True,
+    )
 
 
 def transport_error(provider: str, exc: httpx2.TransportError, url: str, redact: Redactor) -> GatewayError:

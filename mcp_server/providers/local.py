@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import logging
+import re
 import threading
 import uuid
 from collections.abc import AsyncIterator
@@ -20,10 +22,13 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from mcp_server.config import ProviderConfig
-from mcp_server.errors import GatewayError
+from mcp_server.errors import GatewayError, invalid_argument
 from mcp_server.providers.base import ChatDelta, ChatRequest, ChatResult, ProviderAdapter, ProviderModel, Usage
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+log = logging.getLogger("genroute.local")
+# llama-cpp-python's words when the prompt alone fills the context window (Llama._create_completion)
+_OVERFLOW = re.compile(r"Requested tokens \((\d+)\) exceed context window of (\d+)")
 
 
 def bundled_model_path() -> Path | None:
@@ -111,7 +116,10 @@ class LocalAdapter(ProviderAdapter):
         chat_id = f"local-{uuid.uuid4().hex[:24]}"
 
         def emit(item: ChatDelta | BaseException) -> None:
-            anyio.from_thread.run(send.send, item, token=token)
+            try:
+                anyio.from_thread.run(send.send, item, token=token)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, RuntimeError):
+                raise _CallerGone from None  # not to be mistaken for llama.cpp's own RuntimeErrors
 
         def generate() -> None:
             # A plain thread (not a task group inside this generator): `stop` ends it when the caller goes away.
@@ -130,11 +138,11 @@ class LocalAdapter(ProviderAdapter):
                             emit(ChatDelta(id=chat_id, text=text))
                     usage = _usage(llama, kwargs["messages"], "".join(parts))
                 emit(ChatDelta(id=chat_id, finish_reason=finish or "stop", usage=usage))
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError, RuntimeError):
+            except _CallerGone:
                 return  # the caller went away or the loop closed
             except Exception as exc:
                 with contextlib.suppress(Exception):
-                    emit(exc)
+                    emit(_too_long(exc) or exc)
             finally:
                 with contextlib.suppress(Exception):
                     anyio.from_thread.run_sync(send.close, token=token)
@@ -143,7 +151,10 @@ class LocalAdapter(ProviderAdapter):
         try:
             async with receive:
                 async for item in receive:
+                    if isinstance(item, GatewayError):
+                        raise item
                     if isinstance(item, BaseException):
+                        log.error("the embedded model failed to generate an answer", exc_info=item)
                         raise GatewayError(
                             "The embedded local model failed to generate an answer.",
                             type="server_error",
@@ -160,6 +171,24 @@ class LocalAdapter(ProviderAdapter):
 
     async def aclose(self) -> None:
         self._llama = None
+
+
+class _CallerGone(Exception):
+    """The answer's receiver is gone (the call was cancelled, or the event loop closed)."""
+
+
+def _too_long(exc: Exception) -> GatewayError | None:
+    """The caller's conversation does not fit the model's context window: their input to fix, not a crash."""
+    match = _OVERFLOW.search(str(exc)) if isinstance(exc, ValueError) else None
+    if match is None:
+        return None
+    tokens, window = match.groups()
+    return invalid_argument(
+        "messages",
+        f"The conversation is {tokens} tokens long, but the embedded model's context window is {window} tokens "
+        "(prompt and answer together). Shorten the conversation, pick a model with a larger context window, "
+        "or raise `n_ctx` under [providers.local] in the config.",
+    )
 
 
 def _usage(llama: Any, messages: list[dict[str, str]], answer: str) -> Usage:

@@ -31,6 +31,7 @@ from mcp_server.providers.base import (
 from mcp_server.providers.http import (
     build_client,
     error_from_response,
+    fetch,
     malformed,
     read_failure,
     retry_after_seconds,
@@ -114,13 +115,7 @@ class OpenAIAdapter(ProviderAdapter):
         return body
 
     async def _post(self, path: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> httpx2.Response:
-        try:
-            response = await self.client.post(path, json=body, headers=headers)
-        except httpx2.TransportError as exc:
-            raise transport_error(self.name, exc, self.config.base_url or "", self.redact) from None
-        if response.status_code >= 400:
-            raise error_from_response(self.name, response, self.redact)
-        return response
+        return await fetch(self.client, self.name, self.redact, "POST", path, json=body, headers=headers)
 
     def _json(self, response: httpx2.Response, model: type[BaseModel], what: str) -> Any:
         try:
@@ -188,13 +183,7 @@ class OpenAIAdapter(ProviderAdapter):
             raise malformed(self.name, "a streamed chunk was not valid JSON") from None
 
     async def _get(self, path: str, params: dict[str, str] | None = None) -> httpx2.Response:
-        try:
-            response = await self.client.get(path, params=params)
-        except httpx2.TransportError as exc:
-            raise transport_error(self.name, exc, self.config.base_url or "", self.redact) from None
-        if response.status_code >= 400:
-            raise error_from_response(self.name, response, self.redact)
-        return response
+        return await fetch(self.client, self.name, self.redact, "GET", path, params=params)
 
     async def list_models(self) -> list[ProviderModel]:
         listing: _ModelList = self._json(await self._get("/models"), _ModelList, "model list")
@@ -233,13 +222,7 @@ class OpenAIAdapter(ProviderAdapter):
         return self._video(response, "video submission")
 
     async def video_status(self, task_id: str) -> VideoStatus:
-        try:
-            response = await self.client.get(f"/video/status/{quote(task_id, safe='')}")
-        except httpx2.TransportError as exc:
-            raise transport_error(self.name, exc, self.config.base_url or "", self.redact) from None
-        if response.status_code >= 400:
-            raise error_from_response(self.name, response, self.redact)
-        return self._video(response, "video status")
+        return self._video(await self._get(f"/video/status/{quote(task_id, safe='')}"), "video status")
 
     def _video(self, response: httpx2.Response, what: str) -> VideoStatus:
         task: _VideoTask = self._json(response, _VideoTask, what)

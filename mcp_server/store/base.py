@@ -7,7 +7,7 @@ One interface, two implementations (SQLite in data_dir by default, PostgreSQL wi
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
@@ -125,15 +125,24 @@ class Store(ABC):
     async def update_job(self, job_id: str, **fields: Any) -> JobRecord | None: ...
 
     @abstractmethod
-    async def claim_job(self, job_id: str, owner: str, lease_s: float) -> JobRecord | None:
+    async def claim_job(
+        self, job_id: str, owner: str, lease_s: float, *, stopped: Sequence[str] = ()
+    ) -> JobRecord | None:
         """Lease an unfinished job to the process `owner` for `lease_s` seconds, unless another process holds an
         unexpired lease on it: the job when `owner` holds the lease now, None when it is finished, unknown or
-        tracked by another live process. One process at a time submits, polls and downloads a job."""
+        tracked by another live process. One process at a time submits, polls and downloads a job. A lease held
+        by one of the `stopped` holders (known to be gone, see media/job_owner.py) is taken at once."""
 
     @abstractmethod
-    async def claim_orphaned_jobs(self, owner: str, lease_s: float, *, limit: int = 100) -> list[JobRecord]:
-        """claim_job for every unfinished job whose lease ran out (or that never had one), oldest first, in one
-        statement: a process's sweep for the jobs of processes that stopped."""
+    async def claim_orphaned_jobs(
+        self, owner: str, lease_s: float, *, limit: int = 100, stopped: Sequence[str] = ()
+    ) -> list[JobRecord]:
+        """claim_job for every unfinished job whose lease ran out (or that never had one, or whose holder is one of
+        `stopped`), oldest first, in one statement: a process's sweep for the jobs of processes that stopped."""
+
+    @abstractmethod
+    async def job_lease_holders(self) -> list[str]:
+        """The holders of unexpired leases on unfinished jobs (to find among them processes that are gone)."""
 
     @abstractmethod
     async def renew_job_leases(self, owner: str, lease_s: float) -> int:

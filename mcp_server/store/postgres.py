@@ -8,7 +8,7 @@ so replicas starting together migrate once.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -161,27 +161,39 @@ class PostgresStore(Store):
             )
         return job
 
-    async def claim_job(self, job_id: str, owner: str, lease_s: float) -> JobRecord | None:
+    async def claim_job(
+        self, job_id: str, owner: str, lease_s: float, *, stopped: Sequence[str] = ()
+    ) -> JobRecord | None:
         """The database's clock decides whether a lease ran out, so replicas' clocks need not agree."""
         async with self.connection() as conn:
             return await _one_job(
                 conn,
                 "UPDATE jobs SET owner = %s, lease_until = now() + make_interval(secs => %s)"
-                " WHERE id = %s AND status NOT IN ('completed', 'failed')"
-                " AND (owner IS NULL OR owner = %s OR lease_until IS NULL OR lease_until <= now()) RETURNING *",
-                (owner, float(lease_s), job_id, owner),
+                " WHERE id = %s AND status NOT IN ('completed', 'failed') AND (owner IS NULL OR owner = %s"
+                " OR lease_until IS NULL OR lease_until <= now() OR owner = ANY(%s::text[])) RETURNING *",
+                (owner, float(lease_s), job_id, owner, list(stopped)),
             )
 
-    async def claim_orphaned_jobs(self, owner: str, lease_s: float, *, limit: int = 100) -> list[JobRecord]:
+    async def claim_orphaned_jobs(
+        self, owner: str, lease_s: float, *, limit: int = 100, stopped: Sequence[str] = ()
+    ) -> list[JobRecord]:
         async with self.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(
                 "UPDATE jobs SET owner = %s, lease_until = now() + make_interval(secs => %s) WHERE id IN ("
                 " SELECT id FROM jobs WHERE status NOT IN ('completed', 'failed')"
-                " AND (lease_until IS NULL OR lease_until <= now()) ORDER BY created_at LIMIT %s"
-                " FOR UPDATE SKIP LOCKED) RETURNING *",
-                (owner, float(lease_s), limit),
+                " AND (lease_until IS NULL OR lease_until <= now() OR owner = ANY(%s::text[]))"
+                " ORDER BY created_at LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING *",
+                (owner, float(lease_s), list(stopped), limit),
             )
             return [JobRecord.model_validate(row) for row in await cur.fetchall()]
+
+    async def job_lease_holders(self) -> list[str]:
+        async with self.connection() as conn:
+            cur = await conn.execute(
+                "SELECT DISTINCT owner FROM jobs WHERE status NOT IN ('completed', 'failed')"
+                " AND owner IS NOT NULL AND lease_until > now()"
+            )
+            return [row[0] for row in await cur.fetchall()]
 
     async def renew_job_leases(self, owner: str, lease_s: float) -> int:
         async with self.connection() as conn:

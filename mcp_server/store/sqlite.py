@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -172,11 +172,18 @@ class SQLiteStore(Store):
     async def create_job(self, job: JobRecord, *, owner: str | None = None, lease_s: float = 0.0) -> JobRecord:
         return await self.run(sqlite_jobs.create_job, job, owner, lease_s)
 
-    async def claim_job(self, job_id: str, owner: str, lease_s: float) -> JobRecord | None:
-        return await self.run(sqlite_jobs.claim_job, job_id, owner, lease_s)
+    async def claim_job(
+        self, job_id: str, owner: str, lease_s: float, *, stopped: Sequence[str] = ()
+    ) -> JobRecord | None:
+        return await self.run(sqlite_jobs.claim_job, job_id, owner, lease_s, stopped)
 
-    async def claim_orphaned_jobs(self, owner: str, lease_s: float, *, limit: int = 100) -> list[JobRecord]:
-        return await self.run(sqlite_jobs.claim_orphaned_jobs, owner, lease_s, limit)
+    async def claim_orphaned_jobs(
+        self, owner: str, lease_s: float, *, limit: int = 100, stopped: Sequence[str] = ()
+    ) -> list[JobRecord]:
+        return await self.run(sqlite_jobs.claim_orphaned_jobs, owner, lease_s, limit, stopped)
+
+    async def job_lease_holders(self) -> list[str]:
+        return await self.run(sqlite_jobs.job_lease_holders)
 
     async def renew_job_leases(self, owner: str, lease_s: float) -> int:
         return await self.run(sqlite_jobs.renew_job_leases, owner, lease_s)

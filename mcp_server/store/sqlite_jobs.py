@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,25 +49,47 @@ def create_job(conn: sqlite3.Connection, job: JobRecord, owner: str | None, leas
     return job
 
 
-def claim_job(conn: sqlite3.Connection, job_id: str, owner: str, lease_s: float) -> JobRecord | None:
+def claim_job(
+    conn: sqlite3.Connection, job_id: str, owner: str, lease_s: float, stopped: Sequence[str]
+) -> JobRecord | None:
     now = time.time()
+    gone, params = _stopped(stopped)
     rows = conn.execute(
         "UPDATE jobs SET owner = ?, lease_until = ? WHERE id = ? AND status NOT IN ('completed', 'failed')"
-        " AND (owner IS NULL OR owner = ? OR lease_until IS NULL OR lease_until <= ?) RETURNING *",
-        (owner, now + lease_s, job_id, owner, now),
+        f" AND (owner IS NULL OR owner = ? OR lease_until IS NULL OR lease_until <= ?{gone}) RETURNING *",
+        (owner, now + lease_s, job_id, owner, now, *params),
     ).fetchall()  # read to the end: the statement, and its autocommit, is finished only then
     return from_row(rows[0]) if rows else None
 
 
-def claim_orphaned_jobs(conn: sqlite3.Connection, owner: str, lease_s: float, limit: int) -> list[JobRecord]:
+def claim_orphaned_jobs(
+    conn: sqlite3.Connection, owner: str, lease_s: float, limit: int, stopped: Sequence[str]
+) -> list[JobRecord]:
     now = time.time()
+    gone, params = _stopped(stopped)
     rows = conn.execute(
         "UPDATE jobs SET owner = ?, lease_until = ? WHERE id IN (SELECT id FROM jobs"
-        " WHERE status NOT IN ('completed', 'failed') AND (lease_until IS NULL OR lease_until <= ?)"
+        f" WHERE status NOT IN ('completed', 'failed') AND (lease_until IS NULL OR lease_until <= ?{gone})"
         " ORDER BY created_at LIMIT ?) RETURNING *",
-        (owner, now + lease_s, now, limit),
+        (owner, now + lease_s, now, *params, limit),
     ).fetchall()
     return [job for row in rows if (job := from_row(row)) is not None]
+
+
+def _stopped(stopped: Sequence[str]) -> tuple[str, tuple[str, ...]]:
+    """The `OR owner IN (...)` that lets a claim take the leases of holders known to be gone."""
+    if not stopped:
+        return "", ()
+    return f" OR owner IN ({', '.join('?' * len(stopped))})", tuple(stopped)
+
+
+def job_lease_holders(conn: sqlite3.Connection) -> list[str]:
+    rows = conn.execute(
+        "SELECT DISTINCT owner FROM jobs WHERE status NOT IN ('completed', 'failed')"
+        " AND owner IS NOT NULL AND lease_until > ?",
+        (time.time(),),
+    ).fetchall()
+    return [row[0] for row in rows]
 
 
 def renew_job_leases(conn: sqlite3.Connection, owner: str, lease_s: float) -> int:

@@ -39,8 +39,14 @@ def build_messages(messages: list[ChatMessage] | None, prompt: str | None, syste
     if not messages and not (prompt and prompt.strip()):
         raise invalid_argument("messages", "Pass `messages` (a list of {role, content}) or a non-empty `prompt`.")
     turns = list(messages) if messages else [ChatMessage(role="user", content=prompt or "")]
-    if sum(len(m.content) for m in turns) > MAX_PROMPT_CHARS:
-        raise invalid_argument("messages", f"The conversation is longer than {MAX_PROMPT_CHARS} characters.")
+    size = sum(len(m.content) for m in turns)
+    if size > MAX_PROMPT_CHARS:
+        raise invalid_argument(
+            "messages",
+            f"The conversation is {size:,} characters; one call takes at most {MAX_PROMPT_CHARS:,} (`prompt` or "
+            "all of `messages` together). Shorten it: drop or summarise older turns, or send a long document "
+            "in parts.",
+        )
     if system:
         turns.insert(0, ChatMessage(role="system", content=system))
     return turns

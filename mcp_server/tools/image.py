@@ -86,6 +86,12 @@ def _summary(images: list[StoredImage], model: str, provider: str, output: Outpu
     return "\n".join(lines)
 
 
+def preview_budget(config: MediaConfig, n: int) -> int:
+    """Base64 bytes for each of `n` previews: `preview_max_bytes`, or less so that all of them together stay
+    within `preview_total_max_bytes` (the whole result then stays under 1 MB whatever n is)."""
+    return min(config.preview_max_bytes, config.preview_total_max_bytes // max(n, 1))
+
+
 def _link(image: StoredImage) -> ResourceLink:
     item = image.item
     return ResourceLink(
@@ -171,9 +177,10 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
         if output == "full":
             inline: list[ImageContent | None] = list(_full_inline(stored, config))
         elif output == "preview":
+            budget = config.model_copy(update={"preview_max_bytes": preview_budget(config, len(stored))})
             inline = [
                 ImageContent(type="image", data=p.data_b64, mime_type=p.mime_type) if p else None
-                for p in await previews(stored, config)
+                for p in await previews(stored, budget)
             ]
         else:
             inline = [None] * len(stored)

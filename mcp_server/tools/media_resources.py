@@ -34,6 +34,7 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
     )
     async def recent_jobs() -> str:
         jobs = await gateway.store.list_jobs(limit=RECENT_JOBS, caller=identity.jobs_scope())
+        await gateway.jobs.look_after(jobs)  # an unfinished one whose process stopped is tracked again
         return json.dumps({"jobs": [public_view(job) for job in jobs]}, indent=2)
 
     @mcp.resource(
@@ -47,6 +48,7 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
             job = await gateway.jobs.get(job_id, caller=identity.jobs_scope())
         except GatewayError as error:
             raise ResourceNotFoundError(error.message) from None
+        await gateway.jobs.look_after([job])
         return json.dumps(public_view(job), indent=2)
 
 
