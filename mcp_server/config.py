@@ -148,6 +148,9 @@ class OAuthConfig(_Strict):
     required_scopes: list[str] = Field(default_factory=list)
     admin_scope: str = "genroute:admin"
     timeout_s: float = Field(default=10.0, gt=0, le=120)
+    # An active token's introspection answer is reused this long at most (never past its expiry); an inactive
+    # one's for 60 s, so a flood of made-up tokens does not become one call to the authorization server each
+    cache_s: float = Field(default=30.0, ge=0, le=3600)
 
     @field_validator("issuer_url", "introspection_url", "resource_url")
     @classmethod
@@ -174,6 +177,19 @@ class HttpConfig(_Strict):
     # with [server] database_url (replicas), off with SQLite (one process; the count stays in memory)
     rate_limit_shared: bool | None = None
     forwarded_allow_ips: list[str] = Field(default_factory=lambda: ["127.0.0.1"])  # proxies trusted for X-Forwarded-*
+    # 2025-11-25 sessions: at most this many open per key (or OAuth principal); one with no request in flight and
+    # no open GET stream for session_idle_s is closed (its client initializes a new one)
+    max_sessions_per_key: int = Field(default=100, ge=1, le=10_000)
+    session_idle_s: float = Field(default=600.0, gt=0, le=86_400)
+    # Before authentication: a request's headers must fit max_header_bytes (431) and arrive within
+    # header_timeout_s of the connection opening (or of the previous answer); at most max_connections client
+    # connections are open, the one waiting longest for its headers is dropped to make room for a new one
+    max_header_bytes: int = Field(default=32 * 1024, ge=4096, le=1024 * 1024)
+    header_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    max_connections: int = Field(default=2048, ge=4, le=1_000_000)
+    # Failed authentications (401) per client address (an IPv6 /64) and minute; above it 429 with Retry-After.
+    # A request with a valid key is never refused by it
+    auth_failures_per_min: int = Field(default=60, ge=1)
     oauth: OAuthConfig | None = None
 
 

@@ -1,11 +1,12 @@
 """Streamable HTTP app assembly: the MCP endpoint at /mcp, /healthz, and the access layers around them.
 
-Outermost first: Host/Origin (421/403, every path) -> CORS for `[http] allowed_origins` (when set: preflights
-are answered before authentication) -> bearer authentication and per-key rate limit (401/429, every path but
-/healthz and /.well-known/*) -> the SDK's app, which caps request bodies (413) at /mcp, the one route that takes
-a body. Host and Origin are checked once, by the outer guard: the SDK's own
-check of them is switched off (it would repeat the same work on every call and guard /mcp only).
-No tool logic here; the pieces live in mcp_server/access/.
+In front of everything, the connection itself (access/frontdoor.py): header size, header time and connection
+count. Then, outermost first: Host/Origin (421/403, every path) -> CORS for `[http] allowed_origins` (when set:
+preflights are answered before authentication) -> bearer authentication, the per-address limit on failures and the
+per-key rate limit on tool calls (401/429, every path but /healthz and /.well-known/*) -> the SDK's app, which caps
+request bodies (413) at /mcp, the one route that takes a body, and sessions per key (429, access/sessions.py).
+Host and Origin are checked once, by the outer guard: the SDK's own check of them is switched off (it would repeat
+the same work on every call and guard /mcp only). No tool logic here; the pieces live in mcp_server/access/.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ from starlette.types import ASGIApp
 from mcp_server import __version__, loop
 from mcp_server.access import identity
 from mcp_server.access.auth import ChainVerifier, require_bearer
+from mcp_server.access.frontdoor import guarded_protocol
 from mcp_server.access.hosts import HostOriginGuard, is_loopback, security_settings, with_cors
 from mcp_server.access.keys import ApiKeyVerifier
 from mcp_server.access.oauth import IntrospectionVerifier, metadata_routes, metadata_url
-from mcp_server.access.ratelimit import RateLimiter, SharedWindowLimiter, TokenBucketLimiter
+from mcp_server.access.ratelimit import AuthFailureLimiter, RateLimiter, SharedWindowLimiter, TokenBucketLimiter
+from mcp_server.access.sessions import SessionLimitReached, cap_sessions_per_key, session_limit_answer
 from mcp_server.gateway import Gateway
 from mcp_server.media.http import media_response
 from mcp_server.media.registry import MediaRegistry
@@ -71,7 +74,10 @@ def build_http_app(mcp: MCPServer[Any], gateway: Gateway, host: str, port: int, 
         transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),  # HostOriginGuard's
         host=host,
         max_request_body_size=http.max_body_bytes,
+        session_idle_timeout=http.session_idle_s,
     )
+    cap_sessions_per_key(mcp.session_manager, http.max_sessions_per_key)
+    app.add_exception_handler(SessionLimitReached, session_limit_answer)
     if not auth:
         identity.set_unauthenticated_caller("local")
         return HostOriginGuard(with_cors(app, http.allowed_origins), settings)
@@ -82,7 +88,12 @@ def build_http_app(mcp: MCPServer[Any], gateway: Gateway, host: str, port: int, 
         default_rate_limit_per_min=http.rate_limit_per_min,
         scopes=oauth.required_scopes if oauth else None,
     )
-    introspection = IntrospectionVerifier(oauth, default_rate_limit_per_min=http.rate_limit_per_min) if oauth else None
+    failures = AuthFailureLimiter(http.auth_failures_per_min)
+    introspection = (
+        IntrospectionVerifier(oauth, default_rate_limit_per_min=http.rate_limit_per_min, failures=failures)
+        if oauth
+        else None
+    )
     if oauth is not None:
         app.router.routes.extend(metadata_routes(oauth))
     _on_lifespan(app, gateway, introspection)
@@ -92,6 +103,8 @@ def build_http_app(mcp: MCPServer[Any], gateway: Gateway, host: str, port: int, 
         required_scopes=oauth.required_scopes if oauth else None,
         resource_metadata_url=metadata_url(oauth) if oauth else None,
         limiter=rate_limiter(gateway),
+        failures=failures,
+        max_body_bytes=http.max_body_bytes,
     )
     return HostOriginGuard(with_cors(protected, http.allowed_origins), settings)
 
@@ -149,6 +162,7 @@ def serve_http(
     if refusal:
         raise ValueError(refusal)
     app = build_http_app(mcp, gateway, host, port, auth=not no_auth)
+    http = gateway.config.http
     config = uvicorn.Config(
         app,
         host=host,
@@ -158,7 +172,8 @@ def serve_http(
         log_config=None,  # keep genroute's redacting stderr handler for uvicorn's own loggers too
         lifespan="on",
         proxy_headers=True,
-        forwarded_allow_ips=gateway.config.http.forwarded_allow_ips,
+        forwarded_allow_ips=http.forwarded_allow_ips,
+        http=guarded_protocol(http.max_header_bytes, http.header_timeout_s, http.max_connections),
     )
     # What `uvicorn.run` does, on genroute's loop runner: Ctrl-C is a clean stop (uvicorn shuts down gracefully,
     # then re-raises the signal it caught), and a server that never started is a failure.

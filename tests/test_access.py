@@ -20,7 +20,7 @@ from mcp_server.server import build_server
 from tests.emulator import Emulator
 from tests.emulator_access import AuthorizationServer, ThreadedServer
 from tests.support import GatewayProcess, child_env, free_port, genroute_command, http_gateway, write_config
-from tests.support_access import MCP_HEADERS, client, data_bytes, keys, new_key, post
+from tests.support_access import MCP_HEADERS, TOOL_CALL, client, data_bytes, keys, new_key, post
 
 # ----- keys --------------------------------------------------------------------------------------------
 
@@ -108,13 +108,15 @@ def test_rate_limit_answers_429_with_retry_after_per_key(config_path: Path) -> N
     slow = new_key(config_path, "slow", "--rate-limit", "2")
     other = new_key(config_path, "other")
     with http_gateway(config_path, auth=True) as gateway:
-        answers = [post(gateway.mcp_url, slow) for _ in range(3)]
-        unaffected = post(gateway.mcp_url, other)
-    assert [a.status_code for a in answers] == [200, 200, 429]
+        answers = [post(gateway.mcp_url, slow, body=TOOL_CALL) for _ in range(3)]
+        still_initializes = post(gateway.mcp_url, slow)
+        unaffected = post(gateway.mcp_url, other, body=TOOL_CALL)
+    assert [a.status_code == 429 for a in answers] == [False, False, True]
     limited = answers[2]
     assert 1 <= int(limited.headers["retry-after"]) <= 30
-    assert limited.json()["error"] == "rate_limited" and "2 requests a minute" in limited.json()["error_description"]
-    assert unaffected.status_code == 200
+    assert limited.json()["error"]["data"]["error"] == "rate_limited"
+    assert "2 tool calls a minute" in limited.json()["error"]["message"]
+    assert still_initializes.status_code == 200 and unaffected.status_code != 429
 
 
 def test_replicas_on_one_database_share_a_keys_rate_limit(
@@ -131,14 +133,14 @@ def test_replicas_on_one_database_share_a_keys_rate_limit(
     try:
         second = GatewayProcess(config_path, auth=True).start()
         try:
-            answers = [post(gateway.mcp_url, key) for gateway in (first, second, first, second, first)]
+            answers = [post(gateway.mcp_url, key, body=TOOL_CALL) for gateway in (first, second, first, second, first)]
         finally:
             second.stop()
     finally:
         first.stop()
-    assert [a.status_code for a in answers] == [200, 200, 200, 429, 429]
+    assert [a.status_code == 429 for a in answers] == [False, False, False, True, True]
     assert all(int(a.headers["retry-after"]) >= 1 for a in answers[3:])
-    assert answers[3].json()["error"] == "rate_limited"
+    assert answers[3].json()["error"]["data"]["error"] == "rate_limited"
 
 
 # ----- Host, Origin, body size ---------------------------------------------------------------------------
@@ -213,10 +215,10 @@ async def test_tools_see_the_key_name_and_admin_flag(config_data: dict[str, Any]
         for key in (alice, root):
             async with client(server.url + "/mcp", key, mode) as session:
                 seen.append((await session.call_tool("whoami", {})).structured_content)
-    assert seen == [
-        {"name": "alice", "admin": False, "caller": "alice"},
-        {"name": "root", "admin": True, "caller": "root"},
-    ]
+    assert [(s["name"], s["admin"]) for s in seen] == [("alice", False), ("root", True)]
+    # what jobs and usage belong to: the key, not its name
+    assert seen[0]["caller"].startswith("key:") and seen[1]["caller"].startswith("key:")
+    assert seen[0]["caller"] != seen[1]["caller"]
     assert identity.current_caller() == "stdio"  # outside any HTTP request: the local user
 
 

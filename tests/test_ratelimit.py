@@ -1,16 +1,56 @@
-"""Rate limits counted in the store: the sliding-window arithmetic, and the limiter over a real SQLite store."""
+"""Per-key rate limits: what they count (tool calls, over a real `genroute serve --http`), the sliding-window
+arithmetic, and the limiter over a real SQLite store."""
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
 
+import httpx2
 import pytest
 
 from mcp_server.access.ratelimit import SharedWindowLimiter, retry_after
 from mcp_server.store.sqlite import SQLiteStore
+from tests.support import http_gateway
+from tests.support_access import MCP_HEADERS, client, new_key
 
 pytestmark = pytest.mark.anyio
+LIMITED = "Rate limited: this key may make 5 tool calls a minute"
+
+
+async def test_a_key_makes_its_tool_calls_however_it_holds_its_sessions(config_path: Path) -> None:
+    """`--rate-limit 5` is 5 tool calls a minute: initialize, notifications, tools/list, the GET stream and DELETE
+    do not count, so a client that opens a session per call (LangChain's and llama-index's default) gets the same
+    5 calls as one that keeps a session. tools/call, resources/read and prompts/get all count."""
+    steady = new_key(config_path, "steady", "--rate-limit", "5")
+    hopper = new_key(config_path, "hopper", "--rate-limit", "5")
+    with http_gateway(config_path, auth=True) as gateway:
+        async with client(gateway.mcp_url, steady) as session:
+            for _ in range(3):
+                await session.list_tools()  # protocol traffic: free
+                assert not (await session.call_tool("list_models", {})).is_error
+            await session.read_resource("models://catalog")
+            await session.get_prompt("blog-writer", {"topic": "tides", "audience": "sailors"})
+            with pytest.raises(Exception, match=LIMITED):
+                await session.call_tool("list_models", {})
+        for _ in range(5):
+            async with client(gateway.mcp_url, hopper) as session:  # initialize, GET stream, call, DELETE
+                assert not (await session.call_tool("list_models", {})).is_error
+        async with client(gateway.mcp_url, hopper) as session:  # the session itself still opens
+            with pytest.raises(Exception, match=LIMITED):
+                await session.call_tool("list_models", {})
+        refused = httpx2.post(
+            gateway.mcp_url,
+            headers={**MCP_HEADERS, "Authorization": f"Bearer {hopper}"},
+            json={"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "list_models"}},
+            timeout=10,
+        )
+    assert refused.status_code == 429 and 1 <= int(refused.headers["retry-after"]) <= 60
+    error = refused.json()
+    assert error["id"] == 7 and error["error"]["data"] == {
+        "error": "rate_limited",
+        "retry_after_s": int(refused.headers["retry-after"]),
+    }
 
 
 def test_requests_within_the_sliding_window_estimate_pass() -> None:

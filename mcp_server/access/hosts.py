@@ -8,12 +8,12 @@ as well.
 from __future__ import annotations
 
 import ipaddress
-import json
 
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from mcp_server.access.answers import send_json
 from mcp_server.config import HttpConfig
 
 _LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
@@ -90,17 +90,5 @@ class HostOriginGuard:
             detail = "This server does not answer to that Host name. Add it to [http] allowed_hosts in the config."
         else:
             detail = "Requests from that Origin are not allowed. Add it to [http] allowed_origins in the config."
-        body = json.dumps(
-            {
-                "error": "forbidden_host" if refusal.status_code == 421 else "forbidden_origin",
-                "error_description": detail,
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": refusal.status_code,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        error = "forbidden_host" if refusal.status_code == 421 else "forbidden_origin"
+        await send_json(send, refusal.status_code, {"error": error, "error_description": detail})

@@ -1,7 +1,8 @@
-"""Who is calling: the authenticated key's name (or OAuth principal) for the ledger and per-key views.
+"""Who is calling: the authenticated key (or OAuth principal), as a stable identity and a readable name.
 
 The SDK's AuthContextMiddleware puts the authenticated user in a contextvar, and its message streams carry
 each request's context to the handler that serves it, so a tool reads the caller of *its* request here.
+Jobs, usage, rate limits and sessions belong to the identity (see principals.py); the name is for people.
 """
 
 from __future__ import annotations
@@ -10,37 +11,41 @@ from dataclasses import dataclass
 
 from mcp.server.auth.middleware.auth_context import get_access_token
 
+from mcp_server.access.principals import STDIO
+
 
 @dataclass(frozen=True)
 class Caller:
-    name: str
+    id: str  # stable: `key:<key id>`, `oauth-sub:<sub>`, `oauth-client:<id>`, `stdio` or `local`
+    name: str  # the key's name (or the identity where there is no other name)
     admin: bool  # may see everyone's usage and jobs
 
 
 # Without authentication: stdio (the local user), or HTTP with --no-auth (loopback only). Both are the
 # machine's own user, so both see everything.
-_unauthenticated = Caller(name="stdio", admin=True)
+_unauthenticated = Caller(id=STDIO, name=STDIO, admin=True)
 
 
 def set_unauthenticated_caller(name: str) -> None:
     """Name the caller of requests that carry no token (`genroute serve --http --no-auth` sets "local")."""
     global _unauthenticated
-    _unauthenticated = Caller(name=name, admin=True)
+    _unauthenticated = Caller(id=name, name=name, admin=True)
 
 
 def current() -> Caller:
     token = get_access_token()
     if token is None:
         return _unauthenticated
-    return Caller(name=token.client_id, admin=bool((token.claims or {}).get("admin")))
+    claims = token.claims or {}
+    return Caller(id=token.client_id, name=str(claims.get("name") or token.client_id), admin=bool(claims.get("admin")))
 
 
 def jobs_scope() -> str | None:
     """Whose video jobs this request may see: None (everyone's) for an admin, else the caller's own."""
     who = current()
-    return None if who.admin else who.name
+    return None if who.admin else who.id
 
 
 def current_caller() -> str:
-    """The key name ("stdio" over stdio): what the usage ledger records as the caller."""
-    return current().name
+    """The caller's identity ("stdio" over stdio): what the usage ledger and video jobs record."""
+    return current().id

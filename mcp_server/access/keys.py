@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from mcp.server.auth.provider import AccessToken
 
+from mcp_server.access.principals import RESERVED_NAMES, key_identity
 from mcp_server.errors import GatewayError, invalid_argument
 from mcp_server.store import ApiKeyRecord, Store
 
@@ -43,6 +44,12 @@ def check_name(name: str) -> str:
             "name",
             f"Key name {name[:80]!r} is not allowed: use 1-64 letters, digits, '.', '_', '@' or '-', "
             "starting with a letter or digit.",
+        )
+    if name.lower() in RESERVED_NAMES:
+        raise invalid_argument(
+            "name",
+            f"Key name '{name}' is reserved: genroute names its own callers {' and '.join(sorted(RESERVED_NAMES))} "
+            "(stdio and --no-auth). Pick another name.",
         )
     return name
 
@@ -96,11 +103,13 @@ class ApiKeyVerifier:
             return None
         await self._touch(record)
         limit = record.rate_limit_per_min
+        identity = key_identity(record.id)  # a re-created name is a new identity: see principals.py
         return AccessToken(
-            token=f"key:{record.id}",  # the key itself stays out of every object that outlives the request
-            client_id=record.name,
+            token=identity,  # the key itself stays out of every object that outlives the request
+            client_id=identity,  # what sessions, rate limits, jobs and usage belong to
             scopes=self.scopes + ([ADMIN_SCOPE] if record.admin else []),
             claims={
+                "name": record.name,
                 "genroute_key_id": record.id,
                 "admin": record.admin,
                 "rate_limit_per_min": self.default_rate_limit_per_min if limit is None else limit,

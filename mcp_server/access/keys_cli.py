@@ -21,9 +21,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--rate-limit",
         type=int,
         metavar="N",
-        help="requests per minute for this key (default: [http] rate_limit_per_min; 0 = unlimited)",
+        help="tool calls per minute for this key (default: [http] rate_limit_per_min; 0 = unlimited)",
     )
-    actions.add_parser("list", help="list keys (names and dates; never the keys or their hashes)")
+    actions.add_parser("list", help="list keys (names, dates, id starts; never the keys or their hashes)")
     revoke = actions.add_parser("revoke", help="revoke a key at once, in every running server")
     revoke.add_argument("name")
 
@@ -65,6 +65,7 @@ async def _dispatch(store: Store, config: GatewayConfig, args: argparse.Namespac
             "yes" if k.admin else "no",
             _limit(k, config),
             _when(k.last_used_at),
+            k.id[:8],
         ]
         for k in await store.list_keys()
     ]
@@ -73,7 +74,7 @@ async def _dispatch(store: Store, config: GatewayConfig, args: argparse.Namespac
         return 0
     from mcp_server.cli import table
 
-    print(table(["NAME", "CREATED", "REVOKED", "ADMIN", "RATE LIMIT", "LAST USED"], rows))
+    print(table(["NAME", "CREATED", "REVOKED", "ADMIN", "RATE LIMIT", "LAST USED", "ID"], rows))
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 from typing import Any
 
@@ -15,13 +16,14 @@ from pydantic import AnyHttpUrl
 from starlette.routing import Route
 
 from mcp_server.access.keys import KEY_PREFIX, MAX_TOKEN_CHARS
+from mcp_server.access.principals import oauth_identity
+from mcp_server.access.ratelimit import AuthFailureLimiter, request_address
 from mcp_server.config import OAuthConfig
 
 log = logging.getLogger("genroute.access")
 
-OAUTH_CALLER_PREFIX = "oauth:"
-_CACHE_S = 30.0  # an active token is re-introspected at most every 30 s (or at its expiry, if sooner)
-_CACHE_MAX = 10_000
+INVALID_CACHE_S = 60.0  # a refused token is not introspected again for this long
+_CACHE_MAX = 10_000  # answers kept; the oldest go first
 
 
 def _same_url(a: str, b: str) -> bool:
@@ -31,31 +33,50 @@ def _same_url(a: str, b: str) -> bool:
 class IntrospectionVerifier:
     """The SDK's TokenVerifier over RFC 7662: active, unexpired, and issued for `resource_url`."""
 
-    def __init__(self, config: OAuthConfig, *, default_rate_limit_per_min: int) -> None:
+    def __init__(
+        self, config: OAuthConfig, *, default_rate_limit_per_min: int, failures: AuthFailureLimiter | None = None
+    ) -> None:
         self.config = config
         self.default_rate_limit_per_min = default_rate_limit_per_min
+        self.failures = failures
         self._auth = config.client_credentials()
         self._client = httpx2.AsyncClient(
             timeout=httpx2.Timeout(config.timeout_s), follow_redirects=False, trust_env=False
         )
-        self._cache: dict[str, tuple[AccessToken, float]] = {}
+        # sha256(token) -> (the answer: a token or None for refused, until when it is reused)
+        self._cache: dict[str, tuple[AccessToken | None, float]] = {}
 
     async def verify_token(self, token: str) -> AccessToken | None:
+        """Answers are reused: an accepted token's until its expiry, at most `[oauth] cache_s`; a refused one's for
+        INVALID_CACHE_S. An address over its failure limit gets no new introspection (a cached answer still
+        counts), so made-up tokens cannot make genroute call the authorization server once per request."""
         if token.startswith(KEY_PREFIX) or not token or len(token) > MAX_TOKEN_CHARS:
             return None
         digest = hashlib.sha256(token.encode()).hexdigest()
-        cached = self._cache.get(digest)
         now = time.time()
+        cached = self._cache.get(digest)
         if cached is not None and cached[1] > now:
             return cached[0]
+        address = request_address.get()
+        if self.failures is not None and address is not None and self.failures.blocked(address) > 0:
+            return None
         answer = await self._introspect(token)
-        access = self._access_token(answer) if answer is not None else None
-        if access is not None:
-            if len(self._cache) >= _CACHE_MAX:
-                self._cache = {k: v for k, v in self._cache.items() if v[1] > now}
-            until = min(now + _CACHE_S, access.expires_at or now + _CACHE_S)
-            self._cache[digest] = (access, until)
+        if answer is None:  # the authorization server failed to answer: refused now, asked again next time
+            return None
+        access = self._access_token(answer)
+        if access is None:
+            self._remember(digest, None, now + INVALID_CACHE_S, now)
+        else:
+            self._remember(digest, access, min(now + self.config.cache_s, access.expires_at or math.inf), now)
         return access
+
+    def _remember(self, digest: str, access: AccessToken | None, until: float, now: float) -> None:
+        if until <= now:
+            return
+        self._cache.pop(digest, None)
+        while len(self._cache) >= _CACHE_MAX:
+            del self._cache[next(iter(self._cache))]  # the oldest answer
+        self._cache[digest] = (access, until)
 
     async def _introspect(self, token: str) -> dict[str, Any] | None:
         url = self.config.introspection_url
@@ -92,19 +113,20 @@ class IntrospectionVerifier:
         scopes = str(data.get("scope") or "").split()
         subject = data.get("sub") if isinstance(data.get("sub"), str) else None
         client = data.get("client_id") if isinstance(data.get("client_id"), str) else None
-        principal = subject or client
-        if not principal:
+        principal = oauth_identity(subject, client)  # a user and a client never share an identity
+        if principal is None:
             log.info("refused a token that names neither a subject nor a client")
             return None
         return AccessToken(
             token="oauth",  # the token itself is not kept
-            client_id=OAUTH_CALLER_PREFIX + principal,
+            client_id=principal,
             scopes=scopes,
             expires_at=int(exp) if isinstance(exp, int | float) else None,
             resource=self.config.resource_url,
             subject=subject,
             claims={
                 "iss": data.get("iss"),
+                "name": principal,
                 "admin": self.config.admin_scope in scopes,
                 "rate_limit_per_min": self.default_rate_limit_per_min,
             },

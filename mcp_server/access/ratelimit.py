@@ -1,4 +1,9 @@
-"""Per-key request rate limit, refused with 429 and Retry-After. Two ways to count, one interface:
+"""Per-key rate limit on tool calls, and a per-address limit on failed authentication; both refuse with 429.
+
+What a key's limit counts is tool calls: tools/call, resources/read and prompts/get. Protocol traffic (initialize,
+notifications, tools/list, the GET stream, DELETE) is free, so a client that opens a session per call (LangChain's
+and llama-index's defaults) gets as many calls a minute as one that keeps its session. Two ways to count, one
+interface:
 
 - `TokenBucketLimiter`, in this process: a bucket per caller holds a minute's worth of requests (a burst up to
   the limit is fine) and refills at limit/60 per second. No I/O; each process enforces the limit on its own.
@@ -11,16 +16,19 @@
 
 from __future__ import annotations
 
-import json
+import ipaddress
 import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Protocol
+from contextvars import ContextVar
+from typing import Any, Protocol
 
+import pydantic_core
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mcp_server.access.answers import jsonrpc_error, send_json
 from mcp_server.store.base import Store, StoreUnavailable
 
 log = logging.getLogger("genroute.access")
@@ -35,30 +43,41 @@ class RateLimiter(Protocol):
 
 
 class TokenBucketLimiter:
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, max_callers: int = _MAX_BUCKETS) -> None:
         self._clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}  # caller -> (tokens left, when counted)
+        self._max_callers = max_callers
+        self._buckets: dict[str, tuple[float, float]] = {}  # caller -> (tokens left, when counted), oldest first
 
     async def acquire(self, caller: str, per_minute: int) -> float:
         return self.take(caller, per_minute)
 
+    def peek(self, caller: str, per_minute: int) -> float:
+        """What `take` would answer, without taking anything."""
+        return _wait(self._tokens(caller, per_minute, self._clock()), per_minute)
+
     def take(self, caller: str, per_minute: int) -> float:
         """Take one request from `caller`'s bucket: 0.0 when allowed, else the seconds until one is free."""
         now = self._clock()
-        rate = per_minute / 60.0
-        tokens, then = self._buckets.get(caller, (float(per_minute), now))
-        tokens = min(float(per_minute), tokens + (now - then) * rate)
-        if tokens >= 1.0:
-            self._buckets[caller] = (tokens - 1.0, now)
-            self._prune(now)
-            return 0.0
-        self._buckets[caller] = (tokens, now)
-        return (1.0 - tokens) / rate
+        tokens = self._tokens(caller, per_minute, now)
+        self._buckets.pop(caller, None)  # re-inserted last: the dict stays ordered by last use
+        self._buckets[caller] = (tokens - 1.0 if tokens >= 1.0 else tokens, now)
+        self._prune()
+        return _wait(tokens, per_minute)
 
-    def _prune(self, now: float) -> None:
-        """Forget callers idle for over a minute (their buckets are full again anyway)."""
-        if len(self._buckets) > _MAX_BUCKETS:
-            self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < 60.0}
+    def _tokens(self, caller: str, per_minute: int, now: float) -> float:
+        tokens, then = self._buckets.get(caller, (float(per_minute), now))
+        return min(float(per_minute), tokens + (now - then) * per_minute / 60.0)
+
+    def _prune(self) -> None:
+        """Past `max_callers` (addresses are cheap to come by), forget the least recently seen caller: one idle
+        for a minute has a full bucket again anyway."""
+        while len(self._buckets) > self._max_callers:
+            del self._buckets[next(iter(self._buckets))]
+
+
+def _wait(tokens: float, per_minute: int) -> float:
+    """0.0 with a whole request in the bucket, else the seconds until there is one."""
+    return 0.0 if tokens >= 1.0 else (1.0 - tokens) * 60.0 / per_minute
 
 
 class SharedWindowLimiter:
@@ -97,42 +116,124 @@ def retry_after(current: int, previous: int, elapsed: float, limit: int) -> floa
     return (WINDOW_S - elapsed) + max(0.0, WINDOW_S * (1.0 - (limit - 1) / current))
 
 
-class RateLimitMiddleware:
-    """ASGI: after authentication, count the caller's request against its `rate_limit_per_min` claim."""
+COUNTED_METHODS = frozenset({"tools/call", "resources/read", "prompts/get"})
 
-    def __init__(self, app: ASGIApp, limiter: RateLimiter) -> None:
+
+class RateLimitMiddleware:
+    """ASGI: after authentication, count the caller's tool calls against its `rate_limit_per_min` claim.
+
+    The JSON-RPC method is in the body, so a limited key's POST is read here first (up to `max_body_bytes`; a
+    bigger one goes on uncounted to the SDK, which refuses it with 413) and handed on unchanged."""
+
+    def __init__(self, app: ASGIApp, limiter: RateLimiter, max_body_bytes: int) -> None:
         self.app = app
         self.limiter = limiter
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         user = scope.get("user")
-        if scope["type"] == "http" and isinstance(user, AuthenticatedUser):
+        if scope["type"] == "http" and scope["method"] == "POST" and isinstance(user, AuthenticatedUser):
             limit = (user.access_token.claims or {}).get("rate_limit_per_min")
             if isinstance(limit, int) and limit > 0:
-                wait = await self.limiter.acquire(user.access_token.client_id, limit)
-                if wait > 0:
-                    await _too_many(send, math.ceil(wait), limit)
-                    return
+                body, receive = await _read_body(receive, self.max_body_bytes)
+                for call in _counted_calls(body):
+                    wait = await self.limiter.acquire(user.access_token.client_id, limit)
+                    if wait > 0:
+                        await _too_many(send, math.ceil(wait), limit, call.get("id"))
+                        return
         await self.app(scope, receive, send)
 
 
-async def _too_many(send: Send, retry_after: int, limit: int) -> None:
-    body = json.dumps(
-        {
-            "error": "rate_limited",
-            "error_description": f"This key may send {limit} requests a minute. Retry after {retry_after} s.",
-            "retry_after_s": retry_after,
-        }
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 429,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"retry-after", str(retry_after).encode()),
-            ],
-        }
+async def _read_body(receive: Receive, limit: int) -> tuple[bytes | None, Receive]:
+    """The request body (None when over `limit` or cut short) and a `receive` that hands the same messages on."""
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    pending: list[Message] = []
+    while more and size <= limit:
+        message = await receive()
+        if message["type"] != "http.request":
+            pending.append(message)  # a disconnect, passed on after what came before it
+            break
+        chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        more = message.get("more_body", False)
+    body = b"".join(chunks)
+    pending.insert(0, {"type": "http.request", "body": body, "more_body": more})
+    complete = not more and size <= limit
+
+    async def replay() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return (body if complete else None), replay
+
+
+def _counted_calls(body: bytes | None) -> list[dict[str, Any]]:
+    """The tool calls in a JSON-RPC body (a batch, should a client send one, counts each). Parsed as the SDK parses
+    it: what it would run is what is counted."""
+    if not body:
+        return []
+    try:
+        message = pydantic_core.from_json(body)
+    except ValueError:
+        return []  # the SDK answers a parse error; nothing runs
+    messages = message if isinstance(message, list) else [message]
+    return [m for m in messages if isinstance(m, dict) and m.get("method") in COUNTED_METHODS]
+
+
+async def _too_many(send: Send, retry_after: int, limit: int, request_id: Any) -> None:
+    message = (
+        f"Rate limited: this key may make {limit} tool calls a minute (tools/call, resources/read, prompts/get). "
+        f"Retry after {retry_after} s."
     )
-    await send({"type": "http.response.body", "body": body})
+    payload = jsonrpc_error(request_id, message, {"error": "rate_limited", "retry_after_s": retry_after})
+    await send_json(send, 429, payload, {"retry-after": str(retry_after)})
+
+
+# ----- failed authentication, per client address ---------------------------------------------------------------
+
+# The address of the request being authenticated, for the verifiers (set by auth.py's backend)
+request_address: ContextVar[str | None] = ContextVar("genroute_request_address", default=None)
+
+
+def address_of(scope: Scope) -> str:
+    """Who a failure is counted against: the client's address (uvicorn has applied X-Forwarded-For from trusted
+    proxies), an IPv6 client's whole /64 (one host may hold all of it)."""
+    client = scope.get("client")
+    host = client[0] if client else ""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+class AuthFailureLimiter:
+    """At most `per_minute` failed authentications per address (a token bucket each, the same arithmetic as a
+    key's limit); over it the address gets 429 instead of 401, and OAuth introspection is not asked on its behalf.
+    Never consulted for a request that authenticated."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self._buckets = TokenBucketLimiter(clock)
+
+    def blocked(self, address: str) -> float:
+        """Seconds until `address` may fail again (0.0: not blocked); counts nothing."""
+        return self._buckets.peek(address, self.per_minute)
+
+    def failed(self, address: str) -> float:
+        """Count one failure: 0.0 while within the limit, else the seconds to wait."""
+        return self._buckets.take(address, self.per_minute)
+
+
+async def too_many_failures(send: Send, retry_after: int, per_minute: int) -> None:
+    description = (
+        f"Too many failed authentications from this address ({per_minute} a minute). Check the key or token "
+        f"and retry after {retry_after} s."
+    )
+    payload = {"error": "too_many_failures", "error_description": description, "retry_after_s": retry_after}
+    await send_json(send, 429, payload, {"retry-after": str(retry_after)})

@@ -107,6 +107,18 @@ def key_name_taken(name: str) -> GatewayError:
     )
 
 
+# Jobs and usage recorded before callers had stable identities (access/principals.py) carry a key's name. Rows
+# whose name only ever belonged to one key move to that key's identity; names several keys have had, and genroute's
+# own ('stdio', 'local'), stay as they are: admins still see them, no key does. Idempotent: a key name never holds
+# ':', so an identity ('key:...') never matches one again.
+CALLER_IDENTITY_MIGRATION = ";\n".join(
+    f"UPDATE {table} SET caller = 'key:' || (SELECT k.id FROM api_keys k WHERE k.name = {table}.caller)"
+    " WHERE caller IN (SELECT name FROM api_keys GROUP BY name HAVING COUNT(*) = 1)"
+    " AND caller NOT IN ('stdio', 'local')"
+    for table in ("jobs", "usage_ledger", "usage_hourly", "usage_daily")
+)
+
+
 class Store(ABC):
     @abstractmethod
     async def open(self) -> None:

@@ -22,6 +22,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from mcp_server.store import postgres_keys, postgres_usage
 from mcp_server.store.base import (
+    CALLER_IDENTITY_MIGRATION,
     ApiKeyRecord,
     BudgetStatus,
     JobRecord,
@@ -73,6 +74,8 @@ MIGRATIONS: list[str] = [
     # 6: provider cooldowns shared by replicas
     "CREATE TABLE IF NOT EXISTS provider_cooldowns"
     " (provider TEXT PRIMARY KEY, until TIMESTAMPTZ NOT NULL, reason TEXT NOT NULL);",
+    # 7: jobs and usage belong to a key's stable identity, not its name
+    CALLER_IDENTITY_MIGRATION,
 ]
 
 MIGRATION_LOCK = 0x67656E726F757465  # "genroute": the advisory lock key held while migrating

@@ -26,6 +26,7 @@ from typing import Any
 from mcp_server.private_files import private_database
 from mcp_server.store import sqlite_jobs, sqlite_keys, sqlite_usage
 from mcp_server.store.base import (
+    CALLER_IDENTITY_MIGRATION,
     ApiKeyRecord,
     BudgetStatus,
     JobRecord,
@@ -90,6 +91,8 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     # 7: provider cooldowns shared by the processes on this file
     "CREATE TABLE IF NOT EXISTS provider_cooldowns"
     " (provider TEXT PRIMARY KEY, until REAL NOT NULL, reason TEXT NOT NULL)",
+    # 8: jobs and usage belong to a key's stable identity, not its name
+    CALLER_IDENTITY_MIGRATION,
 ]
 
 

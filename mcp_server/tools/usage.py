@@ -56,7 +56,7 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
                 status=403,
             )
         if not who.admin:  # a non-admin key sees its own usage only
-            if caller and caller != who.name:
+            if caller and caller not in (who.name, who.id):
                 raise GatewayError(
                     f"This key may only see its own usage (caller '{who.name}'); leave `caller` out.",
                     type="permission_error",
@@ -64,7 +64,7 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
                     param="caller",
                     status=403,
                 )
-            caller = who.name
+            caller = who.id
         report = await build_report(
             gateway.store,
             gateway.catalog,

@@ -12,10 +12,11 @@ from typing import Literal, get_args
 import anyio
 from pydantic import BaseModel, Field
 
+from mcp_server.access.principals import display_names, resolve_caller
 from mcp_server.catalog import Catalog
 from mcp_server.errors import ErrorBody, GatewayError, invalid_argument
 from mcp_server.providers.base import ProviderAdapter, ProviderUsage
-from mcp_server.store.base import GroupBy, Store, StoreUnavailable, UsageQuery, UsageTotals
+from mcp_server.store.base import GroupBy, Store, StoreUnavailable, UsageQuery, UsageSummary, UsageTotals
 from mcp_server.store.usage import month_of, utcnow
 
 Source = Literal["local", "provider"]
@@ -168,9 +169,12 @@ async def build_report(
     period = resolve_period(start_date, end_date)
     card = catalog.get(model.strip()) if model else None
     model_id = card.id if card is not None else (model.strip() if model else None)  # retired ids still filter
-    query = UsageQuery(start=period.start, end=period.end, model=model_id, caller=caller or None, group_by=group_by)  # type: ignore[arg-type]
     try:
+        caller = await resolve_caller(store, caller) if caller else None  # a key's name -> its identity
+        query = UsageQuery(start=period.start, end=period.end, model=model_id, caller=caller, group_by=group_by)  # type: ignore[arg-type]
         summary = await store.usage_summary(query)
+        if group_by == "caller" or caller:
+            summary, caller = await _readable(store, summary, caller)
         budget = await store.budget_status(month_of(utcnow()))
     except StoreUnavailable as exc:
         raise GatewayError(str(exc), type="server_error", code="store_unavailable", status=503) from None
@@ -180,7 +184,7 @@ async def build_report(
         period=period.label,
         group_by=query.group_by,
         model=model_id,
-        caller=query.caller,
+        caller=caller,
         breakdown={key: UsageFigures.of(totals) for key, totals in summary.breakdown.items()},
         budget=BudgetFigures(
             month=budget.month,
@@ -194,6 +198,16 @@ async def build_report(
         wanted = {card.provider} if card is not None else None
         report.provider = await provider_figures(adapters or {}, period, wanted)
     return report
+
+
+async def _readable(store: Store, summary: UsageSummary, caller: str | None) -> tuple[UsageSummary, str | None]:
+    """Callers as people read them (a key's name, not its identity); two that read alike are added together."""
+    names = await display_names(store, [*summary.breakdown, *([caller] if caller else [])])
+    breakdown: dict[str, UsageTotals] = {}
+    for identity, totals in summary.breakdown.items():
+        name = names[identity]
+        breakdown[name] = breakdown[name].add(totals) if name in breakdown else totals
+    return UsageSummary(totals=summary.totals, breakdown=dict(sorted(breakdown.items()))), names.get(caller or "")
 
 
 async def provider_figures(
