@@ -22,6 +22,7 @@ from mcp_server.reliability.health_file import HealthFile
 from mcp_server.reliability.shared_cooldowns import share_cooldowns
 from mcp_server.router import Router
 from mcp_server.store import Store, open_store_for
+from mcp_server.text import plural
 from mcp_server.usage.accountant import Accountant
 
 log = logging.getLogger("genroute")
@@ -81,8 +82,16 @@ class Gateway:
         await self.store.open()
         self.health_file = HealthFile(self.health_dir, self.router.reliability.health, list(self.router.adapters))
         self.health_file.attach()
+        missing_keys = self.router.reliability.missing_keys
+        for name, variable in missing_keys.items():
+            log.warning(
+                "provider %s: environment variable %s is not set; calls routed to it fail (missing_api_key) and go "
+                "to their fallbacks",
+                name,
+                variable,
+            )
         for name, provider in self.config.providers.items():
-            if not provider.discover:
+            if not provider.discover or name in missing_keys:
                 continue
             try:
                 models = await self.router.adapters[name].list_models()
@@ -93,7 +102,7 @@ class Gateway:
                 self.catalog.add(
                     ModelCard(id=f"{name}/{model.id}", kind="chat", provider=name, upstream=model.id, discovered=True)
                 )
-            log.info("discovered %d models on provider %s", len(models), name)
+            log.info("discovered %s on provider %s", plural(len(models), "model"), name)
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[Gateway]:
