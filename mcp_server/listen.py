@@ -1,9 +1,9 @@
 """`serve --http` takes its port first, before anything heavy is loaded or started.
 
-A port already in use is then one line and exit status 3, with nothing to tear down. (Found out the hard way:
-uvicorn binds only after the app's startup, so a busy port used to print uvicorn's error after "Application
-startup complete", and about one such exit in ten crashed with SIGSEGV: see docs/security.md.)
-Light on purpose: the standard library only, so it runs before the SDK is imported.
+A port already in use is then one line and exit status 3, with nothing started to tear down. uvicorn binds only
+after the app's startup: a busy port used to print uvicorn's error after "Application startup complete", and about
+one such exit in ten died of SIGSEGV (the CA-store thread racing OpenSSL's cleanup at exit: providers/http.py).
+Light on purpose: the standard library only, so `genroute` can call it before importing pydantic or the SDK.
 """
 
 from __future__ import annotations
