@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from mcp_server import __version__
 from tests.support import GatewayProcess, child_env, genroute_command, write_config
 
 
@@ -26,7 +27,10 @@ def banner_of(gateway: GatewayProcess) -> str:
 def test_http_serve_says_where_to_connect(config_path: Path, tmp_path: Path) -> None:
     with GatewayProcess(config_path) as gateway:
         stderr = banner_of(gateway)
-    assert f"genroute 0.1.0: MCP over streamable HTTP at http://127.0.0.1:{gateway.port}/mcp (Ctrl-C stops)" in stderr
+    assert (
+        f"genroute {__version__}: MCP over streamable HTTP at http://127.0.0.1:{gateway.port}/mcp (Ctrl-C stops)"
+        in stderr
+    )
     assert "  auth: none (--no-auth: clients on this machine only)\n" in stderr
     assert "  models: 3 chat models\n" in stderr
     assert f"  data in {tmp_path / 'data'}\n" in stderr
@@ -89,7 +93,9 @@ def test_stdio_serve_says_what_it_is_when_started_from_a_terminal(config_path: P
         os.close(controller)
         assert process.stderr is not None
         process.stderr.close()
-    assert line.startswith("genroute 0.1.0: MCP over stdio, waiting for a client on stdin (3 chat models; data in ")
+    assert line.startswith(
+        f"genroute {__version__}: MCP over stdio, waiting for a client on stdin (3 chat models; data in "
+    )
     assert str(tmp_path / "data") in line and "genroute serve --http --no-auth" in line
 
     piped = subprocess.run(command, input="", capture_output=True, text=True, timeout=60, env=child_env())
