@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     from mcp_server.usage.command import add_usage_parser
 
     add_usage_parser(commands)
-    commands.add_parser("check", help="validate the config and ask every provider whether it answers")
+    commands.add_parser("check", help="validate the config and ask each provider what it can tell of its key, for free")
     keys_cli.add_parser(commands)
     _accept_global_options_after_commands(parser)
     return parser
