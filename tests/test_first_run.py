@@ -79,7 +79,7 @@ def test_a_busy_port_is_one_line_and_exit_3_every_time(config_path: Path) -> Non
 
 def test_stdio_serve_says_what_it_is_when_started_from_a_terminal(config_path: Path, tmp_path: Path) -> None:
     """A person who types `genroute serve` sees one line on stderr; an MCP client (stdin a pipe) gets none."""
-    command = [genroute_command(), "--config", str(config_path), "serve"]
+    command = [genroute_command(), "serve", "--config", str(config_path), "--log-level", "DEBUG"]  # options after
     controller, terminal = pty.openpty()
     process = subprocess.Popen(
         command, stdin=terminal, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=child_env()
