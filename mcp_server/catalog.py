@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from mcp_server.config import LOCAL_MODEL, LOCAL_PROVIDER, GatewayConfig, Kind, ModelConfig
 from mcp_server.errors import GatewayError
+from mcp_server.text import a_or_an
 
 # The price fields that make a model of each kind priced (any one of them set, zero included).
 PRICE_FIELDS: dict[Kind, tuple[str, ...]] = {
@@ -183,7 +184,8 @@ class Catalog:
             )
         if card.kind != kind:
             raise GatewayError(
-                f"Model '{card.id}' is a {card.kind} model and cannot be used here, which needs a {kind} model. "
+                f"Model '{card.id}' is {a_or_an(card.kind)} model and cannot be used here, which needs "
+                f"{a_or_an(kind)} model. "
                 f"Available {kind} models: {', '.join(c.id for c in self.cards(kind)) or 'none'}.",
                 code="wrong_model_kind",
                 param="model",

@@ -13,21 +13,20 @@ import anyio
 
 from mcp_server import __version__, loop
 from mcp_server.access import keys_cli
-from mcp_server.config import GatewayConfig, ProviderConfig, load_config
-from mcp_server.errors import ConfigError
 
 if TYPE_CHECKING:
-    from mcp_server.gateway import Gateway
-    from mcp_server.providers.base import ProviderAdapter
+    import socket
+
+    from mcp_server.config import GatewayConfig
+
+if TYPE_CHECKING:
+    pass
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genroute", description="MCP gateway for AI generation.")
     parser.add_argument("--version", action="version", version=f"genroute {__version__}")
-    parser.add_argument("--config", help="TOML config file (default: $GENROUTE_CONFIG, else built-in defaults)")
-    parser.add_argument(
-        "--log-level", default="INFO", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
-    )
+    _add_global_options(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="serve MCP over stdio (default) or streamable HTTP")
@@ -42,9 +41,37 @@ def _parser() -> argparse.ArgumentParser:
     from mcp_server.usage.command import add_usage_parser
 
     add_usage_parser(commands)
-    commands.add_parser("check", help="validate the config and ask every provider whether it answers")
+    commands.add_parser("check", help="validate the config and ask each provider what it can tell of its key, for free")
     keys_cli.add_parser(commands)
+    _accept_global_options_after_commands(parser)
     return parser
+
+
+def _add_global_options(parser: argparse.ArgumentParser, *, after_command: bool = False) -> None:
+    """--config and --log-level. After a command they have no default of their own: given there they override,
+    left out they keep what was given before the command (or the global default)."""
+    unset = argparse.SUPPRESS
+    parser.add_argument(
+        "--config",
+        default=unset if after_command else None,
+        help="TOML config file (default: $GENROUTE_CONFIG, else built-in defaults)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=unset if after_command else "INFO",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+    )
+
+
+def _accept_global_options_after_commands(parser: argparse.ArgumentParser) -> None:
+    """`genroute serve --config X` as well as `genroute --config X serve` (Claude Desktop `args` get written both
+    ways): every command and sub-command (`keys create`) takes the global options too."""
+    for action in parser._actions:  # argparse keeps its sub-parsers only here
+        if isinstance(action, argparse._SubParsersAction):
+            for command in dict.fromkeys(action.choices.values()):  # an alias maps to the same parser
+                _add_global_options(command, after_command=True)
+                _accept_global_options_after_commands(command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -72,6 +99,22 @@ def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     if args.command != "serve":
         gc.enable()
+    listener = None
+    if args.command == "serve" and args.http:  # the port first, before anything heavy is loaded (listen.py)
+        from mcp_server.listen import STARTUP_FAILURE, ListenError, bind_refusal, open_listener
+
+        refusal = bind_refusal(args.host, no_auth=args.no_auth)
+        if refusal:
+            print(f"genroute: {refusal}", file=sys.stderr)
+            return 2
+        try:
+            listener = open_listener(args.host, args.port)
+        except ListenError as error:
+            print(f"genroute: {error}", file=sys.stderr)
+            return STARTUP_FAILURE
+    from mcp_server.config import load_config
+    from mcp_server.errors import ConfigError
+
     try:
         config = load_config(args.config)
     except ConfigError as error:
@@ -83,7 +126,7 @@ def _main(argv: Sequence[str] | None) -> int:
 
     configure_logging(args.log_level, redactor_for(config))
     if args.command == "serve":
-        return _serve(config, args)
+        return _serve(config, args, listener)
     if args.command == "models":
         return _models(config)
     if args.command == "keys":
@@ -92,10 +135,12 @@ def _main(argv: Sequence[str] | None) -> int:
         from mcp_server.usage.command import usage_command
 
         return anyio.run(usage_command, config, args)
-    return anyio.run(_check, config)
+    from mcp_server.check import check_command
+
+    return anyio.run(check_command, config)
 
 
-def _serve(config: GatewayConfig, args: argparse.Namespace) -> int:
+def _serve(config: GatewayConfig, args: argparse.Namespace, listener: socket.socket | None) -> int:
     from mcp_server.providers.http import prepare_tls_context
 
     if args.http:  # the CA store loads in a background thread while the SDK is imported
@@ -114,22 +159,22 @@ def _serve(config: GatewayConfig, args: argparse.Namespace) -> int:
     # Over stdio the client waits for `initialize` at every launch (Claude Desktop starts the server each
     # time): the tools are built on its next request, and the CA store loads once that is answered (a thread
     # loading it slows the start by far more than its own CPU time on a busy machine: docs/performance.md).
-    # Over HTTP both are done before the port opens.
+    # Over HTTP both are done before the first connection is accepted.
     mcp = build_server(gateway, defer_surface=not args.http, after_surface=prepare_tls_context)
     # What was built so far (SDK, schemas, catalog) lives as long as the server: out of the collector's sight,
     # a full collection no longer walks ~100,000 objects (a ~60 ms pause every few thousand calls, ~30 us a
     # call on average; see docs/performance.md). Startup, collector off, leaves ~2,600 garbage objects (~0.4 MB):
     # not worth a collect.
     gc.freeze()
-    if args.http:
+    if listener is not None:
         gc.enable()  # the surface is built: startup is over (over stdio, `DeferredSurface` turns it on)
-        from mcp_server.http_app import bind_refusal, serve_http
+        from mcp_server.http_app import serve_http
 
-        refusal = bind_refusal(args.host, no_auth=args.no_auth)
-        if refusal:
-            print(f"genroute: {refusal}", file=sys.stderr)
-            return 2
-        return serve_http(mcp, gateway, args.host, args.port, args.log_level, no_auth=args.no_auth)
+        return serve_http(mcp, gateway, listener, args.log_level, no_auth=args.no_auth)
+    if sys.stdin.isatty() or sys.stderr.isatty():  # a person ran it, not an MCP client: say what this is
+        from mcp_server.banner import stdio_line
+
+        print(stdio_line(gateway), file=sys.stderr, flush=True)
     # On uvloop when installed (see mcp_server/loop.py); the SDK's own `mcp.run("stdio")` uses plain asyncio.
     loop.run(mcp.run_stdio_async)
     return 0
@@ -168,57 +213,3 @@ def _models(config: GatewayConfig) -> int:
         )
     print(table(["ID", "KIND", "PROVIDER", "UPSTREAM", "CONTEXT", "PRICE", "ALIASES"], rows))
     return 0
-
-
-async def _check(config: GatewayConfig) -> int:
-    from mcp_server.gateway import Gateway
-
-    print(f"config: ok ({config.source})")
-    gateway = Gateway.from_config(config)
-    health = _health_lines(gateway)
-    failures = 0
-    try:
-        for name, adapter in gateway.router.adapters.items():
-            line, ok = await _probe(name, adapter, config.providers.get(name))
-            print(line)
-            failures += not ok
-            for health_line in health.get(name, []):
-                print(health_line)
-    finally:
-        await gateway.aclose()
-    if not health:
-        print(f"health: no running genroute server has recorded provider calls ({gateway.health_dir})")
-    return 1 if failures else 0
-
-
-async def _probe(name: str, adapter: ProviderAdapter, provider: ProviderConfig | None) -> tuple[str, bool]:
-    """Ask one provider for its model list: the cheapest call that proves URL and key work."""
-    from mcp_server.errors import GatewayError
-
-    if provider and provider.api_key_env and provider.api_key() is None:
-        return f"{name}: missing key: environment variable {provider.api_key_env} is not set", False
-    try:
-        with anyio.fail_after(30):
-            models = await adapter.list_models()
-    except TimeoutError:
-        return f"{name}: unreachable: no answer within 30 s", False
-    except GatewayError as error:
-        verdict = "bad key" if error.status in (401, 403) else "unreachable" if error.status in (502, 504) else "error"
-        return f"{name}: {verdict}: {error.message}", False
-    return (f"{name}: ok ({len(models)} models listed)" if models else f"{name}: ok"), True
-
-
-def _health_lines(gateway: Gateway) -> dict[str, list[str]]:
-    """Each provider's health as the running servers see it (their reports in data_dir), one line each."""
-    from datetime import UTC, datetime
-
-    from mcp_server.reliability.health_file import read_reports
-
-    lines: dict[str, list[str]] = {}
-    now = datetime.now(UTC)
-    for report in read_reports(gateway.health_dir):
-        age = max((now - report.written_at).total_seconds(), 0.0)
-        for item in report.providers:
-            text = f"  health: {item.aged(age, now).summary()} [server pid {report.pid}, as of {age:.0f} s ago]"
-            lines.setdefault(item.provider, []).append(text)
-    return lines

@@ -7,7 +7,6 @@ or committed. With no file at all the built-in defaults serve the embedded local
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -15,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mcp_server.errors import ConfigError
+from mcp_server.text import a_or_an
 
 Kind = Literal["chat", "image", "video"]
 Protocol = Literal["openai", "aki", "local"]
@@ -289,7 +289,8 @@ class GatewayConfig(_Strict):
                     raise ValueError(f"models.{model_id}.fallbacks: unknown model '{fallback}'")
                 if kind != model.kind:
                     raise ValueError(
-                        f"models.{model_id}.fallbacks: '{fallback}' is a {kind} model, not a {model.kind} model"
+                        f"models.{model_id}.fallbacks: '{fallback}' is {a_or_an(kind)} model, "
+                        f"not {a_or_an(model.kind)} model"
                     )
 
 
@@ -308,30 +309,31 @@ def load_config(path: str | Path | None = None) -> GatewayConfig:
     if not chosen:
         return default_config()
     file = Path(chosen).expanduser()
+    shown = str(file) if file.is_absolute() else f"{file} (resolved to {file.absolute()})"
     try:
         raw = tomllib.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(str(file), "(file)", "file not found") from None
+        raise ConfigError(shown, "(file)", "file not found") from None
     except OSError as exc:
-        raise ConfigError(str(file), "(file)", f"cannot read: {exc.strerror}") from None
+        raise ConfigError(shown, "(file)", f"cannot read: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(file), "(syntax)", f"not valid TOML: {exc}") from None
-    config = parse_config(raw, source=str(file))
-    config.server = config.server.anchored(file.resolve().parent)
+        raise ConfigError(shown, "(syntax)", f"not valid TOML: {exc}") from None
+    config = parse_config(raw, source=str(file), shown_as=shown)
+    base = file.resolve().parent
+    config.server = config.server.anchored(base)
+    for provider in config.providers.values():  # relative to the config file, as the folders are
+        if provider.model_path is not None and not provider.model_path.expanduser().is_absolute():
+            provider.model_path = base / provider.model_path
     return config
 
 
-def parse_config(raw: dict[str, Any], source: str = "<memory>") -> GatewayConfig:
+def parse_config(raw: dict[str, Any], source: str = "<memory>", shown_as: str | None = None) -> GatewayConfig:
+    """Validate a parsed TOML document; a mistake is a ConfigError naming the key and the fix (config_errors.py)."""
     try:
         config = GatewayConfig.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        problem = first["msg"].removeprefix("Value error, ")
-        if first["type"] == "extra_forbidden":
-            problem = "unknown key (check the spelling against the README's config reference)"
-        elif not first["loc"] and re.match(r"^[\w.\-/]+: ", problem):  # "models.x.fallbacks: ..." from a validator
-            key, problem = problem.split(": ", 1)
-        raise ConfigError(source, key, problem) from None
+        from mcp_server.config_errors import describe
+
+        raise ConfigError(shown_as or source, *describe(exc, GatewayConfig)) from None
     config.source = source
     return config

@@ -24,6 +24,7 @@ from mcp_server.reliability.health_file import HealthFile
 from mcp_server.reliability.shared_cooldowns import share_cooldowns
 from mcp_server.router import Router
 from mcp_server.store import Store, open_store_for
+from mcp_server.text import plural
 from mcp_server.usage.accountant import Accountant
 
 log = logging.getLogger("genroute")
@@ -94,8 +95,16 @@ class Gateway:
         await self.store.open()
         self.health_file = HealthFile(self.health_dir, self.router.reliability.health, list(self.router.adapters))
         self.health_file.attach()
+        missing_keys = self.router.reliability.missing_keys
+        for name, variable in missing_keys.items():
+            log.warning(
+                "provider %s: environment variable %s is not set; calls routed to it fail (missing_api_key) and go "
+                "to their fallbacks",
+                name,
+                variable,
+            )
         for name, provider in self.config.providers.items():
-            if not provider.discover:
+            if not provider.discover or name in missing_keys:
                 continue
             try:
                 models = await self.router.adapters[name].list_models()
@@ -106,7 +115,7 @@ class Gateway:
             for card in cards:
                 self.catalog.add(card)
             priced = sum(card.pricing.covers("chat") for card in cards)
-            log.info("discovered %d models on provider %s, %d with prices", len(cards), name, priced)
+            log.info("discovered %s on provider %s, %d with prices", plural(len(cards), "model"), name, priced)
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[Gateway]:

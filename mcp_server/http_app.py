@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -28,30 +30,20 @@ from mcp_server import __version__, loop
 from mcp_server.access import identity
 from mcp_server.access.auth import ChainVerifier, require_bearer
 from mcp_server.access.frontdoor import guarded_protocol
-from mcp_server.access.hosts import HostOriginGuard, is_loopback, security_settings, with_cors
+from mcp_server.access.hosts import HostOriginGuard, security_settings, with_cors
 from mcp_server.access.keys import ApiKeyVerifier
 from mcp_server.access.oauth import IntrospectionVerifier, metadata_routes, metadata_url
 from mcp_server.access.ratelimit import AuthFailureLimiter, RateLimiter, SharedWindowLimiter, TokenBucketLimiter
 from mcp_server.access.sessions import SessionLimitReached, cap_sessions_per_key, session_limit_answer
+from mcp_server.banner import http_banner
 from mcp_server.gateway import Gateway
+from mcp_server.listen import STARTUP_FAILURE
 from mcp_server.media.http import media_response
 from mcp_server.media.registry import MediaRegistry
 
 log = logging.getLogger("genroute.http")
-STARTUP_FAILURE = 3  # uvicorn's exit status when the server never started
 
-__all__ = ["add_media_route", "bind_refusal", "build_http_app", "is_loopback", "serve_http"]
-
-
-def bind_refusal(host: str, *, no_auth: bool) -> str | None:
-    """Why this bind is refused, or None: unauthenticated HTTP only where no other machine can connect."""
-    if no_auth and not is_loopback(host):
-        return (
-            "--no-auth is allowed only on a loopback address (127.0.0.1, ::1, localhost): "
-            f"{host} can be reached from other machines. Create a key with `genroute keys create NAME` "
-            "and send it as `Authorization: Bearer <key>`, or bind to 127.0.0.1."
-        )
-    return None
+__all__ = ["add_media_route", "build_http_app", "serve_http"]
 
 
 def add_media_route(mcp: MCPServer[Any], registry: MediaRegistry) -> None:
@@ -151,16 +143,13 @@ def _on_lifespan(app: Starlette, gateway: Gateway, introspection: IntrospectionV
     app.router.lifespan_context = lifespan
 
 
-def serve_http(
-    mcp: MCPServer[Any], gateway: Gateway, host: str, port: int, log_level: str, *, no_auth: bool = False
-) -> int:
-    """Serve until stopped; the exit status: 0, or 3 (uvicorn's) when it never started (e.g. the store failed)."""
+def serve_http(mcp: MCPServer[Any], gateway: Gateway, listener: socket.socket, log_level: str, *, no_auth: bool) -> int:
+    """Serve on `listener` (opened first, see listen.py) until stopped; the exit status: 0, or 3 (uvicorn's) when
+    the server never started (e.g. the store failed)."""
     import uvicorn
 
     raise_open_file_limit()
-    refusal = bind_refusal(host, no_auth=no_auth)
-    if refusal:
-        raise ValueError(refusal)
+    host, port = listener.getsockname()[:2]
     app = build_http_app(mcp, gateway, host, port, auth=not no_auth)
     http = gateway.config.http
     config = uvicorn.Config(
@@ -175,9 +164,16 @@ def serve_http(
         forwarded_allow_ips=http.forwarded_allow_ips,
         http=guarded_protocol(http.max_header_bytes, http.header_timeout_s, http.max_connections),
     )
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:  # the app is up and the port accepts: say where to connect
+                print(await http_banner(gateway, host, port, no_auth=no_auth), file=sys.stderr, flush=True)
+
     # What `uvicorn.run` does, on genroute's loop runner: Ctrl-C is a clean stop (uvicorn shuts down gracefully,
     # then re-raises the signal it caught), and a server that never started is a failure.
-    server = uvicorn.Server(config)
+    server = Server(config)
     with contextlib.suppress(KeyboardInterrupt):
-        loop.run(server.serve)
+        loop.run(server.serve, [listener])
     return 0 if server.started else STARTUP_FAILURE

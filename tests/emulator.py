@@ -37,7 +37,9 @@ else:  # imported as top-level `emulator` (tests/ itself on sys.path, pytest's d
     import emulator_chat as chat
     import emulator_media as media
 
-ROUTES = frozenset({"chat", "models", "images", "video_submit", "video_status", "usage", "status", "aki", "files"})
+ROUTES = frozenset(
+    {"chat", "models", "images", "video_submit", "video_status", "usage", "status", "aki", "aki_key", "files"}
+)
 DEFAULT_MODELS = ("gpt-5.5", "gpt-5.4", "nano-banana-2", "kling-v2-master")
 # GET /v1/models lists prices: ArcaneAPI ("List available models and pricing") and ArkRoute ("Returns model IDs,
 # providers, types, and pricing") say so without showing the JSON, so the emulator uses the `pricing` object of
@@ -192,6 +194,7 @@ class Emulator:
         self.known_models: set[str] | None = None
         self.model_prices: dict[str, dict[str, Any]] = dict(LISTED_PRICES)  # id -> its listing's `pricing`
         self.known_aki_endpoints: set[str] | None = None
+        self.models_need_key = False  # True: GET /models checks the key, as OpenAI's does (ArkRoute's is public)
         self.stream_chunk_delay_ms = 0.0
         self.video_run_s = 2.0
         self.video_fail: str | None = None
@@ -369,7 +372,7 @@ class Emulator:
         for prefix in ("/v1", "/api/v1"):  # /api/v1 is Arvae's spelling of the same API
             routes += [
                 Route(f"{prefix}/chat/completions", self._wrap("chat", bearer, self._chat), methods=["POST"]),
-                Route(f"{prefix}/models", self._wrap("models", open_, self._models), methods=["GET"]),
+                Route(f"{prefix}/models", self._wrap("models", "models", self._models), methods=["GET"]),
                 Route(f"{prefix}/status", self._wrap("status", bearer, self._status), methods=["GET"]),
                 Route(f"{prefix}/usage", self._wrap("usage", bearer, self._usage_route), methods=["GET"]),
                 Route(f"{prefix}/images/generations", self._wrap("images", bearer, self._images), methods=["POST"]),
@@ -386,6 +389,7 @@ class Emulator:
             ]
         routes += [
             Route("/api/call/{endpoint}", self._wrap("aki", aki, self._aki), methods=["POST"]),
+            Route("/api/validate_key", self._wrap("aki_key", open_, self._aki_validate_key), methods=["GET"]),
             Route("/files/{name}", self._wrap("files", open_, self._file), methods=["GET"]),
             Route("/{path:path}", self._wrap(None, open_, self._unknown), methods=["GET", "POST", "PUT", "DELETE"]),
         ]
@@ -420,7 +424,8 @@ class Emulator:
                 if faulted is not None:
                     return faulted
             try:
-                if auth == "bearer" and self.api_key is not None:
+                bearer_needed = auth == "bearer" or (auth == "models" and self.models_need_key)
+                if bearer_needed and self.api_key is not None:
                     scheme, _, token = rec.headers.get("authorization", "").partition(" ")
                     if scheme.lower() != "bearer" or token.strip() != self.api_key:
                         raise chat.Invalid(None, "Invalid API key provided", status=401, code="invalid_api_key")
@@ -612,6 +617,12 @@ class Emulator:
         answer = self.reply if self.reply is not None else "echo: " + (lines[-1] if lines else "")
         answer, _ = chat.truncate(answer, limit)
         return JSONResponse(chat.aki_result(endpoint, prompt, answer))
+
+    async def _aki_validate_key(self, request: Request, rec: RecordedRequest, fault: Fault | None) -> Response:
+        """AKI.IO's key check (GET /api/validate_key?key=...&version=..., as its client library calls it)."""
+        if self.api_key is not None and rec.query.get("key") != self.api_key:
+            return JSONResponse({"success": False, "error": "Invalid API key"}, 401)
+        return JSONResponse({"success": True, "error": None})
 
     # ----- ArkRoute media --------------------------------------------------------------------------
 

@@ -124,7 +124,7 @@ def test_config_refuses_unknown_or_wrong_kind_fallbacks(config_data: dict[str, A
     config_data["models"]["gpt-5.5"]["fallbacks"] = ["pic"]
     with pytest.raises(ConfigError) as kind:
         parse_config(config_data)
-    assert "'pic' is a image model, not a chat model" in kind.value.problem
+    assert "'pic' is an image model, not a chat model" in kind.value.problem
 
 
 async def test_fallback_over_stdio_reports_the_answering_model(

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import threading
 from pathlib import Path
-from typing import Any
 
 import httpx2
 import pytest
@@ -107,11 +106,12 @@ def test_stdout_carries_only_protocol_messages(config_path: Path) -> None:
 
 @pytest.mark.skipif(shutil.which("genroute") is None, reason="genroute is not on PATH (install it as the README says)")
 async def test_claude_desktop_example_works_as_written(tmp_path: Path) -> None:
-    """The example's command, args and env launch a working server (no config: the built-in defaults)."""
-    example: dict[str, Any] = json.loads((ROOT / "claude_desktop_config.example.json").read_text())
-    server = example["mcpServers"]["genroute"]
-    env = {**child_env(), **server["env"], "HOME": str(tmp_path)}  # a fresh user: data dir under HOME
-    env.pop("GENROUTE_CONFIG", None)
+    """The example (as the README shows it) launches a working server on its own: no config, no key."""
+    text = (ROOT / "claude_desktop_config.example.json").read_text()
+    assert f"```json\n{text}```" in (ROOT / "README.md").read_text()
+    server = json.loads(text)["mcpServers"]["genroute"]
+    assert "env" not in server  # nothing that does nothing without a config
+    env = {**child_env(), "HOME": str(tmp_path)}  # a fresh user: data dir under HOME
     params = StdioServerParameters(command=server["command"], args=server["args"], env=env, cwd="/")
     async with Client(params) as client:
         tools = {t.name for t in (await client.list_tools()).tools}

@@ -7,25 +7,15 @@ as well.
 
 from __future__ import annotations
 
-import ipaddress
-
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_server.access.answers import send_json
 from mcp_server.config import HttpConfig
+from mcp_server.listen import is_loopback
 
 _LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _bracketed(host: str) -> str:

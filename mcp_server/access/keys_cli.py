@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from mcp_server.config import GatewayConfig
-from mcp_server.errors import GatewayError
-from mcp_server.store import ApiKeyRecord, Store, open_store_for
+if TYPE_CHECKING:  # `genroute` builds its parser before anything heavy is imported (cli.py)
+    from mcp_server.config import GatewayConfig
+    from mcp_server.store import ApiKeyRecord, Store
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,6 +30,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 async def run(config: GatewayConfig, args: argparse.Namespace) -> int:
+    from mcp_server.errors import GatewayError
+    from mcp_server.store import open_store_for
+
     store = open_store_for(config)
     await store.open()
     try:

@@ -291,7 +291,7 @@ class VideoJobs:
                         job = await self._fail(job, error.body().model_dump())
                         break
                     delay = max(delay, min(error.retry_after_s or 0.0, MAX_RETRY_AFTER_S))
-                    log.info("video job %s: status poll failed (%s), trying again", job.id, error.code)
+                    log.info("video job %s: status poll failed (%s), trying again", job.id, error.code or error.type)
                 else:
                     failures = 0
                     job = await self._apply(job, routed.value, tracker)

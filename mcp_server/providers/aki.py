@@ -16,11 +16,12 @@ from mcp_server.providers.base import (
     ChatMessage,
     ChatRequest,
     ChatResult,
+    KeyCheck,
     ProviderAdapter,
     ProviderModel,
     Usage,
 )
-from mcp_server.providers.http import build_client, fetch, malformed, read_failure, transport_error
+from mcp_server.providers.http import build_client, error_from_response, fetch, malformed, read_failure, transport_error
 from mcp_server.providers.redact import Redactor
 
 
@@ -103,6 +104,29 @@ class AkiAdapter(ProviderAdapter):
         except httpx2.TransportError as exc:
             raise transport_error(self.name, exc, self.config.base_url or "", self.redact) from None
         return []
+
+    async def check_key(self) -> KeyCheck:
+        """AKI.IO's GET /api/validate_key?key=... (what its own client library calls at start): free, and it
+        answers whether the key is valid. A host without it (404) is reachable but the key is not checked."""
+        if not self._key:
+            await self.list_models()
+            return KeyCheck(key="no_key", detail="the host answers")
+        try:
+            response = await self.client.get("/api/validate_key", params={"key": self._key, "version": "genroute"})
+        except httpx2.TransportError as exc:
+            raise transport_error(self.name, exc, self.config.base_url or "", self.redact) from None
+        if response.status_code == 404:
+            return KeyCheck(key="unchecked", detail="the host answers, but has no /api/validate_key")
+        if response.status_code >= 400:
+            raise error_from_response(self.name, response, self.redact)
+        try:
+            answer = _AkiAnswer.model_validate_json(response.content)
+        except ValidationError:
+            raise malformed(self.name, "key validation result was not the expected JSON") from None
+        if not answer.success:
+            detail = answer.error if isinstance(answer.error, str) else "the key was not accepted"
+            raise upstream_error(self.name, 401, self.redact(detail)[:500], code="invalid_api_key")
+        return KeyCheck(key="verified", detail="GET /api/validate_key accepted it")
 
     async def aclose(self) -> None:
         await self.client.aclose()

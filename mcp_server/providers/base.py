@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from mcp_server.errors import GatewayError
+from mcp_server.text import plural
 
 
 class ChatMessage(BaseModel):
@@ -112,6 +113,15 @@ def _usd(value: Any) -> float | None:
     return number if math.isfinite(number) and number >= 0 else None
 
 
+class KeyCheck(BaseModel):
+    """What `genroute check` learnt about a provider without paying for a call."""
+
+    # verified: the key was accepted where a wrong one is refused; unchecked: the provider answered, but
+    # nothing it offers for free tells a good key from a bad one; no_key: the provider needs none
+    key: Literal["verified", "unchecked", "no_key"]
+    detail: str  # what was asked and what came back, e.g. "GET /models listed 3 models"
+
+
 class UsagePeriod(BaseModel):
     start: str | None = None
     end: str | None = None
@@ -194,6 +204,12 @@ class ProviderAdapter(ABC):
     @abstractmethod
     async def list_models(self) -> list[ProviderModel]:
         """The provider's own model list; also the cheapest call that proves key and URL work."""
+
+    async def check_key(self) -> KeyCheck:
+        """Whether the provider answers and, where it can tell at no cost, accepts the key; GatewayError if not.
+        By default the model list, which proves the URL but not the key (a listing may be public)."""
+        models = await self.list_models()
+        return KeyCheck(key="unchecked", detail=f"its model list answers ({plural(len(models), 'model')})")
 
     async def usage(self, start: date, end: date) -> ProviderUsage:
         """The provider's own usage figures for [start, end] (whole days); most providers have none."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import contextlib
 import email.utils
@@ -28,6 +29,11 @@ MAX_FIELD_TEXT = 200  # an upstream error's type, code or param
 MAX_KEEPALIVE = 16
 
 
+# At exit, OpenSSL frees its global tables (libcrypto's own C atexit handler). A process that exited while the
+# thread below was still loading the CA store (outside the GIL, at low priority on a busy machine) crashed with
+# SIGSEGV (core dumps: that thread in X509_STORE_load_file_ex, the main thread in OPENSSL_cleanup), e.g. on a busy
+# port or a failed start. Python's atexit handlers run before the C library's: the thread is waited for there.
+TLS_EXIT_WAIT_S = 10.0
 _tls_lock = threading.Lock()
 _tls: concurrent.futures.Future[ssl.SSLContext] | None = None
 
@@ -56,6 +62,7 @@ def prepare_tls_context() -> None:
             future.set_exception(exc)
 
     threading.Thread(target=build, name="genroute-tls-context", daemon=True).start()
+    atexit.register(concurrent.futures.wait, [future], timeout=TLS_EXIT_WAIT_S)
 
 
 def tls_context() -> ssl.SSLContext:

@@ -23,7 +23,15 @@ import anyio.to_thread
 
 from mcp_server.config import ProviderConfig
 from mcp_server.errors import GatewayError, invalid_argument
-from mcp_server.providers.base import ChatDelta, ChatRequest, ChatResult, ProviderAdapter, ProviderModel, Usage
+from mcp_server.providers.base import (
+    ChatDelta,
+    ChatRequest,
+    ChatResult,
+    KeyCheck,
+    ProviderAdapter,
+    ProviderModel,
+    Usage,
+)
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 log = logging.getLogger("genroute.local")
@@ -168,6 +176,9 @@ class LocalAdapter(ProviderAdapter):
     async def list_models(self) -> list[ProviderModel]:
         self.model_path()
         return [ProviderModel(id="smollm2", owned_by="local")]
+
+    async def check_key(self) -> KeyCheck:
+        return KeyCheck(key="no_key", detail=f"embedded, model file {self.model_path()}")
 
     async def aclose(self) -> None:
         self._llama = None

@@ -21,6 +21,7 @@ from mcp_server.providers.base import (
     GeneratedImage,
     ImageRequest,
     ImageResult,
+    KeyCheck,
     ProviderAdapter,
     ProviderModel,
     ProviderUsage,
@@ -38,7 +39,10 @@ from mcp_server.providers.http import (
     transport_error,
 )
 from mcp_server.providers.redact import Redactor
+from mcp_server.text import plural
 
+# Sent by `genroute check` to learn whether the provider checks keys at all (never a real key).
+WRONG_KEY = "genroute-check-not-a-real-key"
 _DONE = {"completed", "complete", "succeeded", "success", "done"}
 _FAILED = {"failed", "failure", "error", "cancelled", "canceled", "expired"}
 
@@ -104,6 +108,7 @@ class OpenAIAdapter(ProviderAdapter):
         self.name = name
         self.config = config
         key = config.api_key()
+        self.keyed = key is not None
         self.redact = redact or Redactor(key)
         self.client = build_client(config, {"Authorization": f"Bearer {key}"} if key else None)
 
@@ -188,6 +193,20 @@ class OpenAIAdapter(ProviderAdapter):
     async def list_models(self) -> list[ProviderModel]:
         listing: _ModelList = self._json(await self._get("/models"), _ModelList, "model list")
         return listing.data
+
+    async def check_key(self) -> KeyCheck:
+        """GET /models with the key (a refusal is a bad key), then with a wrong one: only when that is refused
+        did the first answer prove the key (ArkRoute's listing, for one, is public)."""
+        listed = f"GET /models listed {plural(len(await self.list_models()), 'model')}"
+        if not self.keyed:
+            return KeyCheck(key="no_key", detail=listed)
+        try:
+            probe = await self.client.get("/models", headers={"Authorization": f"Bearer {WRONG_KEY}"})
+        except httpx2.TransportError as exc:
+            raise transport_error(self.name, exc, self.config.base_url or "", self.redact) from None
+        if probe.status_code in (401, 403):
+            return KeyCheck(key="verified", detail=f"{listed}; a wrong key gets HTTP {probe.status_code}")
+        return KeyCheck(key="unchecked", detail=f"{listed}, but answers a wrong key too (HTTP {probe.status_code})")
 
     async def usage(self, start: date, end: date) -> ProviderUsage:
         """ARKA AI's GET /v1/usage?start_date=&end_date= (ISO dates); other gateways answer 404."""

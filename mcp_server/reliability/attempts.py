@@ -23,6 +23,7 @@ from mcp_server.config import ProviderConfig, RoutingConfig
 from mcp_server.errors import GatewayError
 from mcp_server.reliability.health import Health
 from mcp_server.reliability.retry import RetryPolicy, Verdict, classify, is_provider_fault, may_have_run
+from mcp_server.text import a_or_an
 
 T = TypeVar("T")
 log = logging.getLogger("genroute.router")
@@ -55,8 +56,11 @@ class _Trail:
         self.records.append(record)
         self.attempts += 1
 
-    def skip(self, card: ModelCard, reason: str) -> None:
+    def skip(self, card: ModelCard, reason: str, error: GatewayError | None = None) -> None:
+        """A candidate not attempted; with `error`, one the caller is told about if nothing else answers."""
         self.records.append({"model": card.id, "provider": card.provider, "skipped": reason})
+        if error is not None:
+            self.errors.append((card, error))
 
 
 class _Step(Enum):
@@ -78,6 +82,13 @@ class Reliability:
         self.routing = routing or RoutingConfig()
         self.providers = providers or {}
         self.health = Health(self.cooldown_s)
+        # Providers whose key variable is unset (read once, as the adapters read their keys): calls routed to
+        # them fail before anything is sent, and their fallbacks are tried.
+        self.missing_keys = {
+            name: provider.api_key_env
+            for name, provider in self.providers.items()
+            if provider.api_key_env and provider.api_key() is None
+        }
 
     def cooldown_s(self, provider: str) -> float:
         override = self.providers.get(provider)
@@ -94,7 +105,9 @@ class Reliability:
         for name in card.fallbacks:
             fallback = self.catalog.get(name)
             if fallback is None or fallback.kind != card.kind:
-                log.warning("model %s: fallback %s is not a %s model in the catalog; skipped", card.id, name, card.kind)
+                log.warning(
+                    "model %s: fallback %s is not %s model in the catalog; skipped", card.id, name, a_or_an(card.kind)
+                )
                 continue
             if all(fallback.id != known.id for known in chain):
                 chain.append(fallback)
@@ -113,6 +126,9 @@ class Reliability:
         trail = _Trail()
         for index, candidate in enumerate(chain):
             has_later = index + 1 < len(chain)
+            if candidate.provider in self.missing_keys:
+                trail.skip(candidate, "missing_api_key", self._missing_key(candidate))
+                continue
             if self._skip(candidate, chain[index + 1 :], trail):
                 continue
             retry = 0
@@ -200,6 +216,18 @@ class Reliability:
         await anyio.sleep(wait)
         return True
 
+    def _missing_key(self, card: ModelCard) -> GatewayError:
+        variable = self.missing_keys[card.provider]
+        return GatewayError(
+            f"Provider '{card.provider}' has no API key: the environment variable {variable} is not set where "
+            f"genroute runs, so nothing was sent to it. Set {variable} (for Claude Desktop: in the server's "
+            '"env") and restart genroute.',
+            type="authentication_error",
+            code="missing_api_key",
+            status=401,
+            request_sent=False,
+        )
+
     def honours_idempotency_key(self, provider: str) -> bool:
         config = self.providers.get(provider)
         return config is not None and config.honours_idempotency_key
@@ -218,7 +246,7 @@ class Reliability:
             message += f" [{trail.attempts} attempts]"
         if tried:
             message += " Also tried: " + "; ".join(tried) + "."
-        skipped = [f"{r['model']} ({r['provider']})" for r in trail.records if "skipped" in r]
+        skipped = [f"{r['model']} ({r['provider']})" for r in trail.records if r.get("skipped") == "cooling_down"]
         if skipped:
             message += f" Skipped, its provider cooling down after recent failures: {', '.join(skipped)}."
         if trail.note:

@@ -63,7 +63,12 @@ def guarded(fn: Callable[P, Awaitable[CallToolResult]]) -> Callable[P, Awaitable
         try:
             return await fn(*args, **kwargs)
         except GatewayError as error:
-            log.info("%s failed: %s (%s)", fn.__name__, error.code, error.status)
+            log.info(
+                "%s failed: %s%s",
+                fn.__name__,
+                error.code or error.type,
+                f" (HTTP {error.status})" if error.status else "",
+            )
             return failed(error)
         except Exception:
             log.exception("%s raised an unexpected error", fn.__name__)

@@ -77,7 +77,7 @@ def progress_reporter(ctx: Context) -> OnUpdate:
         if progress_token(ctx) is None:
             return
         elapsed = elapsed_s(job)
-        value = max(elapsed, last + 0.1)
+        value = round(max(elapsed, last + 0.1), 1)  # elapsed is in tenths: keep sums of 0.1 from drifting
         last = value
         detail = f", provider at {job.progress:g}%" if job.progress is not None else ""
         await ctx.report_progress(value, None, f"video job {job.id}: {job.status}{detail}, {elapsed:.0f} s elapsed")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mcp_server.text import plural
 from mcp_server.usage.cost import usd
 from mcp_server.usage.report import ProviderFigures, UsageFigures, UsageReport
 
@@ -32,12 +33,12 @@ def summary_line(report: UsageReport) -> str:
     errors = f" ({report.errors:,} failed or refused)" if report.errors else ""
     media = ""
     if report.images:
-        media += f", {report.images:,} images"
+        media += f", {plural(report.images, 'image')}"
     if report.video_seconds:
         media += f", {report.video_seconds:,.1f} s of video"
     return (
-        f"{report.period.start} to {report.period.end}: {report.requests:,} calls{errors}, "
-        f"{report.tokens_used:,} tokens{media}, {usd(report.cost_usd)}. {budget_line(report)}"
+        f"{report.period.start} to {report.period.end}: {plural(report.requests, 'call')}{errors}, "
+        f"{plural(report.tokens_used, 'token')}{media}, {usd(report.cost_usd)}. {budget_line(report)}"
     )
 
 
