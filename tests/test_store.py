@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import pytest
 
-from mcp_server.store.base import JobRecord, Store, UsageQuery, UsageRecord, UsageTotals
+from mcp_server.store.base import JobRecord, Store, UsageQuery, UsageRecord, UsageTotals, VideoArguments
 from mcp_server.store.sqlite import MIGRATIONS, SQLiteStore
 from mcp_server.store.usage import month_of
 from tests.store_backends import store_for
@@ -109,8 +109,15 @@ async def test_api_keys_store_hashes_and_revoke_by_name(store: Store) -> None:
 
 
 async def test_jobs_round_trip_and_request_id_deduplication(store: Store) -> None:
-    job = JobRecord(id="job-1", provider="arkroute", model="kling", upstream_model="kling-v2", client_request_id="r1")
-    job.arguments = {"prompt": "a cat", "duration": 5}
+    arguments = VideoArguments(prompt="a cat", duration=5)
+    job = JobRecord(
+        id="job-1",
+        provider="arkroute",
+        model="kling",
+        upstream_model="kling-v2",
+        client_request_id="r1",
+        arguments=arguments,
+    )
     assert (await store.create_job(job)).id == "job-1"
     again = JobRecord(id="job-2", provider="arkroute", model="kling", upstream_model="kling-v2", client_request_id="r1")
     assert (await store.create_job(again)).id == "job-1"  # same request id within 24 h: the first job
@@ -120,7 +127,7 @@ async def test_jobs_round_trip_and_request_id_deduplication(store: Store) -> Non
     assert updated is not None and updated.status == "running"
     loaded = await store.get_job("job-1")
     assert loaded is not None
-    assert (loaded.task_id, loaded.progress, loaded.arguments) == ("t-9", 0.4, {"prompt": "a cat", "duration": 5})
+    assert (loaded.task_id, loaded.progress, loaded.arguments) == ("t-9", 0.4, arguments)
     assert loaded.updated_at >= loaded.created_at
     assert await store.update_job("missing", status="failed") is None
 
