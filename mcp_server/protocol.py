@@ -1,5 +1,6 @@
-"""Protocol utilities MCPServer leaves unanswered (-32601): logging/setLevel, resources/(un)subscribe and
-completion/complete. Clients and the conformance suite call them; genroute answers them properly.
+"""Protocol utilities MCPServer leaves unanswered (-32601): logging/setLevel and completion/complete. Clients and
+the conformance suite call them; genroute answers them properly. resources/subscribe is not served (nor
+subscriptions/listen, see server.py): no resource of genroute's notifies of changes, so it advertises none.
 
 Also three fixes at the protocol edge, in server middleware (so they cover every tool and prompt):
 - arguments that fail a tool's input schema get genroute's error envelope (naming the argument and what is
@@ -14,7 +15,6 @@ Also three fixes at the protocol edge, in server middleware (so they cover every
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,18 +27,16 @@ from mcp_types import (
     CompletionArgument,
     CompletionContext,
     EmptyResult,
-    LoggingLevel,
     PromptReference,
     ResourceTemplateReference,
     SetLevelRequestParams,
-    SubscribeRequestParams,
-    UnsubscribeRequestParams,
 )
 from pydantic import ValidationError
 
 from mcp_server.catalog import Catalog
 from mcp_server.errors import ErrorBody, GatewayError, invalid_argument
 from mcp_server.schemas import compact_schema
+from mcp_server.sdk_internals import add_request_handler, tool_lookup
 
 MODEL_TEMPLATE = "models://{+model_id}"
 MAX_COMPLETIONS = 100  # the spec's ceiling per answer
@@ -46,31 +44,9 @@ MAX_REPORTED_ERRORS = 3
 MAX_LISTED_PROMPTS = 20
 
 
-class SessionState:
-    """Per-session protocol state: the log level the client asked for and the resources it watches.
-    Keyed weakly by session, so a closed session's entry goes with it."""
-
-    def __init__(self) -> None:
-        self._levels: weakref.WeakKeyDictionary[Any, LoggingLevel] = weakref.WeakKeyDictionary()
-        self._watched: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
-
-    def log_level(self, session: Any) -> LoggingLevel | None:
-        return self._levels.get(session)
-
-    def subscriptions(self, session: Any) -> frozenset[str]:
-        return frozenset(self._watched.get(session, ()))
-
-    async def set_level(self, ctx: ServerRequestContext[Any], params: SetLevelRequestParams) -> EmptyResult:
-        self._levels[ctx.session] = params.level
-        return EmptyResult()
-
-    async def subscribe(self, ctx: ServerRequestContext[Any], params: SubscribeRequestParams) -> EmptyResult:
-        self._watched.setdefault(ctx.session, set()).add(params.uri)
-        return EmptyResult()
-
-    async def unsubscribe(self, ctx: ServerRequestContext[Any], params: UnsubscribeRequestParams) -> EmptyResult:
-        self._watched.get(ctx.session, set()).discard(params.uri)
-        return EmptyResult()
+async def set_level(_: ServerRequestContext[Any], __: SetLevelRequestParams) -> EmptyResult:
+    """Accepted at any level: genroute sends no log notifications (its logs go to stderr), so none is filtered."""
+    return EmptyResult()
 
 
 def complete_model_ids(catalog: Catalog, prefix: str) -> Completion:
@@ -94,6 +70,7 @@ class ProtocolShaping:
 
     def __init__(self, mcp: MCPServer[Any]) -> None:
         self.mcp = mcp
+        self.tool = tool_lookup(mcp)  # MCPServer has no public lookup of a tool's argument model
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         if ctx.method == "prompts/get":
@@ -116,8 +93,7 @@ class ProtocolShaping:
         if not isinstance(params, Mapping) or not isinstance(params.get("name"), str):
             return None
         arguments = params.get("arguments")
-        # MCPServer exposes no public lookup of a tool's argument model; its tool manager is where it lives.
-        tool = self.mcp._tool_manager.get_tool(params["name"])
+        tool = self.tool(params["name"])
         if tool is None or (arguments is not None and not isinstance(arguments, Mapping)):
             return None  # unknown tool or non-object arguments: the SDK's own answers stand
         try:
@@ -198,14 +174,9 @@ def _admitting_errors(tool: Any) -> Any:
     return tool
 
 
-def register(mcp: MCPServer[Any], catalog: Catalog) -> SessionState:
+def register(mcp: MCPServer[Any], catalog: Catalog) -> None:
     mcp.middleware.append(ProtocolShaping(mcp))
-    state = SessionState()
-    # MCPServer has no public hook for these three; the low-level server's add_request_handler is the SDK's way.
-    lowlevel = mcp._lowlevel_server
-    lowlevel.add_request_handler("logging/setLevel", SetLevelRequestParams, state.set_level)
-    lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, state.subscribe)
-    lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, state.unsubscribe)
+    add_request_handler(mcp, "logging/setLevel", SetLevelRequestParams, set_level)
 
     @mcp.completion()
     async def complete(
@@ -216,5 +187,3 @@ def register(mcp: MCPServer[Any], catalog: Catalog) -> SessionState:
         if isinstance(ref, ResourceTemplateReference) and ref.uri == MODEL_TEMPLATE and argument.name == "model_id":
             return complete_model_ids(catalog, argument.value)
         return None  # preset arguments are free text: nothing to suggest
-
-    return state

@@ -1,4 +1,5 @@
-"""The routing layer: model id -> catalog card -> provider adapter. Knows nothing of MCP.
+"""The routing layer: model id -> catalog card -> provider adapter. Knows nothing of MCP or HTTP: whom a call is for
+comes in as a `Caller` argument (the tool layer reads it from the request).
 
 Every provider call goes through `Router.run`, the one place where a call is resolved, guarded,
 attempted (retried, sent to fallbacks, skipped past cooling providers: see reliability/) and accounted for.
@@ -13,7 +14,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
-from mcp_server.access.identity import current_caller
+from mcp_server.access.principals import Caller
 from mcp_server.catalog import Catalog, ModelCard
 from mcp_server.config import Kind
 from mcp_server.errors import GatewayError
@@ -100,8 +101,8 @@ class Router:
         card: ModelCard,
         operation: Operation[T],
         *,
+        caller: Caller,
         tool: str | None = None,
-        caller: str | None = None,
         estimate: Quantities | None = None,
         job_id: str | None = None,
         metered: bool = True,
@@ -113,8 +114,8 @@ class Router:
         `operation` may run several times (retries, fallbacks): build anything that must stay the same
         across attempts, such as an Idempotency-Key, outside it. Pass `resend_if_lost=False` for a paid
         submission (video) that must not be sent again when its answer was lost.
-        `tool` names the call in the ledger (default: the model's kind); `caller` defaults to the identity the
-        MCP layer set for this request; `estimate` is what the call may use (default: one image, the longest
+        `caller` is whom the call is for (the ledger records its identity); `tool` names the call in the
+        ledger (default: the model's kind); `estimate` is what the call may use (default: one image, the longest
         video, a default-length answer); `job_id` ties a video submission to its job; `metered=False` is for
         calls that cost nothing and are part of another call (video status polls): no budget, no record;
         `allowance` (chat) lets a budget bound the answer: `operation` reads its max_tokens once admitted.
@@ -123,7 +124,7 @@ class Router:
         async with self.accountant.metered(
             card,
             tool=tool or card.kind,
-            caller=caller or current_caller(),
+            caller=caller.id,
             estimate=estimate,
             job_id=job_id,
             enabled=metered,
@@ -154,9 +155,9 @@ class Router:
         requested: str | None,
         messages: list[ChatMessage],
         *,
+        caller: Caller,
         on_delta: Callable[[ChatDelta], Awaitable[None]] | None = None,
         tool: str = "chat_complete",
-        caller: str | None = None,
         **sampling: object,
     ) -> Routed[ChatResult]:
         """A chat completion; with `on_delta` the upstream streams and each piece is passed on as it arrives."""
@@ -191,6 +192,7 @@ class Router:
         self,
         card: ModelCard,
         *,
+        caller: Caller,
         prompt: str,
         n: int = 1,
         size: str | None = None,
@@ -211,19 +213,19 @@ class Router:
             )
             return await route.adapter.generate_image(request, idempotency_key=key)
 
-        return await self.run(card, call, tool="generate_image", estimate=Quantities(images=n))
+        return await self.run(card, call, caller=caller, tool="generate_image", estimate=Quantities(images=n))
 
     async def submit_video(
         self,
         card: ModelCard,
         *,
+        caller: Caller,
         prompt: str,
         image_b64: str | None = None,
         duration: float | None = None,
         aspect_ratio: str | None = None,
         idempotency_key: str | None = None,
         job_id: str | None = None,
-        caller: str | None = None,
     ) -> Routed[VideoStatus]:
         """Start a video task. Video jobs keep their key in the job record, so a resumed submission reuses it.
         The submission is what the ledger charges (duration x price); status polls are free and not recorded."""
@@ -245,14 +247,15 @@ class Router:
             card, call, tool="generate_video", caller=caller, estimate=estimate, job_id=job_id, resend_if_lost=False
         )
 
-    async def video_status(self, card: ModelCard, task_id: str) -> Routed[VideoStatus]:
-        """Poll a task on the provider that holds it: never a fallback, which would not know the task."""
+    async def video_status(self, card: ModelCard, task_id: str, *, caller: Caller) -> Routed[VideoStatus]:
+        """Poll a task on the provider that holds it: never a fallback, which would not know the task. Free: no
+        budget, no ledger record."""
         pinned = card.model_copy(update={"fallbacks": []})
 
         async def call(route: Route) -> VideoStatus:
             return await route.adapter.video_status(task_id)
 
-        return await self.run(pinned, call, metered=False)
+        return await self.run(pinned, call, caller=caller, metered=False)
 
     def adapter_for(self, card: ModelCard) -> ProviderAdapter:
         """The adapter of `card`'s provider, for calls that are not generations (downloads of its outputs)."""

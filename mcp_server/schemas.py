@@ -18,6 +18,8 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from mcp_server.sdk_internals import SdkChanged, registered_tools, replace_tool_schemas, wrap_tool_input_schema_lookup
+
 log = logging.getLogger("genroute")
 
 X_MCP_HEADER = "x-mcp-header"
@@ -96,23 +98,16 @@ def declares_param_headers(schema: Any) -> bool:
 def tune_tools(mcp: Any) -> None:
     """Compact every registered tool's schemas and skip the SDK's header walk for tools that need none.
 
-    Reaches into SDK internals (`_tool_manager`, `_lowlevel_server`; mcp 2.3): when they are not there,
-    it changes nothing, as the tools work the same either way, only slower.
+    Reaches into SDK internals (sdk_internals.py): when they are not there, it changes nothing, as the tools
+    work the same either way, only slower.
     """
-    manager = getattr(mcp, "_tool_manager", None)
-    lowlevel = getattr(mcp, "_lowlevel_server", None)
-    if manager is None or lowlevel is None:
-        log.debug("SDK internals not found: tool schemas left as pydantic made them")
-        return
-    for tool in manager.list_tools():
-        tool.parameters = compact_schema(tool.parameters)
-        output = tool.fn_metadata.output_schema
-        if output is not None:
-            tool.fn_metadata.output_schema = compact_schema(output)
-            tool.__dict__.pop("output_schema", None)  # Tool.output_schema is a cached_property
-    lookup = getattr(lowlevel, "get_tool_input_schema", None)
-    if callable(lookup):
-        lowlevel.get_tool_input_schema = _skip_unannotated(lookup)
+    try:
+        for tool in registered_tools(mcp):
+            output = tool.fn_metadata.output_schema
+            replace_tool_schemas(tool, compact_schema(tool.parameters), compact_schema(output) if output else None)
+        wrap_tool_input_schema_lookup(mcp, _skip_unannotated)
+    except SdkChanged as exc:
+        log.warning("tool schemas left as the SDK made them: %s", exc)
 
 
 def _skip_unannotated(

@@ -42,8 +42,11 @@ def build_server(
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         log_level="WARNING",
+        # No resource, tool or prompt list of genroute's changes while it runs, so subscriptions/listen
+        # (2026-07-28) would hold streams open that never carry anything: not served, and not advertised.
+        subscriptions=False,
     )
-    # Capabilities (completions, logging, subscriptions) come from these handlers: they are in place before
+    # Capabilities (completions, logging) come from these handlers: they are in place before
     # `initialize`. Its middleware looks tools up when a request comes, so it covers tools registered later.
     if defer_surface:  # before protocol's middleware, which looks tools up
         mcp.middleware.append(DeferredSurface(mcp, lambda: register_surface(mcp, gateway), after_surface))

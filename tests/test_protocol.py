@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 from mcp import Client
-from mcp_types import ResourceTemplateReference
+from mcp.shared.exceptions import MCPError
+from mcp_types import METHOD_NOT_FOUND, ResourceTemplateReference
 
 from mcp_server.config import parse_config
 from mcp_server.gateway import Gateway
@@ -23,24 +24,38 @@ def legacy_client(config: dict[str, Any]) -> Client:
 
 
 @pytest.mark.filterwarnings("ignore:.*2026-07-28")  # deprecated in the newest protocol, still in 2025-11-25
-async def test_set_level_subscribe_and_complete_are_answered(config_data: dict[str, Any]) -> None:
+async def test_set_level_and_complete_are_answered(config_data: dict[str, Any]) -> None:
     async with legacy_client(config_data) as client:
         capabilities = client.server_capabilities
         level = await client.set_logging_level("warning")
-        subscribed = await client.subscribe_resource("models://catalog")
-        unsubscribed = await client.unsubscribe_resource("models://catalog")
         template = ResourceTemplateReference(uri="models://{+model_id}")
         models = await client.complete(template, {"name": "model_id", "value": "gpt"})
         aliases = await client.complete(template, {"name": "model_id", "value": "DEFAULT"})
         nothing = await client.complete(template, {"name": "model_id", "value": "zzz"})
     assert capabilities is not None
     assert capabilities.logging is not None and capabilities.completions is not None
-    assert capabilities.resources is not None and capabilities.resources.subscribe is True
-    assert level.model_dump(exclude_none=True) == {} and subscribed.model_dump(exclude_none=True) == {}
-    assert unsubscribed.model_dump(exclude_none=True) == {}
+    assert level.model_dump(exclude_none=True) == {}
     assert models.completion.values == ["gpt-5.5", "gpt-5.4"] and models.completion.total == 2
     assert aliases.completion.values == ["default-chat"]
     assert nothing.completion.values == []
+
+
+@pytest.mark.filterwarnings("ignore:.*2026-07-28")
+async def test_resource_subscriptions_are_not_advertised_as_no_resource_notifies(config_data: dict[str, Any]) -> None:
+    """Nothing would ever be sent to a subscriber, so neither protocol's subscriptions are offered."""
+    async with legacy_client(config_data) as client:
+        legacy = client.server_capabilities
+        with pytest.raises(MCPError) as refused:
+            await client.subscribe_resource("jobs://recent")
+    gateway = Gateway.from_config(parse_config(config_data))
+    async with Client(build_server(gateway)) as client:
+        modern = client.server_capabilities
+        with pytest.raises(MCPError) as not_served:
+            async with client.listen(resource_subscriptions=["jobs://recent"]):
+                pass
+    assert legacy is not None and legacy.resources is not None and not legacy.resources.subscribe
+    assert modern is not None and modern.resources is not None and not modern.resources.subscribe
+    assert refused.value.error.code == not_served.value.error.code == METHOD_NOT_FOUND
 
 
 async def test_bad_arguments_name_the_argument_in_the_error_envelope(

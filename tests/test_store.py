@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import sqlite3
 from collections.abc import AsyncIterator
@@ -11,14 +12,31 @@ from typing import Any
 
 import anyio
 import pytest
+from pydantic import ValidationError
 
-from mcp_server.store.base import JobRecord, Store, UsageQuery, UsageRecord, UsageTotals
+from mcp_server.errors import ErrorBody
+from mcp_server.media.job_records import public_view
+from mcp_server.store.base import JobRecord, Store, UsageQuery, UsageRecord, UsageTotals, VideoArguments, VideoResult
 from mcp_server.store.sqlite import MIGRATIONS, SQLiteStore
 from mcp_server.store.usage import month_of
 from tests.store_backends import store_for
 
 pytestmark = pytest.mark.anyio
 T0 = datetime(2025, 3, 10, 0, 0, tzinfo=UTC)  # a Monday; records spread over the following days
+RESULT = {
+    "video": {
+        "id": "kling-x.mp4",
+        "uri": "media://kling-x.mp4",
+        "path": "/m/kling-x.mp4",
+        "mime_type": "video/mp4",
+        "bytes": 9,
+    },
+    "url": "https://cdn.example/v.mp4",
+    "duration": 5.0,
+    "cost_usd": 0.5,
+    "download_error": None,
+}
+TIMEOUT = {"message": "did not finish", "type": "timeout", "code": "job_timeout", "param": None, "status": None}
 
 
 @pytest.fixture
@@ -109,8 +127,15 @@ async def test_api_keys_store_hashes_and_revoke_by_name(store: Store) -> None:
 
 
 async def test_jobs_round_trip_and_request_id_deduplication(store: Store) -> None:
-    job = JobRecord(id="job-1", provider="arkroute", model="kling", upstream_model="kling-v2", client_request_id="r1")
-    job.arguments = {"prompt": "a cat", "duration": 5}
+    arguments = VideoArguments(prompt="a cat", duration=5)
+    job = JobRecord(
+        id="job-1",
+        provider="arkroute",
+        model="kling",
+        upstream_model="kling-v2",
+        client_request_id="r1",
+        arguments=arguments,
+    )
     assert (await store.create_job(job)).id == "job-1"
     again = JobRecord(id="job-2", provider="arkroute", model="kling", upstream_model="kling-v2", client_request_id="r1")
     assert (await store.create_job(again)).id == "job-1"  # same request id within 24 h: the first job
@@ -120,7 +145,7 @@ async def test_jobs_round_trip_and_request_id_deduplication(store: Store) -> Non
     assert updated is not None and updated.status == "running"
     loaded = await store.get_job("job-1")
     assert loaded is not None
-    assert (loaded.task_id, loaded.progress, loaded.arguments) == ("t-9", 0.4, {"prompt": "a cat", "duration": 5})
+    assert (loaded.task_id, loaded.progress, loaded.arguments) == ("t-9", 0.4, arguments)
     assert loaded.updated_at >= loaded.created_at
     assert await store.update_job("missing", status="failed") is None
 
@@ -138,6 +163,77 @@ async def test_jobs_round_trip_and_request_id_deduplication(store: Store) -> Non
     assert [j.id for j in await store.list_jobs(caller="bob")] == ["job-4"]
     assert [j.id for j in await store.list_jobs(caller="bob", unfinished_only=True)] == ["job-4"]
     assert {j.id for j in await store.list_jobs(caller="stdio")} == {"job-1", "job-3"}
+
+
+# Rows as genroute wrote them while a job's arguments, result and error were plain JSON objects built by hand.
+OLD_ARGUMENTS = {"prompt": "a cat", "duration": 5.0, "aspect_ratio": "16:9", "has_image": True}
+OLD_ROWS = [
+    ("done", "completed", {**OLD_ARGUMENTS, "image_file": "done.png", "idempotency_key": "genroute-1"}, RESULT, None),
+    ("late", "failed", {**OLD_ARGUMENTS, "idempotency_key": "genroute-2"}, None, TIMEOUT),
+    ("bare", "running", {"prompt": "a dog", "duration": 5}, None, None),  # before has_image and the input file
+]
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def _insert_old_rows(settings: dict[str, Any]) -> None:
+    columns = "id, kind, provider, model, upstream_model, status, arguments, caller, result, error"
+    when = datetime.now(UTC)
+    rows = [
+        (
+            job_id,
+            "video",
+            "arkroute",
+            "kling",
+            "kling-v2",
+            status,
+            json.dumps(arguments),
+            "stdio",
+            *map(_json, (result, error)),
+        )
+        for job_id, status, arguments, result, error in OLD_ROWS
+    ]
+    if "database_url" not in settings:
+        with sqlite3.connect(Path(settings["data_dir"]) / "genroute.db") as conn:
+            sql = f"INSERT INTO jobs ({columns}, created_at, updated_at) VALUES ({', '.join('?' * 12)})"
+            conn.executemany(sql, [(*row, when.timestamp(), when.timestamp()) for row in rows])
+        return
+    import psycopg
+
+    with psycopg.connect(settings["database_url"], autocommit=True, connect_timeout=10) as conn, conn.cursor() as cur:
+        sql = f"INSERT INTO jobs ({columns}, created_at, updated_at) VALUES ({', '.join(['%s'] * 12)})"
+        cur.executemany(sql, [(*row, when, when) for row in rows])
+
+
+async def test_job_rows_written_before_the_typed_records_still_read(
+    store: Store, database_settings: dict[str, Any]
+) -> None:
+    _insert_old_rows(database_settings)
+    done, late, bare = [await store.get_job(job_id) for job_id in ("done", "late", "bare")]
+    assert done is not None and late is not None and bare is not None
+    assert done.arguments == VideoArguments(**OLD_ARGUMENTS, image_file="done.png", idempotency_key="genroute-1")
+    assert done.result == VideoResult.model_validate(RESULT) and done.result.video is not None
+    assert done.result.video.uri == "media://kling-x.mp4" and done.error is None
+    assert late.error == ErrorBody(**TIMEOUT) and late.result is None
+    assert bare.arguments == VideoArguments(prompt="a dog", duration=5)
+    # clients see what they saw before (jobs:// resources: no idempotency key, no input file)
+    assert public_view(done)["arguments"] == OLD_ARGUMENTS
+    assert public_view(done)["result"] == RESULT and public_view(late)["error"] == TIMEOUT
+    # and the engine goes on with them
+    finished = await store.update_job("bare", status="completed", result=VideoResult(url="https://x/v.mp4"))
+    assert finished is not None and await store.get_job("bare") == finished
+    assert {job.id for job in await store.list_jobs()} == {"done", "late", "bare"}
+
+
+async def test_a_job_update_is_checked_against_the_record_shape(store: Store) -> None:
+    await store.create_job(JobRecord(id="j", provider="p", model="m", upstream_model="u"))
+    with pytest.raises(ValidationError):
+        await store.update_job("j", result={"video": "not a media item"})
+    with pytest.raises(ValidationError):
+        await store.update_job("j", status="lost")
+    assert (await store.get_job("j")) == (await store.list_jobs())[0]
 
 
 async def test_concurrent_submissions_with_one_request_id_make_one_job(store: Store) -> None:

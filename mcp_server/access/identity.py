@@ -7,19 +7,9 @@ Jobs, usage, rate limits and sessions belong to the identity (see principals.py)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from mcp.server.auth.middleware.auth_context import get_access_token
 
-from mcp_server.access.principals import STDIO
-
-
-@dataclass(frozen=True)
-class Caller:
-    id: str  # stable: `key:<key id>`, `oauth-sub:<sub>`, `oauth-client:<id>`, `stdio` or `local`
-    name: str  # the key's name (or the identity where there is no other name)
-    admin: bool  # may see everyone's usage and jobs
-
+from mcp_server.access.principals import STDIO, Caller
 
 # Without authentication: stdio (the local user), or HTTP with --no-auth (loopback only). Both are the
 # machine's own user, so both see everything.
@@ -33,17 +23,12 @@ def set_unauthenticated_caller(name: str) -> None:
 
 
 def current() -> Caller:
+    """The caller of the request being served (the tool layer passes it on: see principals.Caller)."""
     token = get_access_token()
     if token is None:
         return _unauthenticated
     claims = token.claims or {}
     return Caller(id=token.client_id, name=str(claims.get("name") or token.client_id), admin=bool(claims.get("admin")))
-
-
-def jobs_scope() -> str | None:
-    """Whose video jobs this request may see: None (everyone's) for an admin, else the caller's own."""
-    who = current()
-    return None if who.admin else who.id
 
 
 def current_caller() -> str:

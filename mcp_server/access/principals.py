@@ -11,6 +11,8 @@ No SDK imports here: `genroute usage` and `genroute keys` use this without loadi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from mcp_server.store.base import ApiKeyRecord, Store
 
 STDIO = "stdio"
@@ -20,6 +22,26 @@ KEY_IDENTITY_PREFIX = "key:"
 OAUTH_SUBJECT_PREFIX = "oauth-sub:"
 OAUTH_CLIENT_PREFIX = "oauth-client:"
 _SHORT_ID = 8  # the part of a key's id shown after '#' when several keys share a name
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a call is for. The tool layer reads it from the request (identity.py) and passes it down: the router,
+    the ledger and the job engine never look at MCP or HTTP to find out."""
+
+    id: str  # stable: `key:<key id>`, `oauth-sub:<sub>`, `oauth-client:<id>`, `stdio` or `local`
+    name: str  # the key's name (or the identity where there is no other name)
+    admin: bool  # may see everyone's usage and jobs
+
+    @property
+    def jobs_scope(self) -> str | None:
+        """Whose video jobs this caller may see: None (everyone's) for an admin, else its own."""
+        return None if self.admin else self.id
+
+    @classmethod
+    def of_record(cls, identity: str) -> Caller:
+        """The caller a stored record (a job) names: its identity only, for work done on its behalf later."""
+        return cls(id=identity, name=identity, admin=False)
 
 
 def key_identity(key_id: str) -> str:

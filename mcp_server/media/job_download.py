@@ -10,11 +10,10 @@ import anyio
 from mcp_server.catalog import ModelCard
 from mcp_server.config import MediaConfig
 from mcp_server.errors import GatewayError
-from mcp_server.media.job_records import VideoResult
 from mcp_server.media.registry import MediaRegistry
 from mcp_server.providers.base import VideoStatus
 from mcp_server.router import Router
-from mcp_server.store import JobRecord
+from mcp_server.store import JobRecord, VideoResult
 
 log = logging.getLogger("genroute.jobs")
 DOWNLOAD_ATTEMPTS = 3
@@ -30,7 +29,7 @@ async def download_video(
 ) -> VideoResult:
     """The job's result with the saved file, or with `download_error` (and the provider's URL) when every try
     failed: the job is still completed, as it was paid for and the URL may work for a while."""
-    duration = status.duration if status.duration is not None else job.arguments.get("duration")
+    duration = status.duration if status.duration is not None else job.arguments.duration
     per_second = card.pricing.usd_per_second
     result = VideoResult(
         url=status.video_url,

@@ -1,27 +1,15 @@
-"""What a video job's record means to clients: its public view, its result, and the errors that end it."""
+"""What a video job's record means to clients: its public view and the errors that end it (the record's
+shape is in store/job_record.py)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel
-
 from mcp_server.errors import GatewayError
-from mcp_server.media.registry import MediaItem
+from mcp_server.providers.base import VideoStatus
 from mcp_server.store import JobRecord
-
-_PRIVATE_ARGUMENTS = ("idempotency_key", "image_file")
-
-
-class VideoResult(BaseModel):
-    """What a completed job stores as its result."""
-
-    video: MediaItem | None = None  # None only when every download attempt failed
-    url: str | None = None  # the upstream's URL (may expire)
-    duration: float | None = None
-    cost_usd: float | None = None
-    download_error: str | None = None
+from mcp_server.store.job_record import JobError
 
 
 def elapsed_s(job: JobRecord) -> float:
@@ -32,7 +20,7 @@ def elapsed_s(job: JobRecord) -> float:
 def public_view(job: JobRecord) -> dict[str, Any]:
     """A job as clients may read it (jobs:// resources): without its idempotency key or input file."""
     data = job.model_dump(mode="json")
-    data["arguments"] = {k: v for k, v in job.arguments.items() if k not in _PRIVATE_ARGUMENTS}
+    data["arguments"] = job.arguments.public()
     data["elapsed_s"] = elapsed_s(job)
     return data
 
@@ -41,30 +29,34 @@ def is_transient(error: GatewayError) -> bool:
     return error.status is None or error.status in (408, 409, 425, 429) or error.status >= 500
 
 
-def timeout_error(job: JobRecord, timeout_s: float) -> dict[str, Any]:
-    return {
-        "message": (
+def timeout_error(job: JobRecord, timeout_s: float) -> JobError:
+    return JobError(
+        message=(
             f"Provider '{job.provider}' did not finish the video within {timeout_s:g} s "
             "([media] video_job_timeout_s); genroute stopped tracking it."
         ),
-        "type": "timeout",
-        "code": "job_timeout",
-        "param": None,
-        "status": None,
-    }
-
-
-def outcome_unknown(provider: str) -> dict[str, Any]:
-    return (
-        GatewayError(
-            f"genroute stopped while submitting this video to provider '{provider}', so whether the provider started "
-            "(and billed) it is unknown. It was not sent again: that could pay twice, as the provider is not known to "
-            f"honour Idempotency-Key (set honours_idempotency_key = true under [providers.{provider}] if it does). "
-            "Check the provider's dashboard before submitting again with a new client_request_id.",
-            type="upstream_error",
-            code="submission_outcome_unknown",
-            status=502,
-        )
-        .body()
-        .model_dump()
+        type="timeout",
+        code="job_timeout",
     )
+
+
+def generation_failed(job: JobRecord, status: VideoStatus) -> JobError:
+    """The provider ran the job and reports that it failed."""
+    detail = status.error_message or "no reason given"
+    return JobError(
+        message=f"Provider '{job.provider}' reports the video job failed: {detail}",
+        type="upstream_error",
+        code=status.error_code or "generation_failed",
+    )
+
+
+def outcome_unknown(provider: str) -> JobError:
+    return GatewayError(
+        f"genroute stopped while submitting this video to provider '{provider}', so whether the provider started "
+        "(and billed) it is unknown. It was not sent again: that could pay twice, as the provider is not known to "
+        f"honour Idempotency-Key (set honours_idempotency_key = true under [providers.{provider}] if it does). "
+        "Check the provider's dashboard before submitting again with a new client_request_id.",
+        type="upstream_error",
+        code="submission_outcome_unknown",
+        status=502,
+    ).body()

@@ -27,22 +27,20 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 
+from mcp_server.access.principals import Caller
 from mcp_server.catalog import Catalog, ModelCard
 from mcp_server.config import MediaConfig
 from mcp_server.errors import GatewayError, invalid_argument
 from mcp_server.media.job_download import download_video
 from mcp_server.media.job_inputs import JobInputs
 from mcp_server.media.job_owner import is_gone, process_holder_id
-from mcp_server.media.job_records import (
-    is_transient,
-    outcome_unknown,
-    timeout_error,
-)
+from mcp_server.media.job_records import generation_failed, is_transient, outcome_unknown, timeout_error
 from mcp_server.media.reference import ReferenceImage
 from mcp_server.media.registry import MediaRegistry
 from mcp_server.providers.base import VideoStatus
 from mcp_server.router import Router, new_idempotency_key
-from mcp_server.store import JobRecord, Store
+from mcp_server.store import JobRecord, Store, VideoArguments
+from mcp_server.store.job_record import JobError
 
 log = logging.getLogger("genroute.jobs")
 JOB_ID = re.compile(r"^vid-[0-9a-f]{20}$")
@@ -152,7 +150,7 @@ class VideoJobs:
         duration: float | None,
         aspect_ratio: str | None,
         client_request_id: str | None,
-        caller: str = "stdio",
+        caller: Caller,
     ) -> tuple[JobRecord, bool]:
         """Record a job (or find the one with this client_request_id) and start tracking it: (job, created)."""
         job_id = f"vid-{secrets.token_hex(10)}"
@@ -162,16 +160,16 @@ class VideoJobs:
             provider=card.provider,
             model=card.id,
             upstream_model=card.upstream,
-            arguments={
-                "prompt": prompt,
-                "duration": duration,
-                "aspect_ratio": aspect_ratio,
-                "has_image": image is not None,
-                "image_file": image_file,
-                "idempotency_key": new_idempotency_key(),
-            },
+            arguments=VideoArguments(
+                prompt=prompt,
+                duration=duration,
+                aspect_ratio=aspect_ratio,
+                has_image=image is not None,
+                image_file=image_file,
+                idempotency_key=new_idempotency_key(),
+            ),
             client_request_id=client_request_id,
-            caller=caller,
+            caller=caller.id,
         )
         self._check_running()
         stored = await self.store.create_job(job, owner=self.owner, lease_s=self.lease_s)
@@ -184,10 +182,12 @@ class VideoJobs:
                 await self._take_over(stored)
         return stored, stored.id == job.id
 
-    async def get(self, job_id: str, *, caller: str | None = None) -> JobRecord:
-        """The job; with `caller`, only that caller's (another's answers as not found: ids are not disclosed)."""
+    async def get(self, job_id: str, *, caller: Caller | None = None) -> JobRecord:
+        """The job; for a `caller` that is not an admin, only its own (another's answers as not found: ids are not
+        disclosed). Without `caller`, any job (the engine's own reads)."""
         job = await self.store.get_job(job_id) if JOB_ID.match(job_id) else None
-        if job is None or (caller is not None and job.caller != caller):
+        scope = caller.jobs_scope if caller is not None else None
+        if job is None or (scope is not None and job.caller != scope):
             raise invalid_argument(
                 "job_id",
                 f"No video job '{job_id}'. Job ids look like vid-0123456789abcdef0123 and come from "
@@ -196,7 +196,7 @@ class VideoJobs:
             )
         return job
 
-    async def wait(self, job_id: str, wait_s: float, on_update: OnUpdate, *, caller: str | None = None) -> JobRecord:
+    async def wait(self, job_id: str, wait_s: float, on_update: OnUpdate, *, caller: Caller | None = None) -> JobRecord:
         """Wait up to `wait_s` for the job to finish, calling `on_update` now and after every poll."""
         job = await self.get(job_id, caller=caller)
         deadline = anyio.current_time() + wait_s
@@ -284,11 +284,13 @@ class VideoJobs:
                     break
                 delay = interval
                 try:
-                    routed = await self.router.video_status(self.card_for(job), job.task_id or "")
+                    routed = await self.router.video_status(
+                        self.card_for(job), job.task_id or "", caller=Caller.of_record(job.caller)
+                    )
                 except GatewayError as error:
                     failures = 0 if is_transient(error) else failures + 1
                     if failures >= PERMANENT_POLL_FAILURES:
-                        job = await self._fail(job, error.body().model_dump())
+                        job = await self._fail(job, error.body())
                         break
                     delay = max(delay, min(error.retry_after_s or 0.0, MAX_RETRY_AFTER_S))
                     log.info("video job %s: status poll failed (%s), trying again", job.id, error.code or error.type)
@@ -311,18 +313,18 @@ class VideoJobs:
 
     async def _submit(self, job: JobRecord, tracker: _Tracker) -> JobRecord:
         arguments = job.arguments
-        image_file = arguments.get("image_file")
+        image_file = arguments.image_file
         try:
             image_b64 = await self.inputs.load(image_file) if image_file else None
             routed = await self.router.submit_video(
                 self.card_for(job),
-                prompt=arguments["prompt"],
+                prompt=arguments.prompt,
                 image_b64=image_b64,
-                duration=arguments.get("duration"),
-                aspect_ratio=arguments.get("aspect_ratio"),
-                idempotency_key=arguments.get("idempotency_key") or new_idempotency_key(),
+                duration=arguments.duration,
+                aspect_ratio=arguments.aspect_ratio,
+                idempotency_key=arguments.idempotency_key or new_idempotency_key(),
                 job_id=job.id,
-                caller=job.caller,
+                caller=Caller.of_record(job.caller),
             )
         except GatewayError as error:
             if is_transient(error):
@@ -331,9 +333,9 @@ class VideoJobs:
                     error.message += (
                         " The provider may still have started the job; check its dashboard before retrying."
                     )
-                failed = await self._fail(job, error.body().model_dump())
+                failed = await self._fail(job, error.body())
             else:  # refused: nothing runs upstream, so a corrected call may reuse the client_request_id
-                failed = await self._fail(job, error.body().model_dump(), client_request_id=None)
+                failed = await self._fail(job, error.body(), client_request_id=None)
             if image_file:
                 await self.inputs.drop(image_file)
             return failed
@@ -359,31 +361,21 @@ class VideoJobs:
         if status.status == "running":
             return await self._update(job, status="running", progress=status.progress)
         if status.status == "failed":
-            detail = status.error_message or "no reason given"
-            return await self._fail(
-                job,
-                {
-                    "message": f"Provider '{job.provider}' reports the video job failed: {detail}",
-                    "type": "upstream_error",
-                    "code": status.error_code or "generation_failed",
-                    "param": None,
-                    "status": None,
-                },
-            )
+            return await self._fail(job, generation_failed(job, status))
         job = await self._update(job, progress=100.0)
         tracker.publish(job)  # "downloading": the waiting call hears it before the download
         if await self.store.claim_job(job.id, self.owner, self.lease_s) is None:
             raise _LeaseLost(job.id)  # this process stalled past its lease: the one that took over downloads it
         result = await download_video(self.router, self.registry, self.config, job, self.card_for(job), status)
-        return await self._update(job, status="completed", progress=100.0, result=result.model_dump(mode="json"))
+        return await self._update(job, status="completed", progress=100.0, result=result)
 
     # ----- helpers ---------------------------------------------------------------------------------
 
     async def _update(self, job: JobRecord, **fields: Any) -> JobRecord:
-        return await self.store.update_job(job.id, **fields) or job.model_copy(update=fields)
+        return await self.store.update_job(job.id, **fields) or job.updated(fields)
 
-    async def _fail(self, job: JobRecord, error: dict[str, Any], **fields: Any) -> JobRecord:
-        log.info("video job %s failed: %s", job.id, error.get("message"))
+    async def _fail(self, job: JobRecord, error: JobError, **fields: Any) -> JobRecord:
+        log.info("video job %s failed: %s", job.id, error.message)
         return await self._update(job, status="failed", error=error, **fields)
 
     def _expired(self, job: JobRecord) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mcp_server.config import GatewayConfig
-from mcp_server.store.base import ApiKeyRecord, JobRecord, Store, StoreUnavailable
+from mcp_server.store.base import ApiKeyRecord, JobRecord, Store, StoreUnavailable, VideoArguments, VideoResult
 
 
 def open_store_for(config: GatewayConfig) -> Store:
@@ -31,4 +31,13 @@ async def probe_store(config: GatewayConfig) -> str | None:
     return None
 
 
-__all__ = ["ApiKeyRecord", "JobRecord", "Store", "StoreUnavailable", "open_store_for", "probe_store"]
+__all__ = [
+    "ApiKeyRecord",
+    "JobRecord",
+    "Store",
+    "StoreUnavailable",
+    "VideoArguments",
+    "VideoResult",
+    "open_store_for",
+    "probe_store",
+]

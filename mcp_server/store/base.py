@@ -9,12 +9,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 from pydantic import BaseModel, Field
 
 from mcp_server.errors import GatewayError
+from mcp_server.store.job_record import FINISHED, JobRecord, JobStatus, VideoArguments, VideoResult
 from mcp_server.store.usage import (
     BudgetStatus,
     GroupBy,
@@ -50,34 +51,6 @@ async def finish_write(write: Callable[[], Awaitable[T]]) -> T:
     with anyio.CancelScope(shield=True, deadline=anyio.current_time() + RECORD_TIMEOUT_S):
         return await write()
     raise StoreUnavailable(f"Writing the usage record timed out after {RECORD_TIMEOUT_S:.0f} s.")
-
-
-JobStatus = Literal["submitting", "running", "completed", "failed"]
-FINISHED: tuple[JobStatus, ...] = ("completed", "failed")
-
-
-class JobRecord(BaseModel):
-    """A paid, long-running upstream task (video). Written before the first poll, so a restart resumes it."""
-
-    id: str
-    kind: Literal["video"] = "video"
-    provider: str
-    model: str
-    upstream_model: str
-    task_id: str | None = None  # the provider's id; None while the submission is in flight
-    status: JobStatus = "submitting"
-    arguments: dict[str, Any] = Field(default_factory=dict)
-    client_request_id: str | None = None
-    caller: str = "stdio"
-    progress: float | None = None
-    result: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
-    created_at: datetime = Field(default_factory=utcnow)
-    updated_at: datetime = Field(default_factory=utcnow)
-
-    @property
-    def finished(self) -> bool:
-        return self.status in FINISHED
 
 
 class ApiKeyRecord(BaseModel):
@@ -266,5 +239,7 @@ __all__ = [
     "UsageRecord",
     "UsageSummary",
     "UsageTotals",
+    "VideoArguments",
+    "VideoResult",
     "utcnow",
 ]

@@ -34,7 +34,6 @@ from mcp_server.store.base import (
     UsageSummary,
     finish_write,
     jobs_filter,
-    utcnow,
 )
 
 log = logging.getLogger("genroute.store")
@@ -212,7 +211,7 @@ class PostgresStore(Store):
             current = await _one_job(conn, "SELECT * FROM jobs WHERE id = %s FOR UPDATE", (job_id,))
             if current is None:
                 return None
-            updated = current.model_copy(update={**fields, "updated_at": utcnow()})
+            updated = current.updated(fields)
             assignments = ", ".join(f"{c} = %({c})s" for c in _JOB_COLUMNS if c != "id")
             await conn.execute(f"UPDATE jobs SET {assignments} WHERE id = %(id)s", _to_params(updated))
         return updated
@@ -333,8 +332,9 @@ async def _migrate(conn: AsyncConnection[Any]) -> None:
 
 def _to_params(job: JobRecord) -> dict[str, Any]:
     params = {name: getattr(job, name) for name in _JOB_COLUMNS}
+    data = job.model_dump(mode="json", include=set(_JSON_FIELDS))
     for name in _JSON_FIELDS:
-        params[name] = None if params[name] is None else Jsonb(job.model_dump(mode="json")[name])
+        params[name] = None if data[name] is None else Jsonb(data[name])
     return params
 
 

@@ -103,7 +103,7 @@ def update_job(conn: sqlite3.Connection, job_id: str, fields: dict[str, Any]) ->
     current = get_job(conn, job_id)
     if current is None:
         return None
-    updated = current.model_copy(update={**fields, "updated_at": datetime.now(UTC)})
+    updated = current.updated(fields)
     row = to_row(updated)
     assignments = ", ".join(f"{c} = :{c}" for c in _JOB_COLUMNS if c != "id")
     conn.execute(f"UPDATE jobs SET {assignments} WHERE id = :id", row)

@@ -8,6 +8,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, Field
 
+from mcp_server.access import identity
 from mcp_server.errors import invalid_argument
 from mcp_server.gateway import Gateway
 from mcp_server.providers.base import ChatDelta, ChatMessage, Usage
@@ -91,6 +92,7 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
         routed = await gateway.router.chat(
             model,
             turns,
+            caller=identity.current(),
             on_delta=on_delta if progress_token(ctx) is not None else None,
             temperature=temperature,
             top_p=top_p,

@@ -10,6 +10,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp_types import CallToolResult, ContentBlock, ImageContent, ResourceLink, ToolAnnotations
 from pydantic import BaseModel, Field
 
+from mcp_server.access import identity
 from mcp_server.catalog import ModelCard
 from mcp_server.config import MediaConfig
 from mcp_server.errors import GatewayError, invalid_argument
@@ -164,7 +165,12 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
                 max_bytes=config.reference_max_bytes,
             )
         routed = await gateway.router.generate_image(
-            card, prompt=prompt, n=n, size=size, image_b64=reference.b64() if reference else None
+            card,
+            caller=identity.current(),
+            prompt=prompt,
+            n=n,
+            size=size,
+            image_b64=reference.b64() if reference else None,
         )
         stored = await store_images(
             routed.value,

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp.server.mcpserver.resources import ResourceTemplate
-from mcp.shared.uri_template import UriTemplate
-from pydantic import validate_call
 
 from mcp_server.access import identity
 from mcp_server.errors import GatewayError
 from mcp_server.gateway import Gateway
 from mcp_server.media.files import MIME_TYPES
 from mcp_server.media.job_records import public_view
+from mcp_server.sdk_internals import SdkChanged, add_template_copy, resource_templates
 
+log = logging.getLogger("genroute")
 RECENT_JOBS = 20
 
 
@@ -33,7 +34,7 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
         mime_type="application/json",
     )
     async def recent_jobs() -> str:
-        jobs = await gateway.store.list_jobs(limit=RECENT_JOBS, caller=identity.jobs_scope())
+        jobs = await gateway.store.list_jobs(limit=RECENT_JOBS, caller=identity.current().jobs_scope)
         await gateway.jobs.look_after(jobs)  # an unfinished one whose process stopped is tracked again
         return json.dumps({"jobs": [public_view(job) for job in jobs]}, indent=2)
 
@@ -45,7 +46,7 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
     )
     async def job_resource(job_id: str) -> str:
         try:
-            job = await gateway.jobs.get(job_id, caller=identity.jobs_scope())
+            job = await gateway.jobs.get(job_id, caller=identity.current())
         except GatewayError as error:
             raise ResourceNotFoundError(error.message) from None
         await gateway.jobs.look_after([job])
@@ -58,7 +59,7 @@ def _add_media_templates(mcp: MCPServer[Any], gateway: Gateway, limit: int) -> N
     Their functions differ only in the extension they read, so the SDK derives the argument model, its JSON
     schema and the validating wrapper once (~1.5 ms each, on the path to the first `tools/list`), and the other
     templates are copies with their own URI, names, mime type and reader. That reaches into the SDK's resource
-    manager (mcp 2.3); without it, each template is registered the ordinary way.
+    manager (sdk_internals.py); without it, each template is registered the ordinary way.
     """
     first: ResourceTemplate | None = None
     for extension, mime_type in MIME_TYPES.items():
@@ -71,14 +72,14 @@ def _add_media_templates(mcp: MCPServer[Any], gateway: Gateway, limit: int) -> N
             "mime_type": mime_type,
         }
         reader = _media_reader(gateway, extension, limit)
-        templates = getattr(getattr(mcp, "_resource_manager", None), "_templates", None)
-        if first is None or not isinstance(templates, dict):
-            mcp.resource(uri, **shown)(reader)
-            found = templates.get(uri) if isinstance(templates, dict) else None
-            first = found if isinstance(found, ResourceTemplate) else None
+        if first is not None:
+            add_template_copy(mcp, first, uri, reader, **shown)
             continue
-        own = {"uri_template": uri, "parsed_template": UriTemplate.parse(uri), "fn": validate_call(reader)}
-        templates[uri] = first.model_copy(update={**shown, **own})
+        mcp.resource(uri, **shown)(reader)
+        try:
+            first = resource_templates(mcp).get(uri)
+        except SdkChanged as exc:
+            log.warning("media templates registered one by one: %s", exc)
 
 
 def _media_reader(gateway: Gateway, extension: str, limit: int) -> Callable[[str], Awaitable[bytes]]:

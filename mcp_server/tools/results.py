@@ -11,7 +11,7 @@ from mcp.server.mcpserver import Context
 from mcp_types import CallToolResult, ContentBlock, TextContent
 from pydantic import BaseModel, WithJsonSchema, WrapValidator
 
-from mcp_server.errors import GatewayError
+from mcp_server.errors import ErrorBody, GatewayError
 
 log = logging.getLogger("genroute.tools")
 P = ParamSpec("P")
@@ -36,10 +36,12 @@ def ok(output: BaseModel, content: Sequence[ContentBlock] = (), text: str | None
     return CallToolResult(content=blocks, structured_content=structured)
 
 
-def failed(error: GatewayError) -> CallToolResult:
+def failed(error: GatewayError | ErrorBody) -> CallToolResult:
+    """The error envelope: of a failure now, or of one recorded earlier (a failed video job's)."""
+    envelope = error.to_dict() if isinstance(error, GatewayError) else {"error": error.model_dump()}
     return CallToolResult(
         content=[TextContent(type="text", text=error.message)],
-        structured_content=error.to_dict(),
+        structured_content=envelope,
         is_error=True,
     )
 

@@ -10,15 +10,15 @@ from mcp_types import CallToolResult, ResourceLink, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from mcp_server.access import identity
-from mcp_server.access.identity import current_caller
 from mcp_server.catalog import ModelCard
-from mcp_server.errors import GatewayError, invalid_argument
+from mcp_server.errors import invalid_argument
 from mcp_server.gateway import Gateway
-from mcp_server.media.job_records import VideoResult, elapsed_s
+from mcp_server.media.job_records import elapsed_s
 from mcp_server.media.jobs import OnUpdate
 from mcp_server.media.reference import load_reference_image
 from mcp_server.media.registry import MediaItem
-from mcp_server.store import JobRecord
+from mcp_server.store import JobRecord, VideoResult
+from mcp_server.store.job_record import JobError
 from mcp_server.tools.image import check_prompt
 from mcp_server.tools.results import failed, guarded, ok, progress_token
 
@@ -87,16 +87,7 @@ def progress_reporter(ctx: Context) -> OnUpdate:
 
 def job_result(job: JobRecord, *, deduplicated: bool = False) -> CallToolResult:
     if job.status == "failed":
-        error = job.error or {}
-        result = failed(
-            GatewayError(
-                str(error.get("message") or "The video job failed."),
-                type=str(error.get("type") or "upstream_error"),
-                code=error.get("code"),
-                param=error.get("param"),
-                status=error.get("status"),
-            )
-        )
+        result = failed(job.error or JobError(message="The video job failed.", type="upstream_error"))
         result.structured_content = {**(result.structured_content or {}), "job_id": job.id}
         return result
     output = VideoJobOutput(
@@ -114,9 +105,8 @@ def job_result(job: JobRecord, *, deduplicated: bool = False) -> CallToolResult:
             f"job_id '{job.id}' to wait for it; the job keeps running on the server in the meantime."
         )
         return ok(output, text=f"Video job {job.id} is {job.status}. {output.hint}")
-    done = VideoResult.model_validate(job.result or {})
-    output.video, output.url, output.duration = done.video, done.url, done.duration
-    output.cost_usd, output.download_error = done.cost_usd, done.download_error
+    done = job.result or VideoResult()
+    output = output.model_copy(update=dict(done))  # the result's fields, as the job keeps them
     if done.video is None:
         return ok(output, text=f"Video job {job.id} is done, but {done.download_error} URL: {done.url}")
     link = ResourceLink(
@@ -186,7 +176,7 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
             duration=duration,
             aspect_ratio=aspect_ratio,
             client_request_id=client_request_id,
-            caller=current_caller(),
+            caller=identity.current(),
         )
         job = await gateway.jobs.wait(job.id, wait_s, progress_reporter(ctx))
         return job_result(job, deduplicated=not created)
@@ -207,5 +197,5 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
         wait_s: Annotated[float, Field(description="How long to wait for it to finish")] = DEFAULT_WAIT_S,
     ) -> Annotated[CallToolResult, VideoJobOutput]:
         check_wait(wait_s, config.video_max_wait_s)
-        job = await gateway.jobs.wait(job_id.strip(), wait_s, progress_reporter(ctx), caller=identity.jobs_scope())
+        job = await gateway.jobs.wait(job_id.strip(), wait_s, progress_reporter(ctx), caller=identity.current())
         return job_result(job)

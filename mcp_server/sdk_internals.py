@@ -1,0 +1,213 @@
+"""Every place genroute reaches into the `mcp` SDK's private parts (written against mcp 2.3), in one module.
+
+MCPServer offers no public way to do a few things genroute needs: look up a tool's argument model (to name a bad
+argument), rewrite the tools' schemas once at build time, skip the per-call header walk, serve logging/setLevel
+(which MCPServer leaves unanswered), register resource templates by copying one, and cap sessions per key. Each
+function below names the private attribute it uses. `verify` checks all of them against a live server:
+tests/test_sdk_internals.py runs it, so an SDK upgrade that moves one fails there, naming the attribute, instead
+of quietly slowing or breaking a feature. Nothing outside this module touches an SDK attribute starting with `_`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Mapping
+from importlib.metadata import version
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the SDK modules are loaded by their users; importing this module costs nothing at start
+    from mcp.server.auth.middleware.bearer_auth import AuthorizationContext
+    from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver.resources import ResourceTemplate
+    from mcp.server.mcpserver.tools import Tool
+    from mcp.server.streamable_http import StreamableHTTPServerTransport
+    from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+
+    Admission = Callable[[AuthorizationContext | None], StreamableHTTPServerTransport | None]
+
+InputSchemaLookup = Callable[[str], Mapping[str, Any] | None]
+
+
+class SdkChanged(RuntimeError):
+    """The installed SDK no longer has something genroute relies on; the message names it."""
+
+    def __init__(self, *what: str) -> None:
+        self.what = what
+        listed = what[0] if len(what) == 1 else "it changed what genroute relies on:\n- " + "\n- ".join(what)
+        super().__init__(f"mcp {sdk_version()}: {listed}\n(see mcp_server/sdk_internals.py)")
+
+
+@functools.cache
+def sdk_version() -> str:
+    return version("mcp")
+
+
+def _reach(owner: Any, name: str, purpose: str) -> Any:
+    try:
+        return getattr(owner, name)
+    except AttributeError:
+        raise SdkChanged(f"{type(owner).__name__}.{name} is gone; genroute uses it to {purpose}") from None
+
+
+# ----- tools ---------------------------------------------------------------------------------------------------
+
+
+def tool_lookup(mcp: MCPServer[Any]) -> Callable[[str], Tool | None]:
+    """name -> the registered Tool (its `fn_metadata` validates arguments). MCPServer._tool_manager."""
+    return _reach(_reach(mcp, "_tool_manager", "look up a tool's argument model"), "get_tool", "look up a tool")
+
+
+def registered_tools(mcp: MCPServer[Any]) -> list[Tool]:
+    """Every registered Tool, to rewrite its schemas. MCPServer._tool_manager."""
+    manager = _reach(mcp, "_tool_manager", "rewrite the tools' schemas")
+    return list(_reach(manager, "list_tools", "rewrite the tools' schemas")())
+
+
+def replace_tool_schemas(tool: Tool, parameters: dict[str, Any], output: dict[str, Any] | None) -> None:
+    """Give `tool` other (equivalent) schemas: `parameters`, and `fn_metadata.output_schema`, which the cached
+    `Tool.output_schema` property copies once read (dropped here, so it is read again)."""
+    tool.parameters = parameters
+    if output is not None:
+        tool.fn_metadata.output_schema = output
+        tool.__dict__.pop("output_schema", None)
+
+
+def wrap_tool_input_schema_lookup(mcp: MCPServer[Any], wrap: Callable[[InputSchemaLookup], InputSchemaLookup]) -> None:
+    """Replace the low-level server's `get_tool_input_schema` (called on every tools/call over streamable HTTP to
+    find `x-mcp-header` annotations) with `wrap(it)`. MCPServer._lowlevel_server."""
+    lowlevel = _reach(mcp, "_lowlevel_server", "skip the per-call Mcp-Param header walk")
+    lookup = _reach(lowlevel, "get_tool_input_schema", "skip the per-call Mcp-Param header walk")
+    if not callable(lookup):
+        raise SdkChanged("Server.get_tool_input_schema is not a function any more")
+    lowlevel.get_tool_input_schema = wrap(lookup)
+
+
+# ----- protocol methods and resource templates -----------------------------------------------------------------
+
+
+def add_request_handler(mcp: MCPServer[Any], method: str, params_type: type[Any], handler: Callable[..., Any]) -> None:
+    """Serve `method`, which MCPServer has no decorator for. MCPServer._lowlevel_server."""
+    lowlevel = _reach(mcp, "_lowlevel_server", f"serve {method}")
+    _reach(lowlevel, "add_request_handler", f"serve {method}")(method, params_type, handler)
+
+
+def resource_templates(mcp: MCPServer[Any]) -> dict[str, ResourceTemplate]:
+    """The registered templates by URI, to add copies of one. MCPServer._resource_manager._templates."""
+    manager = _reach(mcp, "_resource_manager", "register resource templates by copying one")
+    templates = _reach(manager, "_templates", "register resource templates by copying one")
+    if not isinstance(templates, dict):
+        raise SdkChanged("ResourceManager._templates is not a dict any more")
+    return templates
+
+
+def add_template_copy(
+    mcp: MCPServer[Any], original: ResourceTemplate, uri: str, fn: Callable[..., Any], **shown: Any
+) -> None:
+    """Register a template like `original` (its argument model and schema, which the SDK derives at ~1.5 ms a
+    template) under another URI, with its own function and names."""
+    from mcp.shared.uri_template import UriTemplate
+    from pydantic import validate_call
+
+    own = {"uri_template": uri, "parsed_template": UriTemplate.parse(uri), "fn": validate_call(fn)}
+    resource_templates(mcp)[uri] = original.model_copy(update={**shown, **own})
+
+
+# ----- sessions ------------------------------------------------------------------------------------------------
+
+
+def guard_session_admission(
+    manager: StreamableHTTPSessionManager,
+    check: Callable[[AuthorizationContext | None, Mapping[str, AuthorizationContext]], None],
+) -> None:
+    """Call `check(requestor, owners)` as the session manager admits a new session, under its creation lock, with
+    who opened each open session (session id -> credential); `check` refuses by raising.
+    StreamableHTTPSessionManager._admit_session and ._session_owners."""
+    admit: Admission = _reach(manager, "_admit_session", "cap sessions per key")
+    owners: dict[str, AuthorizationContext] = _reach(manager, "_session_owners", "cap sessions per key")
+
+    @functools.wraps(admit)
+    def admit_checked(requestor: AuthorizationContext | None) -> StreamableHTTPServerTransport | None:
+        check(requestor, owners)
+        return admit(requestor)
+
+    manager._admit_session = admit_checked  # type: ignore[method-assign]
+
+
+# ----- the check -----------------------------------------------------------------------------------------------
+
+
+def verify(mcp: MCPServer[Any]) -> None:
+    """Raise SdkChanged naming every private attribute (or shape) used above that `mcp` lacks. `mcp` should have
+    tools (one with an output schema) and a resource template registered, and its streamable HTTP app built."""
+    from mcp.server.mcpserver.resources import ResourceTemplate
+    from mcp.server.mcpserver.tools import Tool
+
+    problems: list[str] = []
+
+    def found(what: str, get: Callable[[], Any]) -> Any:
+        """`get()`, or None with `what` recorded as a problem (an SdkChanged's own message where it says more)."""
+        try:
+            value = get()
+        except SdkChanged as exc:
+            problems.extend(exc.what)
+            return None
+        except Exception as exc:
+            value = None
+            what = f"{what} ({type(exc).__name__}: {exc})"
+        if value is None or value is False:
+            problems.append(what)
+            return None
+        return value
+
+    tools = found("MCPServer._tool_manager lists the registered tools", lambda: registered_tools(mcp) or None) or []
+    lookup = found("MCPServer._tool_manager.get_tool", lambda: tool_lookup(mcp))
+    if lookup is not None:
+        found(
+            "MCPServer._tool_manager.get_tool finds each tool by name", lambda: all(lookup(t.name) is t for t in tools)
+        )
+    found("Tool.parameters is a field", lambda: "parameters" in Tool.model_fields)
+    found("Tool.fn_metadata.validate_arguments", lambda: all(callable(t.fn_metadata.validate_arguments) for t in tools))
+    found(
+        "Tool.output_schema is a functools.cached_property (replace_tool_schemas drops its cached value)",
+        lambda: isinstance(Tool.__dict__.get("output_schema"), functools.cached_property),
+    )
+    found(
+        "Tool.fn_metadata.output_schema holds a tool's output schema",
+        lambda: not tools or any(isinstance(t.fn_metadata.output_schema, dict) for t in tools),
+    )
+    lowlevel = found("MCPServer._lowlevel_server", lambda: _reach(mcp, "_lowlevel_server", "serve protocol methods"))
+    if lowlevel is not None:
+        found(
+            "Server.get_tool_input_schema(name) is a function of the tool's name",
+            lambda: _parameters(lowlevel.get_tool_input_schema) == 1,
+        )
+        found(
+            "Server.add_request_handler(method, params_type, handler)",
+            lambda: _parameters(lowlevel.add_request_handler) == 3,
+        )
+    templates = found("MCPServer._resource_manager._templates", lambda: resource_templates(mcp)) or {}
+    found(
+        "ResourceManager._templates maps URIs to ResourceTemplate values",
+        lambda: all(isinstance(t, ResourceTemplate) and t.uri_template == uri for uri, t in templates.items()),
+    )
+    found(
+        "ResourceTemplate has the fields uri_template, parsed_template and fn",
+        lambda: {"uri_template", "parsed_template", "fn"} <= set(ResourceTemplate.model_fields),
+    )
+    manager = found("MCPServer.session_manager (after streamable_http_app())", lambda: mcp.session_manager)
+    if manager is not None:
+        found(
+            "StreamableHTTPSessionManager._admit_session(requestor)",
+            lambda: _parameters(_reach(manager, "_admit_session", "cap sessions per key")) == 1,
+        )
+        found(
+            "StreamableHTTPSessionManager._session_owners is a dict",
+            lambda: isinstance(_reach(manager, "_session_owners", "cap sessions per key"), dict),
+        )
+    if problems:
+        raise SdkChanged(*problems)
+
+
+def _parameters(function: Callable[..., Any]) -> int:
+    return len(inspect.signature(function).parameters)
