@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from mcp_server.errors import GatewayError
+from mcp_server.errors import SubmissionOutcomeUnknown
 from mcp_server.media.registry import MediaItem
 from mcp_server.store import JobRecord
 
@@ -37,10 +37,6 @@ def public_view(job: JobRecord) -> dict[str, Any]:
     return data
 
 
-def is_transient(error: GatewayError) -> bool:
-    return error.status is None or error.status in (408, 409, 425, 429) or error.status >= 500
-
-
 def timeout_error(job: JobRecord, timeout_s: float) -> dict[str, Any]:
     return {
         "message": (
@@ -56,14 +52,11 @@ def timeout_error(job: JobRecord, timeout_s: float) -> dict[str, Any]:
 
 def outcome_unknown(provider: str) -> dict[str, Any]:
     return (
-        GatewayError(
+        SubmissionOutcomeUnknown(
             f"genroute stopped while submitting this video to provider '{provider}', so whether the provider started "
             "(and billed) it is unknown. It was not sent again: that could pay twice, as the provider is not known to "
             f"honour Idempotency-Key (set honours_idempotency_key = true under [providers.{provider}] if it does). "
-            "Check the provider's dashboard before submitting again with a new client_request_id.",
-            type="upstream_error",
-            code="submission_outcome_unknown",
-            status=502,
+            "Check the provider's dashboard before submitting again with a new client_request_id."
         )
         .body()
         .model_dump()

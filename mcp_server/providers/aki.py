@@ -6,11 +6,10 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx2
 from pydantic import BaseModel, ValidationError
 
 from mcp_server.config import ProviderConfig
-from mcp_server.errors import upstream_error
+from mcp_server.errors import UpstreamHTTPError
 from mcp_server.providers.base import (
     ChatDelta,
     ChatMessage,
@@ -20,8 +19,14 @@ from mcp_server.providers.base import (
     ProviderModel,
     Usage,
 )
-from mcp_server.providers.http import build_client, fetch, malformed, read_failure, transport_error
+from mcp_server.providers.http import build_client, fetch, malformed, read_failure, stream
 from mcp_server.providers.redact import Redactor
+
+
+class AkiCallFailed(UpstreamHTTPError):
+    """AKI answered (HTTP 200) that the call did not succeed (`success: false`, the reason in `error`)."""
+
+    code = "aki_call_failed"
 
 
 class _AkiAnswer(BaseModel):
@@ -70,14 +75,7 @@ class AkiAdapter(ProviderAdapter):
             raise malformed(self.name, "call result was not the expected JSON") from None
         if not answer.success or answer.text is None:
             failure = read_failure(self.redact, {"error": answer.error}, "the call did not succeed")
-            raise upstream_error(
-                self.name,
-                response.status_code,
-                failure.message,
-                type=failure.type or "upstream_error",
-                code=failure.code or "aki_call_failed",
-                param=failure.param,
-            )
+            raise AkiCallFailed(self.name, response.status_code, failure)
         usage = Usage(
             prompt_tokens=answer.prompt_length,
             completion_tokens=answer.num_generated_tokens,
@@ -98,11 +96,9 @@ class AkiAdapter(ProviderAdapter):
 
     async def list_models(self) -> list[ProviderModel]:
         """AKI.IO has no listing call; reaching the host is the check that costs nothing."""
-        try:
-            await self.client.get("/")
-        except httpx2.TransportError as exc:
-            raise transport_error(self.name, exc, self.config.base_url or "", self.redact) from None
-        return []
+        request = self.client.build_request("GET", "/")
+        async with stream(self.client, self.name, self.redact, request, any_status=True):
+            return []  # any answer will do; its body is not read
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from mcp_server.errors import GatewayError
+from mcp_server.errors import Unsupported
 
 
 class ChatMessage(BaseModel):
@@ -228,10 +228,5 @@ class ProviderAdapter(ABC):
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release pooled connections or loaded weights."""
 
-    def unsupported(self, operation: str) -> GatewayError:
-        return GatewayError(
-            f"Provider '{self.name}' does not support {operation}.",
-            type="invalid_request_error",
-            code="unsupported_operation",
-            status=400,
-        )
+    def unsupported(self, operation: str) -> Unsupported:
+        return Unsupported(f"Provider '{self.name}' does not support {operation}.")

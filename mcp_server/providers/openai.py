@@ -13,7 +13,14 @@ import httpx2
 from pydantic import BaseModel, ValidationError
 
 from mcp_server.config import ProviderConfig
-from mcp_server.errors import GatewayError, upstream_error
+from mcp_server.errors import (
+    AnswerCut,
+    AnswerInterrupted,
+    MediaTooLarge,
+    UpstreamFailure,
+    UpstreamHTTPError,
+    UpstreamTimeout,
+)
 from mcp_server.providers.base import (
     ChatDelta,
     ChatRequest,
@@ -28,15 +35,7 @@ from mcp_server.providers.base import (
     VideoRequest,
     VideoStatus,
 )
-from mcp_server.providers.http import (
-    build_client,
-    error_from_response,
-    fetch,
-    malformed,
-    read_failure,
-    retry_after_seconds,
-    transport_error,
-)
+from mcp_server.providers.http import build_client, fetch, malformed, read_failure, retry_after_seconds, stream
 from mcp_server.providers.redact import Redactor
 
 _DONE = {"completed", "complete", "succeeded", "success", "done"}
@@ -140,14 +139,11 @@ class OpenAIAdapter(ProviderAdapter):
         )
 
     async def chat_stream(self, request: ChatRequest) -> AsyncIterator[ChatDelta]:
-        body = self._body(request, stream=True)
+        call = self.client.build_request("POST", "/chat/completions", json=self._body(request, stream=True))
         text: list[str] = []
         finished = False
         try:
-            async with self.client.stream("POST", "/chat/completions", json=body) as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                    raise error_from_response(self.name, response, self.redact)
+            async with stream(self.client, self.name, self.redact, call) as response:
                 async for event in httpx2.EventSource(response):
                     if event.data.strip() == "[DONE]":
                         finished = True
@@ -162,17 +158,14 @@ class OpenAIAdapter(ProviderAdapter):
                     yield delta
         except httpx2.SSEError:
             raise malformed(self.name, "streamed answer was not an event stream") from None
-        except httpx2.TransportError as exc:
-            if not text:
-                raise transport_error(self.name, exc, self.config.base_url or "", self.redact) from None
+        except (AnswerInterrupted, UpstreamTimeout):
+            if not text:  # nothing delivered yet: the retry loop may send it again
+                raise
         if not finished:
             partial = "".join(text)
-            raise GatewayError(
-                f"Provider '{self.name}' cut the stream after {len(partial)} characters; "
-                "the answer is incomplete. Try again.",
-                type="upstream_error",
-                code="stream_interrupted",
-                status=502,
+            raise AnswerCut(
+                self.name,
+                f"cut the stream after {len(partial)} characters; the answer is incomplete. Try again.",
                 partial_text=partial,
             )
 
@@ -257,18 +250,16 @@ class OpenAIAdapter(ProviderAdapter):
             self.client.base_url.port,
         ):
             request.headers.pop("authorization", None)
-        try:
-            response = await self.client.send(request, stream=True, follow_redirects=True)
-        except httpx2.TransportError as exc:
-            raise transport_error(self.name, exc, f"{target.scheme}://{target.host}", self.redact) from None
-        try:
-            if response.status_code >= 400:
-                await response.aread()
-                raise upstream_error(
-                    self.name,
-                    response.status_code,
-                    f"could not download the generated file ({self.redact(target.host)})",
-                )
+        host = self.redact(target.host)
+        failure = UpstreamFailure(f"could not download the generated file ({host})")
+
+        def refused(response: httpx2.Response) -> UpstreamHTTPError:
+            return UpstreamHTTPError(self.name, response.status_code, failure)
+
+        shown = f"{target.scheme}://{target.host}"
+        async with stream(
+            self.client, self.name, self.redact, request, shown_url=shown, refused=refused, follow_redirects=True
+        ) as response:
             declared = response.headers.get("content-length")
             if declared and declared.isdigit() and int(declared) > max_bytes:
                 raise _too_large(self.name, max_bytes)
@@ -278,20 +269,14 @@ class OpenAIAdapter(ProviderAdapter):
                 if received > max_bytes:
                     raise _too_large(self.name, max_bytes)
                 yield chunk
-        except httpx2.TransportError as exc:
-            raise transport_error(self.name, exc, f"{target.scheme}://{target.host}", self.redact) from None
-        finally:
-            await response.aclose()
 
     async def aclose(self) -> None:
         await self.client.aclose()
 
 
-def _too_large(provider: str, max_bytes: int) -> GatewayError:
-    return GatewayError(
-        f"Provider '{provider}' sent a media file larger than the {max_bytes} byte limit "
+def _too_large(provider: str, max_bytes: int) -> MediaTooLarge:
+    return MediaTooLarge(
+        provider,
+        f"sent a media file larger than the {max_bytes} byte limit "
         "(raise [media] max_image_bytes / max_video_bytes in the config to allow it).",
-        type="upstream_error",
-        code="media_too_large",
-        status=502,
     )
