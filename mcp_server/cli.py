@@ -15,6 +15,7 @@ from mcp_server import __version__, loop
 from mcp_server.access import keys_cli
 from mcp_server.config import GatewayConfig, ProviderConfig, load_config
 from mcp_server.errors import ConfigError
+from mcp_server.providers import check_models
 
 if TYPE_CHECKING:
     from mcp_server.gateway import Gateway
@@ -74,6 +75,7 @@ def _main(argv: Sequence[str] | None) -> int:
         gc.enable()
     try:
         config = load_config(args.config)
+        check_models(config)
     except ConfigError as error:
         print(f"genroute: config error: {error}", file=sys.stderr)
         return 2

@@ -45,11 +45,12 @@ def render_prompt(messages: list[ChatMessage]) -> str:
 
 
 class AkiAdapter(ProviderAdapter):
+    kinds = frozenset({"chat"})  # AKI's other endpoints (images, speech) are not spoken here yet
+    streaming = False  # chat_stream delivers the blocking call's answer in one piece
+
     def __init__(self, name: str, config: ProviderConfig, redact: Redactor | None = None) -> None:
-        self.name = name
-        self.config = config
+        super().__init__(name, config, redact)
         self._key = config.api_key()
-        self.redact = redact or Redactor(self._key)
         self.client = build_client(config)
 
     def _body(self, request: ChatRequest) -> dict[str, Any]:

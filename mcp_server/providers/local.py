@@ -24,6 +24,7 @@ import anyio.to_thread
 from mcp_server.config import ProviderConfig
 from mcp_server.errors import GatewayError, LocalModelFailed, LocalModelUnavailable, invalid_argument
 from mcp_server.providers.base import ChatDelta, ChatRequest, ChatResult, ProviderAdapter, ProviderModel, Usage
+from mcp_server.providers.redact import Redactor
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 log = logging.getLogger("genroute.local")
@@ -51,9 +52,10 @@ def _unavailable(reason: str) -> LocalModelUnavailable:
 
 
 class LocalAdapter(ProviderAdapter):
-    def __init__(self, name: str, config: ProviderConfig) -> None:
-        self.name = name
-        self.config = config
+    streaming = True
+
+    def __init__(self, name: str, config: ProviderConfig, redact: Redactor | None = None) -> None:
+        super().__init__(name, config, redact)
         self._llama: Any = None
         self._load_lock = anyio.Lock()
         self._limiter = anyio.CapacityLimiter(1)

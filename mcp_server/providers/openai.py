@@ -99,11 +99,12 @@ class _VideoTask(BaseModel):
 
 
 class OpenAIAdapter(ProviderAdapter):
+    kinds = frozenset({"chat", "image", "video"})
+    streaming = True
+
     def __init__(self, name: str, config: ProviderConfig, redact: Redactor | None = None) -> None:
-        self.name = name
-        self.config = config
+        super().__init__(name, config, redact)
         key = config.api_key()
-        self.redact = redact or Redactor(key)
         self.client = build_client(config, {"Authorization": f"Bearer {key}"} if key else None)
 
     def _body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
