@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from mcp_server.config import LOCAL_MODEL, LOCAL_PROVIDER, GatewayConfig, Kind, ModelConfig
-from mcp_server.errors import GatewayError
+from mcp_server.errors import NotFound, invalid_argument
 from mcp_server.text import a_or_an
 
 # The price fields that make a model of each kind priced (any one of them set, zero included).
@@ -162,12 +162,11 @@ class Catalog:
         if requested is None or not requested.strip():
             card = self.default_for(kind)
             if card is None:
-                raise GatewayError(
+                raise invalid_argument(
+                    "model",
                     f'No {kind} model is configured. Add a [models."..."] table with kind = "{kind}" '
                     "to the config (see the README's config reference).",
                     code="no_model_configured",
-                    param="model",
-                    status=400,
                 )
             return card
         card = self.get(requested.strip())
@@ -175,20 +174,18 @@ class Catalog:
             close = difflib.get_close_matches(requested, list(self._names), n=3, cutoff=0.4)
             hint = f" Closest: {', '.join(close)}." if close else ""
             available = ", ".join(c.id for c in self.cards(kind)) or "none"
-            raise GatewayError(
+            raise NotFound(
                 f"Unknown model '{requested}'.{hint} Available {kind} models: {available}. "
                 "Call list_models to see them all.",
                 code="model_not_found",
                 param="model",
-                status=404,
             )
         if card.kind != kind:
-            raise GatewayError(
+            raise invalid_argument(
+                "model",
                 f"Model '{card.id}' is {a_or_an(card.kind)} model and cannot be used here, which needs "
                 f"{a_or_an(kind)} model. "
                 f"Available {kind} models: {', '.join(c.id for c in self.cards(kind)) or 'none'}.",
                 code="wrong_model_kind",
-                param="model",
-                status=400,
             )
         return card

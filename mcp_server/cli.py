@@ -114,9 +114,11 @@ def _main(argv: Sequence[str] | None) -> int:
             return STARTUP_FAILURE
     from mcp_server.config import load_config
     from mcp_server.errors import ConfigError
+    from mcp_server.providers import check_models
 
     try:
         config = load_config(args.config)
+        check_models(config)
     except ConfigError as error:
         print(f"genroute: config error: {error}", file=sys.stderr)
         return 2

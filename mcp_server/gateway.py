@@ -16,7 +16,7 @@ from mcp_server.errors import GatewayError
 from mcp_server.media.fetch import GuardedFetcher
 from mcp_server.media.jobs import VideoJobs
 from mcp_server.media.registry import MediaRegistry
-from mcp_server.providers import ProviderAdapter, build_adapter
+from mcp_server.providers import ProviderAdapter, build_adapter, check_models
 from mcp_server.providers.base import ProviderModel
 from mcp_server.providers.redact import redactor_for
 from mcp_server.reliability.attempts import Reliability
@@ -72,6 +72,8 @@ class Gateway:
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> Gateway:
+        """Raises ConfigError when a model is of a kind its provider's adapter does not serve."""
+        check_models(config)
         catalog = Catalog.from_config(config)
         providers = dict(config.providers)
         if any(card.provider == LOCAL_PROVIDER for card in catalog.cards()) and LOCAL_PROVIDER not in providers:

@@ -17,7 +17,7 @@ from typing import Generic, TypeVar
 from mcp_server.access.principals import Caller
 from mcp_server.catalog import Catalog, ModelCard
 from mcp_server.config import Kind
-from mcp_server.errors import GatewayError
+from mcp_server.errors import GatewayError, ServerFault
 from mcp_server.providers.base import (
     ChatDelta,
     ChatMessage,
@@ -88,11 +88,9 @@ class Router:
     def route_for(self, card: ModelCard) -> Route:
         adapter = self.adapters.get(card.provider)
         if adapter is None:
-            raise GatewayError(
+            raise ServerFault(
                 f"Model '{card.id}' belongs to provider '{card.provider}', which is not configured.",
-                type="server_error",
                 code="provider_not_configured",
-                status=500,
             )
         return Route(card, adapter)
 
@@ -183,7 +181,7 @@ class Router:
             routed = await self.run(card, call, tool=tool, caller=caller, estimate=estimate, allowance=allowance)
         except GatewayError as error:
             if delivered and not error.partial_text:  # e.g. the deadline cut the stream: keep what was sent
-                error.partial_text = "".join(delivered)
+                raise error.with_context(partial_text="".join(delivered)) from None
             raise
         capped = allowance.capped(routed.card, routed.value)
         return replace(routed, budget_capped=capped) if capped else routed
@@ -291,7 +289,7 @@ async def _collect_stream(
                     last.usage = delta.usage
     except GatewayError as error:
         if parts and not error.partial_text:
-            error.partial_text = "".join(parts)
+            raise error.with_context(partial_text="".join(parts)) from None
         raise
     result = ChatResult(
         id=chat_id or "chatcmpl-stream",

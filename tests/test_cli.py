@@ -49,6 +49,12 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
             "providers.x.timeout_s",
             "greater than 0",
         ),
+        (  # AKI's adapter serves chat only: refused at load, not with a 400 blamed on the caller at call time
+            '[providers.aki]\nprotocol = "aki"\nbase_url = "https://aki.io"\n[models.flux]\nprovider = "aki"\n'
+            'kind = "image"\n',
+            "models.flux.kind",
+            "provider 'aki' (protocol 'aki') serves chat models only, not 'image'",
+        ),
     ],
 )
 def test_config_error_is_one_clear_line(tmp_path: Path, content: str, key: str, problem: str) -> None:
@@ -193,11 +199,13 @@ def test_readme_config_reference_is_a_valid_config() -> None:
     import tomllib
 
     from mcp_server.config import parse_config
+    from mcp_server.providers import check_models
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     section = readme.split("## Configuration", 1)[1]
     block = re.search(r"```toml\n(.*?)```", section, re.S)
     assert block is not None
     config = parse_config(tomllib.loads(block.group(1)), source="README.md")
+    check_models(config)  # every model on a provider that serves its kind
     assert {"arkroute", "aki"} <= set(config.providers)
     assert {m.kind for m in config.models.values()} == {"chat", "image", "video"}

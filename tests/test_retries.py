@@ -27,7 +27,7 @@ async def chat(config: dict[str, Any], arguments: dict[str, Any] = PROMPT) -> An
         return await client.call_tool("chat_complete", arguments)
 
 
-@pytest.mark.parametrize("status", [408, 409, 429, 500, 502, 503, 504, 529])
+@pytest.mark.parametrize("status", [408, 409, 425, 429, 500, 502, 503, 504, 520, 529])
 async def test_retryable_status_is_retried_until_it_answers(
     config_data: dict[str, Any], emulator: Emulator, status: int
 ) -> None:
@@ -37,7 +37,7 @@ async def test_retryable_status_is_retried_until_it_answers(
     assert len(emulator.calls("chat")) == 3  # the two failures, then the answer
 
 
-@pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 422, 501])
 async def test_refusals_are_never_retried(config_data: dict[str, Any], emulator: Emulator, status: int) -> None:
     # a plain 403 (permissions); the balance 403 goes to fallbacks: tests/test_fallbacks.py
     body = {"error": {"message": "Not allowed for this key", "type": "permission_error"}} if status == 403 else None

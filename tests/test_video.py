@@ -132,6 +132,25 @@ async def test_refused_submission_fails_the_job_and_frees_its_request_id(
     assert len(emulator.calls("video_submit")) == 2 and emulator.video_submissions == 1
 
 
+async def test_a_submission_refused_until_the_retries_ran_out_frees_its_request_id(
+    config: dict[str, Any], emulator: Emulator
+) -> None:
+    """503 on every attempt: the retry loop resent it because no job starts on a 503, so the job that failed is not
+    one that may run upstream, and the same client_request_id may submit it again (and is not told to check a
+    dashboard for a job that cannot exist)."""
+    emulator.video_run_s = 0.3
+    emulator.fail_next("video_submit", status=503, body={"error": {"message": "busy"}}, times=3)
+    arguments = {"prompt": "p", "model": VIDEO_MODEL, "wait_s": 15, "client_request_id": "order-18"}
+    async with in_memory_client(config) as client:
+        refused = await client.call_tool("generate_video", arguments)
+        retried = await client.call_tool("generate_video", arguments)
+    error = error_of(refused)
+    assert error["status"] == 503 and "[3 attempts]" in error["message"] and "dashboard" not in error["message"]
+    assert not retried.is_error, retried.content
+    assert retried.structured_content["job_id"] != refused.structured_content["job_id"]
+    assert len(emulator.calls("video_submit")) == 4 and emulator.video_submissions == 1
+
+
 async def test_repeated_client_request_id_submits_once(config: dict[str, Any], emulator: Emulator) -> None:
     emulator.video_run_s = 1.0
     arguments = {"prompt": "once", "model": VIDEO_MODEL, "client_request_id": "req-42", "wait_s": 15}

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from mcp.server.auth.provider import AccessToken
 
 from mcp_server.access.principals import RESERVED_NAMES, key_identity
-from mcp_server.errors import GatewayError, invalid_argument
+from mcp_server.errors import NotFound, invalid_argument
 from mcp_server.store import ApiKeyRecord, Store
 
 log = logging.getLogger("genroute.access")
@@ -76,11 +76,10 @@ async def revoke_key(store: Store, name: str) -> ApiKeyRecord:
     record = await store.revoke_key(name)
     if record is None:
         active = [k.name for k in await store.list_keys(include_revoked=False)]
-        raise GatewayError(
+        raise NotFound(
             f"No active key named '{name}'. Active keys: {', '.join(active) or 'none'}.",
             code="key_not_found",
             param="name",
-            status=404,
         )
     return record
 

@@ -196,12 +196,11 @@ class GuardedFetcher:
             raise invalid_argument(name, f"The host '{host}' in {name} could not be resolved.")
         for address in addresses:
             if not (is_public(address) or any(entry.matches(host, address, port) for entry in self.allow)):
-                raise GatewayError(
+                raise invalid_argument(
+                    name,
                     f"{name} URL refused: '{host}' resolves to {address}, {_describe(address)}. Only public "
                     "addresses may be fetched (an operator can allow a host with [media] reference_allow_private).",
                     code="url_not_allowed",
-                    param=name,
-                    status=400,
                 )
         return addresses[0]
 

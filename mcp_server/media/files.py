@@ -14,7 +14,7 @@ import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mcp_server.errors import GatewayError
+from mcp_server.errors import ServerFault
 from mcp_server.private_files import create_private, private_dir
 
 MIME_TYPES: dict[str, str] = {
@@ -133,10 +133,8 @@ class MediaRoot:
         return real if real.parent == root else None
 
 
-def _unwritable(root: Path, reason: str) -> GatewayError:
-    return GatewayError(
+def _unwritable(root: Path, reason: str) -> ServerFault:
+    return ServerFault(
         f"Cannot save media in {root}: {reason}. Set [server] output_dir in the config to a writable folder.",
-        type="server_error",
         code="output_dir_unwritable",
-        status=500,
     )

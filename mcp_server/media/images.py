@@ -17,7 +17,7 @@ import anyio.to_thread
 from pydantic import BaseModel
 
 from mcp_server.config import MediaConfig
-from mcp_server.errors import GatewayError
+from mcp_server.errors import GatewayError, MalformedAnswer, TimedOut
 from mcp_server.media.files import IMAGE_EXTENSIONS, sniff_extension
 from mcp_server.media.previews import Preview, UnreadableImage, image_info, make_preview
 from mcp_server.media.registry import MediaItem, MediaRegistry
@@ -65,12 +65,10 @@ async def _image_bytes(image: GeneratedImage, adapter: ProviderAdapter, config: 
         with anyio.fail_after(config.download_timeout_s):
             return await adapter.download(image.url, config.max_image_bytes)
     except TimeoutError:
-        raise GatewayError(
+        raise TimedOut(
             f"Downloading the generated image from provider '{adapter.name}' took longer than "
             f"{config.download_timeout_s:g} s ([media] download_timeout_s).",
-            type="timeout",
             code="download_timeout",
-            status=504,
         ) from None
 
 
@@ -114,7 +112,5 @@ def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
     return found
 
 
-def _unreadable(provider: str, what: str) -> GatewayError:
-    return GatewayError(
-        f"Provider '{provider}' sent {what}.", type="upstream_error", code="malformed_response", status=502
-    )
+def _unreadable(provider: str, what: str) -> MalformedAnswer:
+    return MalformedAnswer(provider, f"sent {what}.")

@@ -8,7 +8,7 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 
-from mcp_server.errors import GatewayError
+from mcp_server.errors import ServerFault
 from mcp_server.media.reference import ReferenceImage
 from mcp_server.private_files import private_dir, write_private
 
@@ -33,11 +33,9 @@ class JobInputs:
         try:
             data = await anyio.Path(path).read_bytes()
         except OSError:
-            raise GatewayError(
+            raise ServerFault(
                 "The job's reference image was lost before it could be submitted; submit the video again.",
-                type="server_error",
                 code="job_input_lost",
-                status=500,
             ) from None
         return base64.b64encode(data).decode("ascii")
 

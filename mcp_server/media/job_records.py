@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from mcp_server.errors import GatewayError
+from mcp_server.errors import SubmissionOutcomeUnknown
 from mcp_server.providers.base import VideoStatus
 from mcp_server.store import JobRecord
 from mcp_server.store.job_record import JobError
@@ -23,10 +23,6 @@ def public_view(job: JobRecord) -> dict[str, Any]:
     data["arguments"] = job.arguments.public()
     data["elapsed_s"] = elapsed_s(job)
     return data
-
-
-def is_transient(error: GatewayError) -> bool:
-    return error.status is None or error.status in (408, 409, 425, 429) or error.status >= 500
 
 
 def timeout_error(job: JobRecord, timeout_s: float) -> JobError:
@@ -51,12 +47,9 @@ def generation_failed(job: JobRecord, status: VideoStatus) -> JobError:
 
 
 def outcome_unknown(provider: str) -> JobError:
-    return GatewayError(
+    return SubmissionOutcomeUnknown(
         f"genroute stopped while submitting this video to provider '{provider}', so whether the provider started "
         "(and billed) it is unknown. It was not sent again: that could pay twice, as the provider is not known to "
         f"honour Idempotency-Key (set honours_idempotency_key = true under [providers.{provider}] if it does). "
-        "Check the provider's dashboard before submitting again with a new client_request_id.",
-        type="upstream_error",
-        code="submission_outcome_unknown",
-        status=502,
+        "Check the provider's dashboard before submitting again with a new client_request_id."
     ).body()

@@ -30,11 +30,11 @@ import anyio.to_thread
 from mcp_server.access.principals import Caller
 from mcp_server.catalog import Catalog, ModelCard
 from mcp_server.config import MediaConfig
-from mcp_server.errors import GatewayError, invalid_argument
+from mcp_server.errors import GatewayError, ServerFault, SubmissionOutcomeUnknown, invalid_argument
 from mcp_server.media.job_download import download_video
 from mcp_server.media.job_inputs import JobInputs
 from mcp_server.media.job_owner import is_gone, process_holder_id
-from mcp_server.media.job_records import generation_failed, is_transient, outcome_unknown, timeout_error
+from mcp_server.media.job_records import generation_failed, outcome_unknown, timeout_error
 from mcp_server.media.reference import ReferenceImage
 from mcp_server.media.registry import MediaRegistry
 from mcp_server.providers.base import VideoStatus
@@ -45,7 +45,7 @@ from mcp_server.store.job_record import JobError
 log = logging.getLogger("genroute.jobs")
 JOB_ID = re.compile(r"^vid-[0-9a-f]{20}$")
 MAX_RETRY_AFTER_S = 120.0  # an upstream's Retry-After is honoured up to this
-PERMANENT_POLL_FAILURES = 3  # consecutive non-transient poll errors before a job is marked failed
+PERMANENT_POLL_FAILURES = 3  # consecutive non-retryable poll errors before a job is marked failed
 SUBMIT_GRACE_S = 150.0  # how far past wait_s a call waits for its submission to be answered
 FOLLOW_EVERY_S = 1.0  # how often a process that does not track a job re-reads it from the store
 
@@ -234,11 +234,9 @@ class VideoJobs:
 
     def _check_running(self) -> None:
         if self._group is None:
-            raise GatewayError(
+            raise ServerFault(
                 "Video job tracking is not running (the gateway was not started with its lifespan).",
-                type="server_error",
                 code="jobs_not_running",
-                status=500,
             )
 
     def _start(self, job: JobRecord) -> _Tracker:
@@ -288,7 +286,7 @@ class VideoJobs:
                         self.card_for(job), job.task_id or "", caller=Caller.of_record(job.caller)
                     )
                 except GatewayError as error:
-                    failures = 0 if is_transient(error) else failures + 1
+                    failures = 0 if error.retryable else failures + 1
                     if failures >= PERMANENT_POLL_FAILURES:
                         job = await self._fail(job, error.body())
                         break
@@ -327,11 +325,12 @@ class VideoJobs:
                 caller=Caller.of_record(job.caller),
             )
         except GatewayError as error:
-            if is_transient(error):
+            if error.may_have_run:
                 # The provider may have started it: keep client_request_id, so a repeat does not pay twice.
-                if error.code != "submission_outcome_unknown":  # that one already says so
-                    error.message += (
-                        " The provider may still have started the job; check its dashboard before retrying."
+                if not isinstance(error, SubmissionOutcomeUnknown):  # that one already says so
+                    error = error.with_context(
+                        message=error.message
+                        + " The provider may still have started the job; check its dashboard before retrying."
                     )
                 failed = await self._fail(job, error.body())
             else:  # refused: nothing runs upstream, so a corrected call may reuse the client_request_id

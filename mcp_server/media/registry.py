@@ -14,7 +14,7 @@ import anyio
 import anyio.to_thread
 from pydantic import BaseModel
 
-from mcp_server.errors import GatewayError
+from mcp_server.errors import NotFound, TooLarge
 from mcp_server.media.files import MediaRoot, mime_type_of, new_media_id, sniff_extension
 
 URI_SCHEME = "media://"
@@ -90,12 +90,11 @@ class MediaRegistry:
         if item is None:
             raise not_found(media_id)
         if item.bytes > max_bytes:
-            raise GatewayError(
+            raise TooLarge(
                 f"media://{media_id} is {item.bytes} bytes, more than the {max_bytes} bytes a resource read returns. "
                 f"Open the file at {item.path} (or GET /media/{media_id} over HTTP) instead.",
                 code="media_too_large",
                 param="uri",
-                status=413,
             )
         return item, await anyio.Path(item.path).read_bytes()
 
@@ -105,11 +104,10 @@ def _flush(file: object) -> None:
     os.fsync(file.fileno())  # type: ignore[attr-defined]
 
 
-def not_found(media_id: str) -> GatewayError:
-    return GatewayError(
+def not_found(media_id: str) -> NotFound:
+    return NotFound(
         f"No media file with id '{media_id}'. Ids come from generate_image / generate_video results "
         "(the part after media://).",
         code="media_not_found",
         param="uri",
-        status=404,
     )

@@ -2,24 +2,45 @@
 
 from __future__ import annotations
 
-from mcp_server.config import ProviderConfig
+from mcp_server.config import GatewayConfig, Protocol, ProviderConfig
+from mcp_server.errors import ConfigError
 from mcp_server.providers.base import ProviderAdapter
 from mcp_server.providers.redact import Redactor
 
 
-def build_adapter(name: str, config: ProviderConfig, redact: Redactor | None = None) -> ProviderAdapter:
-    """`redact` scrubs this provider's failures: every configured secret (`redactor_for`), else its own key."""
-    if config.protocol == "openai":
+def adapter_class(protocol: Protocol) -> type[ProviderAdapter]:
+    """The adapter that speaks `protocol` (its module imported on first use)."""
+    if protocol == "openai":
         from mcp_server.providers.openai import OpenAIAdapter
 
-        return OpenAIAdapter(name, config, redact)
-    if config.protocol == "aki":
+        return OpenAIAdapter
+    if protocol == "aki":
         from mcp_server.providers.aki import AkiAdapter
 
-        return AkiAdapter(name, config, redact)
+        return AkiAdapter
     from mcp_server.providers.local import LocalAdapter
 
-    return LocalAdapter(name, config)
+    return LocalAdapter
 
 
-__all__ = ["ProviderAdapter", "build_adapter"]
+def build_adapter(name: str, config: ProviderConfig, redact: Redactor | None = None) -> ProviderAdapter:
+    return adapter_class(config.protocol)(name, config, redact)
+
+
+def check_models(config: GatewayConfig) -> None:
+    """Every model is of a kind its provider's adapter serves. A mismatch is a config error at start, not a
+    refusal at call time (which would blame the caller and skip the model's fallbacks). Raises ConfigError."""
+    for model_id, model in config.models.items():
+        provider = config.providers[model.provider]  # that it exists is checked when the config is parsed
+        kinds = adapter_class(provider.protocol).kinds
+        if model.kind not in kinds:
+            served = " and ".join(sorted(kinds))
+            raise ConfigError(
+                config.source,
+                f"models.{model_id}.kind",
+                f"provider '{model.provider}' (protocol '{provider.protocol}') serves {served} models only, not "
+                f"'{model.kind}'; put model '{model_id}' on a provider whose protocol serves {model.kind} models",
+            )
+
+
+__all__ = ["ProviderAdapter", "adapter_class", "build_adapter", "check_models"]

@@ -6,11 +6,10 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx2
 from pydantic import BaseModel, ValidationError
 
 from mcp_server.config import ProviderConfig
-from mcp_server.errors import upstream_error
+from mcp_server.errors import KeyRefused, UpstreamHTTPError
 from mcp_server.providers.base import (
     ChatDelta,
     ChatMessage,
@@ -21,8 +20,21 @@ from mcp_server.providers.base import (
     ProviderModel,
     Usage,
 )
-from mcp_server.providers.http import build_client, error_from_response, fetch, malformed, read_failure, transport_error
+from mcp_server.providers.http import (
+    build_client,
+    error_from_response,
+    fetch,
+    malformed,
+    read_failure,
+    stream,
+)
 from mcp_server.providers.redact import Redactor
+
+
+class AkiCallFailed(UpstreamHTTPError):
+    """AKI answered (HTTP 200) that the call did not succeed (`success: false`, the reason in `error`)."""
+
+    code = "aki_call_failed"
 
 
 class _AkiAnswer(BaseModel):
@@ -41,11 +53,12 @@ def render_prompt(messages: list[ChatMessage]) -> str:
 
 
 class AkiAdapter(ProviderAdapter):
+    kinds = frozenset({"chat"})  # AKI's other endpoints (images, speech) are not spoken here yet
+    streaming = False  # chat_stream delivers the blocking call's answer in one piece
+
     def __init__(self, name: str, config: ProviderConfig, redact: Redactor | None = None) -> None:
-        self.name = name
-        self.config = config
+        super().__init__(name, config, redact)
         self._key = config.api_key()
-        self.redact = redact or Redactor(self._key)
         self.client = build_client(config)
 
     def _body(self, request: ChatRequest) -> dict[str, Any]:
@@ -71,14 +84,7 @@ class AkiAdapter(ProviderAdapter):
             raise malformed(self.name, "call result was not the expected JSON") from None
         if not answer.success or answer.text is None:
             failure = read_failure(self.redact, {"error": answer.error}, "the call did not succeed")
-            raise upstream_error(
-                self.name,
-                response.status_code,
-                failure.message,
-                type=failure.type or "upstream_error",
-                code=failure.code or "aki_call_failed",
-                param=failure.param,
-            )
+            raise AkiCallFailed(self.name, response.status_code, failure)
         usage = Usage(
             prompt_tokens=answer.prompt_length,
             completion_tokens=answer.num_generated_tokens,
@@ -99,11 +105,9 @@ class AkiAdapter(ProviderAdapter):
 
     async def list_models(self) -> list[ProviderModel]:
         """AKI.IO has no listing call; reaching the host is the check that costs nothing."""
-        try:
-            await self.client.get("/")
-        except httpx2.TransportError as exc:
-            raise transport_error(self.name, exc, self.config.base_url or "", self.redact) from None
-        return []
+        request = self.client.build_request("GET", "/")
+        async with stream(self.client, self.name, self.redact, request, any_status=True):
+            return []  # any answer will do; its body is not read
 
     async def check_key(self) -> KeyCheck:
         """AKI.IO's GET /api/validate_key?key=... (what its own client library calls at start): free, and it
@@ -111,10 +115,11 @@ class AkiAdapter(ProviderAdapter):
         if not self._key:
             await self.list_models()
             return KeyCheck(key="no_key", detail="the host answers")
-        try:
-            response = await self.client.get("/api/validate_key", params={"key": self._key, "version": "genroute"})
-        except httpx2.TransportError as exc:
-            raise transport_error(self.name, exc, self.config.base_url or "", self.redact) from None
+        request = self.client.build_request(
+            "GET", "/api/validate_key", params={"key": self._key, "version": "genroute"}
+        )
+        async with stream(self.client, self.name, self.redact, request, any_status=True) as response:
+            await response.aread()
         if response.status_code == 404:
             return KeyCheck(key="unchecked", detail="the host answers, but has no /api/validate_key")
         if response.status_code >= 400:
@@ -124,8 +129,8 @@ class AkiAdapter(ProviderAdapter):
         except ValidationError:
             raise malformed(self.name, "key validation result was not the expected JSON") from None
         if not answer.success:
-            detail = answer.error if isinstance(answer.error, str) else "the key was not accepted"
-            raise upstream_error(self.name, 401, self.redact(detail)[:500], code="invalid_api_key")
+            failure = read_failure(self.redact, {"error": answer.error}, "the key was not accepted")
+            raise KeyRefused(self.name, 401, failure)
         return KeyCheck(key="verified", detail="GET /api/validate_key accepted it")
 
     async def aclose(self) -> None:

@@ -10,11 +10,13 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from datetime import date
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from mcp_server.errors import GatewayError
+from mcp_server.config import Kind, ProviderConfig
+from mcp_server.errors import Unsupported
+from mcp_server.providers.redact import Redactor
 from mcp_server.text import plural
 
 
@@ -191,9 +193,24 @@ class VideoStatus(BaseModel):
 
 
 class ProviderAdapter(ABC):
-    """One upstream protocol. One instance per configured provider, alive for the server's lifetime."""
+    """One upstream protocol. One instance per configured provider, alive for the server's lifetime.
 
-    name: str
+    What it can do is declared on the class, so the config is checked against it at load (a model of a kind
+    its provider cannot serve is a config error, not a refusal at call time) and callers can ask before calling.
+    """
+
+    kinds: ClassVar[frozenset[Kind]] = frozenset({"chat"})  # the model kinds it serves
+    streaming: ClassVar[bool] = False  # chat_stream yields the answer as it is generated, not in one piece
+    image_inputs: ClassVar[bool] = False  # chat messages may carry images
+    image_edits: ClassVar[bool] = False  # an image model may edit a given image
+    speech: ClassVar[bool] = False  # text to speech
+    transcription: ClassVar[bool] = False  # speech to text
+
+    def __init__(self, name: str, config: ProviderConfig, redact: Redactor | None = None) -> None:
+        """`redact` scrubs this provider's failures: every configured secret (`redactor_for`), else its own key."""
+        self.name = name
+        self.config = config
+        self.redact = redact or Redactor(config.api_key())
 
     @abstractmethod
     async def chat(self, request: ChatRequest) -> ChatResult: ...
@@ -244,10 +261,5 @@ class ProviderAdapter(ABC):
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release pooled connections or loaded weights."""
 
-    def unsupported(self, operation: str) -> GatewayError:
-        return GatewayError(
-            f"Provider '{self.name}' does not support {operation}.",
-            type="invalid_request_error",
-            code="unsupported_operation",
-            status=400,
-        )
+    def unsupported(self, operation: str) -> Unsupported:
+        return Unsupported(f"Provider '{self.name}' does not support {operation}.")

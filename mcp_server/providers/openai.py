@@ -13,7 +13,14 @@ import httpx2
 from pydantic import BaseModel, ValidationError
 
 from mcp_server.config import ProviderConfig
-from mcp_server.errors import GatewayError, upstream_error
+from mcp_server.errors import (
+    AnswerCut,
+    AnswerInterrupted,
+    MediaTooLarge,
+    UpstreamFailure,
+    UpstreamHTTPError,
+    UpstreamTimeout,
+)
 from mcp_server.providers.base import (
     ChatDelta,
     ChatRequest,
@@ -29,15 +36,7 @@ from mcp_server.providers.base import (
     VideoRequest,
     VideoStatus,
 )
-from mcp_server.providers.http import (
-    build_client,
-    error_from_response,
-    fetch,
-    malformed,
-    read_failure,
-    retry_after_seconds,
-    transport_error,
-)
+from mcp_server.providers.http import build_client, fetch, malformed, read_failure, retry_after_seconds, stream
 from mcp_server.providers.redact import Redactor
 from mcp_server.text import plural
 
@@ -104,12 +103,13 @@ class _VideoTask(BaseModel):
 
 
 class OpenAIAdapter(ProviderAdapter):
+    kinds = frozenset({"chat", "image", "video"})
+    streaming = True
+
     def __init__(self, name: str, config: ProviderConfig, redact: Redactor | None = None) -> None:
-        self.name = name
-        self.config = config
+        super().__init__(name, config, redact)
         key = config.api_key()
         self.keyed = key is not None
-        self.redact = redact or Redactor(key)
         self.client = build_client(config, {"Authorization": f"Bearer {key}"} if key else None)
 
     def _body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
@@ -145,14 +145,11 @@ class OpenAIAdapter(ProviderAdapter):
         )
 
     async def chat_stream(self, request: ChatRequest) -> AsyncIterator[ChatDelta]:
-        body = self._body(request, stream=True)
+        call = self.client.build_request("POST", "/chat/completions", json=self._body(request, stream=True))
         text: list[str] = []
         finished = False
         try:
-            async with self.client.stream("POST", "/chat/completions", json=body) as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                    raise error_from_response(self.name, response, self.redact)
+            async with stream(self.client, self.name, self.redact, call) as response:
                 async for event in httpx2.EventSource(response):
                     if event.data.strip() == "[DONE]":
                         finished = True
@@ -167,17 +164,14 @@ class OpenAIAdapter(ProviderAdapter):
                     yield delta
         except httpx2.SSEError:
             raise malformed(self.name, "streamed answer was not an event stream") from None
-        except httpx2.TransportError as exc:
-            if not text:
-                raise transport_error(self.name, exc, self.config.base_url or "", self.redact) from None
+        except (AnswerInterrupted, UpstreamTimeout):
+            if not text:  # nothing delivered yet: the retry loop may send it again
+                raise
         if not finished:
             partial = "".join(text)
-            raise GatewayError(
-                f"Provider '{self.name}' cut the stream after {len(partial)} characters; "
-                "the answer is incomplete. Try again.",
-                type="upstream_error",
-                code="stream_interrupted",
-                status=502,
+            raise AnswerCut(
+                self.name,
+                f"cut the stream after {len(partial)} characters; the answer is incomplete. Try again.",
                 partial_text=partial,
             )
 
@@ -200,10 +194,9 @@ class OpenAIAdapter(ProviderAdapter):
         listed = f"GET /models listed {plural(len(await self.list_models()), 'model')}"
         if not self.keyed:
             return KeyCheck(key="no_key", detail=listed)
-        try:
-            probe = await self.client.get("/models", headers={"Authorization": f"Bearer {WRONG_KEY}"})
-        except httpx2.TransportError as exc:
-            raise transport_error(self.name, exc, self.config.base_url or "", self.redact) from None
+        request = self.client.build_request("GET", "/models", headers={"Authorization": f"Bearer {WRONG_KEY}"})
+        async with stream(self.client, self.name, self.redact, request, any_status=True) as probe:
+            pass  # the status is the answer; the body is not read
         if probe.status_code in (401, 403):
             return KeyCheck(key="verified", detail=f"{listed}; a wrong key gets HTTP {probe.status_code}")
         return KeyCheck(key="unchecked", detail=f"{listed}, but answers a wrong key too (HTTP {probe.status_code})")
@@ -276,18 +269,16 @@ class OpenAIAdapter(ProviderAdapter):
             self.client.base_url.port,
         ):
             request.headers.pop("authorization", None)
-        try:
-            response = await self.client.send(request, stream=True, follow_redirects=True)
-        except httpx2.TransportError as exc:
-            raise transport_error(self.name, exc, f"{target.scheme}://{target.host}", self.redact) from None
-        try:
-            if response.status_code >= 400:
-                await response.aread()
-                raise upstream_error(
-                    self.name,
-                    response.status_code,
-                    f"could not download the generated file ({self.redact(target.host)})",
-                )
+        host = self.redact(target.host)
+        failure = UpstreamFailure(f"could not download the generated file ({host})")
+
+        def refused(response: httpx2.Response) -> UpstreamHTTPError:
+            return UpstreamHTTPError(self.name, response.status_code, failure)
+
+        shown = f"{target.scheme}://{target.host}"
+        async with stream(
+            self.client, self.name, self.redact, request, shown_url=shown, refused=refused, follow_redirects=True
+        ) as response:
             declared = response.headers.get("content-length")
             if declared and declared.isdigit() and int(declared) > max_bytes:
                 raise _too_large(self.name, max_bytes)
@@ -297,20 +288,14 @@ class OpenAIAdapter(ProviderAdapter):
                 if received > max_bytes:
                     raise _too_large(self.name, max_bytes)
                 yield chunk
-        except httpx2.TransportError as exc:
-            raise transport_error(self.name, exc, f"{target.scheme}://{target.host}", self.redact) from None
-        finally:
-            await response.aclose()
 
     async def aclose(self) -> None:
         await self.client.aclose()
 
 
-def _too_large(provider: str, max_bytes: int) -> GatewayError:
-    return GatewayError(
-        f"Provider '{provider}' sent a media file larger than the {max_bytes} byte limit "
+def _too_large(provider: str, max_bytes: int) -> MediaTooLarge:
+    return MediaTooLarge(
+        provider,
+        f"sent a media file larger than the {max_bytes} byte limit "
         "(raise [media] max_image_bytes / max_video_bytes in the config to allow it).",
-        type="upstream_error",
-        code="media_too_large",
-        status=502,
     )

@@ -20,9 +20,16 @@ import anyio
 
 from mcp_server.catalog import Catalog, ModelCard
 from mcp_server.config import ProviderConfig, RoutingConfig
-from mcp_server.errors import GatewayError
+from mcp_server.errors import (
+    DeadlineExceeded,
+    GatewayError,
+    MissingApiKey,
+    ServerFault,
+    SubmissionOutcomeUnknown,
+    UpstreamHTTPError,
+)
 from mcp_server.reliability.health import Health
-from mcp_server.reliability.retry import RetryPolicy, Verdict, classify, is_provider_fault, may_have_run
+from mcp_server.reliability.retry import RetryPolicy, Verdict, classify
 from mcp_server.text import a_or_an
 
 T = TypeVar("T")
@@ -172,16 +179,16 @@ class Reliability:
         resend_if_lost: bool,
     ) -> tuple[_Step, GatewayError]:
         """What to do after a failed attempt, and the error to report for it."""
-        if error.code == "deadline_exceeded":  # the caller's time budget, not the provider's fault
+        if isinstance(error, DeadlineExceeded):  # the caller's time budget, not the provider's fault
             return _Step.STOP, error
         provider = candidate.provider
-        if is_provider_fault(error):
+        if error.provider_fault:
             self.health.record_failure(provider, error)
         verdict = classify(error)
         if verdict is Verdict.FAIL:
             return _Step.STOP, error
         can_retry = verdict is Verdict.RETRY and retry < policy.max_retries
-        if not resend_if_lost and may_have_run(error):
+        if not resend_if_lost and error.may_have_run:
             # A paid job may exist upstream: sending it again (or elsewhere) could pay twice.
             if can_retry and self.honours_idempotency_key(provider):  # same operation, so the same Idempotency-Key
                 return _Step.RETRY, error
@@ -218,14 +225,10 @@ class Reliability:
 
     def _missing_key(self, card: ModelCard) -> GatewayError:
         variable = self.missing_keys[card.provider]
-        return GatewayError(
+        return MissingApiKey(
             f"Provider '{card.provider}' has no API key: the environment variable {variable} is not set where "
             f"genroute runs, so nothing was sent to it. Set {variable} (for Claude Desktop: in the server's "
-            '"env") and restart genroute.',
-            type="authentication_error",
-            code="missing_api_key",
-            status=401,
-            request_sent=False,
+            '"env") and restart genroute.'
         )
 
     def honours_idempotency_key(self, provider: str) -> bool:
@@ -236,7 +239,7 @@ class Reliability:
         """One error for the caller: the decisive failure, plus what else was tried."""
         if error is None:
             if not trail.errors:  # every candidate skipped cannot happen (the last is never skipped)
-                return GatewayError("No route could serve this call.", type="server_error", code="no_route", status=503)
+                return ServerFault("No route could serve this call.", code="no_route", status=503)
             error = trail.errors[0][1]
         decisive = next((card.id for card, e in trail.errors if e is error), None)
         last_by_model = {card.id: f"{card.id} ({card.provider}): {_short(e)}" for card, e in trail.errors}
@@ -251,45 +254,38 @@ class Reliability:
             message += f" Skipped, its provider cooling down after recent failures: {', '.join(skipped)}."
         if trail.note:
             message += f" ({trail.note})"
-        final = error.copy_with(message)
-        final.attempts = trail.records
-        return final
+        return error.with_context(message=message, attempts=trail.records)
 
 
 def _short(error: GatewayError) -> str:
-    """`HTTP 503 service_unavailable`, or just the code of a failure that had no HTTP answer."""
-    if error.status and error.request_sent is None:
+    """`HTTP 503 service_unavailable`, or just the code of a failure that had no HTTP error answer."""
+    if isinstance(error, UpstreamHTTPError):
         return f"HTTP {error.status} {error.code or error.type}"
     return error.code or error.type
 
 
-def _deadline_error(deadline_s: float, card: ModelCard, *, in_flight: bool, lost: bool) -> GatewayError:
+def _deadline_error(deadline_s: float, card: ModelCard, *, in_flight: bool, lost: bool) -> DeadlineExceeded:
     note = " The submission may already have reached the provider; it was not sent again." if in_flight and lost else ""
-    return GatewayError(
+    return DeadlineExceeded(
         f"The call to {card.id} ({card.provider}) did not finish within deadline_s = {deadline_s:g} s, "
         f"retries and waits included.{note} Try again, or raise [routing] deadline_s.",
-        type="timeout",
-        code="deadline_exceeded",
-        status=504,
         request_sent=in_flight,
     )
 
 
 def _too_long(error: GatewayError, policy: RetryPolicy) -> GatewayError:
-    return error.copy_with(
-        f"{error.message} The provider asked to wait {error.retry_after_s:g} s before trying again, longer than "
-        f"retry_after_cap_s = {policy.retry_after_cap_s:g} s, so genroute did not wait; retry after that time."
+    asked = (
+        f" The provider asked to wait {error.retry_after_s:g} s before trying again, longer than retry_after_cap_s = "
+        f"{policy.retry_after_cap_s:g} s, so genroute did not wait; retry after that time."
     )
+    return error.with_context(message=error.message + asked)
 
 
-def _outcome_unknown(card: ModelCard, error: GatewayError) -> GatewayError:
-    return GatewayError(
+def _outcome_unknown(card: ModelCard, error: GatewayError) -> SubmissionOutcomeUnknown:
+    return SubmissionOutcomeUnknown(
         f"The submission to {card.id} ({card.provider}) was sent, but its answer was lost ({_short(error)}): "
         "the job may exist upstream and may be billed. genroute did not submit it again, to any provider, to avoid "
         "paying twice. Check the provider's dashboard or job list before submitting again.",
-        type="upstream_error",
-        code="submission_outcome_unknown",
-        status=error.status or 502,
+        status=error.status,
         retry_after_s=error.retry_after_s,
-        request_sent=True,
     )

@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from mcp_server.errors import GatewayError
+from mcp_server.errors import GatewayError, KeyRefused, UpstreamError
 
 WINDOW_S = 60
 MIN_FAILURES = 3
@@ -133,7 +133,7 @@ class Health:
         tracker.last_error_wall = self._wall()
         calls, failures = tracker.counts(int(now))
         reason: str | None = None
-        if error.status == 401:
+        if isinstance(error, KeyRefused):
             reason = "the provider refused its API key (HTTP 401)"
         elif failures >= MIN_FAILURES and failures >= FAILURE_RATE * calls:
             reason = f"at least half of its calls failed ({failures} of {calls} in the minute before)"
@@ -196,8 +196,8 @@ class Health:
 
 
 def _describe(error: GatewayError) -> str:
-    """The error's own message (it names the provider and the HTTP status) and its code."""
-    text = error.message if error.message.startswith("Provider ") else f"HTTP {error.status}: {error.message}"
+    """The error's message (an upstream's names the provider, and the HTTP status if any) and its code."""
+    text = error.message if isinstance(error, UpstreamError) else f"HTTP {error.status}: {error.message}"
     return f"{text} ({error.code or error.type})"[:ERROR_TEXT]
 
 

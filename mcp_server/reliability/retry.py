@@ -1,8 +1,10 @@
-"""Which upstream failures are retried, which go to fallbacks, which stop, and how long to wait.
+"""Which failures are retried, which go to fallbacks, which stop, and how long to wait.
 
-The rules are the OpenAI Python SDK's (2 retries; 408, 409, 429, >= 500 and transport failures; delay
+The rules are the OpenAI Python SDK's (2 retries; 408, 409, 429, 5xx and transport failures; delay
 min(0.5 * 2^n, 8) s minus up to 25% jitter; Retry-After honoured up to a cap) plus LiteLLM's router
-(402 and a balance 403 move on to the model's fallbacks). Pure functions: no I/O, no clock.
+(402 and a balance 403 move on to the model's fallbacks). Each error class says whether it is worth retrying
+(`retryable`, decided for HTTP statuses in errors/upstream.py) and whether a fallback may serve instead
+(`fallback`); this module turns that into a verdict. Pure functions: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -14,19 +16,7 @@ from enum import StrEnum
 
 from mcp_server.config import ProviderConfig, RoutingConfig
 from mcp_server.errors import GatewayError
-from mcp_server.providers.http import mentions_balance
 
-# Transport failures arrive as 502 (upstream_unreachable) or 504 (upstream_timeout); 529 is "overloaded".
-RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
-# The provider cannot serve this call but another one may: no retry, straight to the fallbacks.
-# 401 is the gateway's own key for that provider, never the caller's fault, so a fallback is the fix too.
-FALLBACK_STATUSES = frozenset({401, 402})
-# Failures that no retry changes: a garbled answer, genroute's own setup, the embedded model.
-NOT_RETRIED_CODES = frozenset(
-    {"malformed_response", "provider_not_configured", "local_model_unavailable", "local_model_error"}
-)
-# A paid submission answered with these may still have started a job upstream.
-MAY_HAVE_RUN_STATUSES = frozenset({409, 500, 502, 504})
 JITTER = 0.25
 
 
@@ -36,40 +26,14 @@ class Verdict(StrEnum):
     FAIL = "fail"  # stop: the request itself is refused, or the client already holds part of the answer
 
 
-def is_balance_refusal(error: GatewayError) -> bool:
-    """A 403 that is about money (ArcaneAPI's "Insufficient balance"), not about permissions."""
-    upstream_words = error.message.partition(": ")[2]  # past "Provider 'x' answered HTTP 403"
-    return error.status == 403 and mentions_balance(error.code, error.type, upstream_words)
-
-
 def classify(error: GatewayError) -> Verdict:
     if error.partial_text:  # text already went to the client: a retry would repeat or contradict it
         return Verdict.FAIL
-    if error.code in NOT_RETRIED_CODES:
-        return Verdict.FALLBACK if error.code.startswith("local_model") else Verdict.FAIL
-    if error.status in RETRYABLE_STATUSES:
+    if error.retryable:
         return Verdict.RETRY
-    if error.status in FALLBACK_STATUSES or is_balance_refusal(error):
+    if error.fallback:
         return Verdict.FALLBACK
-    return Verdict.FAIL  # 400, other 403s, 404, 422 and anything unknown: the same request fails again
-
-
-# genroute's own budget refusing a fallback (usage/allowance.py): on to the next one, the provider not blamed.
-OWN_REFUSALS = frozenset({"budget_exceeded", "price_unknown"})
-
-
-def is_provider_fault(error: GatewayError) -> bool:
-    """Counts against the provider's health: it failed, not the caller's request."""
-    if error.code in OWN_REFUSALS:
-        return False
-    return classify(error) is not Verdict.FAIL or error.code in ("malformed_response", "stream_interrupted")
-
-
-def may_have_run(error: GatewayError) -> bool:
-    """True when the upstream may have acted on the request although no answer came back."""
-    if error.request_sent is not None:
-        return error.request_sent
-    return error.status in MAY_HAVE_RUN_STATUSES
+    return Verdict.FAIL  # 400, other 403s, 404, 422, a garbled answer: the same request fails again
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import anyio
 from pydantic import BaseModel, Field
 
-from mcp_server.errors import GatewayError
+from mcp_server.errors import Conflict
 from mcp_server.store.job_record import FINISHED, JobRecord, JobStatus, VideoArguments, VideoResult
 from mcp_server.store.usage import (
     BudgetStatus,
@@ -70,13 +70,10 @@ class ApiKeyRecord(BaseModel):
         return self.revoked_at is not None
 
 
-def key_name_taken(name: str) -> GatewayError:
+def key_name_taken(name: str) -> Conflict:
     """What both stores raise when an active key already has `name` (their unique index refused it)."""
-    return GatewayError(
-        f"A key named '{name}' already exists. Revoke it first or pick another name.",
-        code="key_exists",
-        param="name",
-        status=409,
+    return Conflict(
+        f"A key named '{name}' already exists. Revoke it first or pick another name.", code="key_exists", param="name"
     )
 
 

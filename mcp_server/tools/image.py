@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from mcp_server.access import identity
 from mcp_server.catalog import ModelCard
 from mcp_server.config import MediaConfig
-from mcp_server.errors import GatewayError, invalid_argument
+from mcp_server.errors import TooLarge, invalid_argument
 from mcp_server.gateway import Gateway
 from mcp_server.media.images import StoredImage, previews, store_images
 from mcp_server.media.previews import b64_size
@@ -110,13 +110,12 @@ def _full_inline(images: list[StoredImage], config: MediaConfig) -> list[ImageCo
     total = sum(b64_size(len(image.data)) for image in images)
     if total > config.full_inline_max_bytes:
         saved = "; ".join(f"{image.item.uri} at {image.item.path}" for image in images)
-        raise GatewayError(
+        raise TooLarge(
             f"The full images are {total} bytes as base64, above the {config.full_inline_max_bytes} byte inline "
             f"limit ([media] full_inline_max_bytes). They were generated and saved: {saved}. Call again with "
             'output="preview" or output="link", or read the media:// resources to get them one at a time.',
             code="too_large_for_inline",
             param="output",
-            status=413,
         )
     return [
         ImageContent(type="image", data=base64.b64encode(image.data).decode("ascii"), mime_type=image.item.mime_type)

@@ -11,7 +11,7 @@ from mcp.server.mcpserver import Context
 from mcp_types import CallToolResult, ContentBlock, TextContent
 from pydantic import BaseModel, WithJsonSchema, WrapValidator
 
-from mcp_server.errors import ErrorBody, GatewayError
+from mcp_server.errors import ErrorBody, GatewayError, ServerFault
 
 log = logging.getLogger("genroute.tools")
 P = ParamSpec("P")
@@ -48,12 +48,7 @@ def failed(error: GatewayError | ErrorBody) -> CallToolResult:
 
 def internal_error() -> CallToolResult:
     return failed(
-        GatewayError(
-            "genroute hit an internal error while handling this call; it has been logged. Try again.",
-            type="server_error",
-            code="internal_error",
-            status=500,
-        )
+        ServerFault("genroute hit an internal error while handling this call; it has been logged. Try again.")
     )
 
 

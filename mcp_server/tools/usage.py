@@ -9,7 +9,7 @@ from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
 from mcp_server.access import identity
-from mcp_server.errors import GatewayError
+from mcp_server.errors import Forbidden
 from mcp_server.gateway import Gateway
 from mcp_server.tools.results import guarded, ok
 from mcp_server.usage.report import UsageReport, build_report
@@ -47,22 +47,15 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
     ) -> Annotated[CallToolResult, UsageReport]:
         who = identity.current()
         if source == "provider" and not who.admin:
-            raise GatewayError(
+            raise Forbidden(
                 "source='provider' returns the providers' own figures for every key's calls, so it is for admin "
                 "keys only; use source='local' for this key's own usage.",
-                type="permission_error",
-                code="forbidden",
                 param="source",
-                status=403,
             )
         if not who.admin:  # a non-admin key sees its own usage only
             if caller and caller not in (who.name, who.id):
-                raise GatewayError(
-                    f"This key may only see its own usage (caller '{who.name}'); leave `caller` out.",
-                    type="permission_error",
-                    code="forbidden",
-                    param="caller",
-                    status=403,
+                raise Forbidden(
+                    f"This key may only see its own usage (caller '{who.name}'); leave `caller` out.", param="caller"
                 )
             caller = who.id
         report = await build_report(

@@ -21,10 +21,10 @@ import anyio
 
 from mcp_server.catalog import ModelCard
 from mcp_server.config import BudgetConfig
-from mcp_server.errors import GatewayError
+from mcp_server.errors import BudgetRefused, GatewayError, ServerFault
 from mcp_server.store.base import Store, StoreUnavailable, UsageRecord
 from mcp_server.store.usage import COST_EPSILON, month_of, utcnow
-from mcp_server.usage.allowance import REFUSED, AnswerAllowance, Limit, needs_text, unpriced_error
+from mcp_server.usage.allowance import AnswerAllowance, Limit, needs_text, unpriced_error
 from mcp_server.usage.cost import Quantities, cost, default_estimate, estimate_tokens, measure, price, usd
 
 log = logging.getLogger("genroute.usage")
@@ -141,8 +141,7 @@ class Accountant:
         if card.free or (card.max_usd_per_call is None and self.monthly is None):
             return  # no budget applies
         if not card.priced:
-            error = unpriced_error(card)
-            await self._refuse(meter, error.message, code=error.code or REFUSED)
+            await self._refuse(meter, unpriced_error(card))
         if meter.allowance is not None:
             await self._admit_answer(meter, meter.allowance)
             return
@@ -150,9 +149,11 @@ class Accountant:
         if card.max_usd_per_call is not None and estimate_usd > card.max_usd_per_call + COST_EPSILON:
             await self._refuse(
                 meter,
-                f"Refused: this call to '{card.id}' is estimated at {usd(estimate_usd)}, above the model's "
-                f"max_usd_per_call of {usd(card.max_usd_per_call)}. Ask for less (max_tokens, n or duration) "
-                "or raise max_usd_per_call in the config.",
+                BudgetRefused(
+                    f"Refused: this call to '{card.id}' is estimated at {usd(estimate_usd)}, above the model's "
+                    f"max_usd_per_call of {usd(card.max_usd_per_call)}. Ask for less (max_tokens, n or duration) "
+                    "or raise max_usd_per_call in the config."
+                ),
             )
         if self.monthly is not None and estimate_usd > 0:
             await self._reserve(meter, estimate_usd, None, lambda: f"estimated at {usd(estimate_usd)}")
@@ -168,8 +169,10 @@ class Accountant:
             if need > per_call + COST_EPSILON:
                 await self._refuse(
                     meter,
-                    f"Refused: this call to '{card.id}' {needs_text(card, allowance)}, above the model's "
-                    f"max_usd_per_call of {usd(per_call)}. Shorten the prompt or raise max_usd_per_call.",
+                    BudgetRefused(
+                        f"Refused: this call to '{card.id}' {needs_text(card, allowance)}, above the model's "
+                        f"max_usd_per_call of {usd(per_call)}. Shorten the prompt or raise max_usd_per_call."
+                    ),
                 )
             if want > per_call:
                 want, limit = per_call, "max_usd_per_call"
@@ -191,9 +194,8 @@ class Accountant:
         try:
             reservation = await store.reserve_budget(month, limit, amount, at_least=at_least)
         except StoreUnavailable as exc:
-            raise GatewayError(
+            raise ServerFault(
                 f"Paid calls are paused: the monthly budget cannot be checked ({exc}). Try again shortly.",
-                type="server_error",
                 code="store_unavailable",
                 status=503,
             ) from None
@@ -202,16 +204,18 @@ class Accountant:
             in_flight = f" plus {usd(held)} reserved by calls in flight" if held else ""
             await self._refuse(
                 meter,
-                f"Refused: the monthly budget would be exceeded. Limit {usd(limit)} ([budget] monthly_usd), "
-                f"spent in {month} {usd(reservation.spent_usd)}{in_flight}, this call to '{meter.card.id}' "
-                f"{needs()}. Raise the limit, ask for less, or use a cheaper model.",
+                BudgetRefused(
+                    f"Refused: the monthly budget would be exceeded. Limit {usd(limit)} ([budget] monthly_usd), "
+                    f"spent in {month} {usd(reservation.spent_usd)}{in_flight}, this call to '{meter.card.id}' "
+                    f"{needs()}. Raise the limit, ask for less, or use a cheaper model."
+                ),
             )
         meter.reservation_id = reservation.id
         return reservation.amount_usd
 
-    async def _refuse(self, meter: Meter, message: str, *, code: str = REFUSED) -> None:
-        await self._write(meter.record(code), None)
-        raise GatewayError(message, type="insufficient_quota", code=code, status=402)
+    async def _refuse(self, meter: Meter, refusal: BudgetRefused) -> None:
+        await self._write(meter.record(refusal.code), None)
+        raise refusal
 
     async def _write(self, record: UsageRecord, reservation_id: str | None) -> None:
         """Write one ledger entry (the store finishes it even while the call is being cancelled); a store failure

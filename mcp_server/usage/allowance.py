@@ -16,12 +16,10 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from mcp_server.catalog import PRICE_FIELDS, ModelCard
-from mcp_server.errors import GatewayError
+from mcp_server.errors import BudgetRefused, PriceUnknown
 from mcp_server.providers.base import ChatResult
 from mcp_server.usage.cost import Quantities, usd
 
-REFUSED = "budget_exceeded"
-UNPRICED = "price_unknown"
 Limit = Literal["monthly_usd", "max_usd_per_call", "default_answer_tokens"]
 _ROUNDING = 1e-6  # a token count that float division leaves at 24.9999999 is 25
 
@@ -87,7 +85,7 @@ class AnswerAllowance:
         if self.usd is None or card.free:
             return self.requested
         if not card.priced:
-            raise unpriced_error(card, request_sent=False)
+            raise unpriced_error(card)  # refused here, never sent: the next fallback is tried
         tokens = self.affordable(card, self.usd)
         if tokens is None:  # the answer costs nothing: only the prompt must fit
             if self.prompt_usd(card) > self.usd + 1e-9:
@@ -124,18 +122,14 @@ def cap_note(cap: BudgetCap) -> str:
     return f"[genroute: answer cut at {cap.max_tokens} tokens by the budget: {cap.reason}.]"
 
 
-def unpriced_error(card: ModelCard, *, request_sent: bool | None = None) -> GatewayError:
+def unpriced_error(card: ModelCard) -> PriceUnknown:
     fields = " and ".join(f"`{name}`" for name in PRICE_FIELDS[card.kind])
     where = f'[models."{card.id}"]'
     if card.discovered:  # listed by its provider without a price: a table of its own gives it one
         where = f'a [models."{card.id}"] table (provider = "{card.provider}", upstream = "{card.upstream}")'
-    return GatewayError(
+    return PriceUnknown(
         f"Refused: a budget applies, but '{card.id}' has no price, so its cost cannot be kept within it. Set "
-        f"{fields} on {where} in the config, or `free = true` if it costs nothing.",
-        type="insufficient_quota",
-        code=UNPRICED,
-        status=402,
-        request_sent=request_sent,  # False: refused on the way to a fallback, never sent (not the upstream's 402)
+        f"{fields} on {where} in the config, or `free = true` if it costs nothing."
     )
 
 
@@ -149,12 +143,8 @@ def needs_text(card: ModelCard, allowance: AnswerAllowance) -> str:
     )
 
 
-def _fallback_refused(card: ModelCard, allowance: AnswerAllowance) -> GatewayError:
-    return GatewayError(
+def _fallback_refused(card: ModelCard, allowance: AnswerAllowance) -> BudgetRefused:
+    return BudgetRefused(
         f"Refused: fallback '{card.id}' {needs_text(card, allowance)}, more than the "
-        f"{usd(allowance.usd or 0.0)} reserved for this call.",
-        type="insufficient_quota",
-        code=REFUSED,
-        status=402,
-        request_sent=False,
+        f"{usd(allowance.usd or 0.0)} reserved for this call."
     )

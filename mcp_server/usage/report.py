@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from mcp_server.access.principals import display_names, resolve_caller
 from mcp_server.catalog import Catalog
-from mcp_server.errors import ErrorBody, GatewayError, invalid_argument
+from mcp_server.errors import ErrorBody, GatewayError, ServerFault, UpstreamTimeout, invalid_argument
 from mcp_server.providers.base import ProviderAdapter, ProviderUsage
 from mcp_server.store.base import GroupBy, Store, StoreUnavailable, UsageQuery, UsageSummary, UsageTotals
 from mcp_server.store.usage import month_of, utcnow
@@ -177,7 +177,7 @@ async def build_report(
             summary, caller = await _readable(store, summary, caller)
         budget = await store.budget_status(month_of(utcnow()))
     except StoreUnavailable as exc:
-        raise GatewayError(str(exc), type="server_error", code="store_unavailable", status=503) from None
+        raise ServerFault(str(exc), code="store_unavailable", status=503) from None
     remaining = None if monthly_usd is None else max(monthly_usd - budget.spent_usd - budget.reserved_usd, 0.0)
     report = UsageReport(
         **UsageFigures.of(summary.totals).model_dump(),
@@ -223,13 +223,8 @@ async def provider_figures(
         except GatewayError as error:
             figures[name] = ProviderFigures(error=error.body())
         except TimeoutError:
-            body = ErrorBody(
-                message=f"Provider '{name}' sent no usage report within {PROVIDER_TIMEOUT_S:.0f} s.",
-                type="timeout",
-                code="upstream_timeout",
-                status=504,
-            )
-            figures[name] = ProviderFigures(error=body)
+            late = UpstreamTimeout(name, f"sent no usage report within {PROVIDER_TIMEOUT_S:.0f} s.")
+            figures[name] = ProviderFigures(error=late.body())
 
     async with anyio.create_task_group() as group:
         for name, adapter in adapters.items():
