@@ -174,6 +174,10 @@ def render(document: dict[str, Any]) -> str:
         lines.append(f"   {_kv(usage)}")
         lines.append("")
 
+    image = results.get("image")
+    if image:
+        lines += _image_lines(image)
+
     verdicts = document.get("verdicts", {})
     if verdicts:
         lines.append("Targets")
@@ -193,3 +197,32 @@ def _cold_rows(cold: dict[str, Any]) -> list[list[str]]:
 
 def _kv(section: dict[str, Any]) -> str:
     return ", ".join(f"{k}={_fmt(v)}" for k, v in section.items() if not isinstance(v, dict | list))
+
+
+def _image_lines(image: dict[str, Any]) -> list[str]:
+    lines = [
+        "7. Image path, one client: (a) direct httpx2, (b) bare SDK forwarder (full image inline), "
+        '(c) genroute output="preview", (d) genroute output="link"'
+    ]
+    if _error(image):
+        return [*lines, f"   error: {_error(image)}", ""]
+    ways = ("direct", "bare", "preview", "link")
+    rows = []
+    for key, row in image.items():
+        if _error(row):
+            rows.append([key, _error(row) or "", *[""] * 5])
+            continue
+        rows.append(
+            [
+                key,
+                " / ".join(_fmt(row[way]["p50_ms"], 1) for way in ways),
+                f"{_fmt(row['preview_over_link'])} / {_fmt(row['preview_over_bare'])}",
+                " / ".join(_fmt(row[way]["server_cpu_us_per_call"] / 1000, 1) for way in ways[1:]),
+                _fmt(row["preview_cpu_ms"], 1),
+                " / ".join(f"{row[way]['result_bytes'] / 1000:.0f}" for way in ways),
+            ]
+        )
+    headers = ["image", "p50 ms (a)/(b)/(c)/(d)", "(c)/(d) (c)/(b)", "cpu ms (b)/(c)/(d)", "preview cpu ms"]
+    lines += _table([*headers, "result KB (a)/(b)/(c)/(d)"], rows)
+    lines.append("   preview cpu = (c) - (d): the same call without the preview; targets on 1024 px")
+    return [*lines, ""]
