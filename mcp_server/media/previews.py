@@ -78,7 +78,7 @@ def image_info(data: bytes) -> ImageInfo:
 
 def make_preview(data: bytes, max_b64_bytes: int, max_side: int) -> Preview:
     """The image itself when it already fits, else a JPEG scaled to `max_side` and compressed to the budget."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data)) as img:
@@ -90,16 +90,10 @@ def make_preview(data: bytes, max_b64_bytes: int, max_side: int) -> Preview:
                 return Preview(
                     data_b64=base64.b64encode(data).decode("ascii"), mime_type=mime, width=width, height=height
                 )
-            size = _fit_side((width, height), max_side)
-            img.draft("RGB", size)  # JPEG: decode at a reduced scale (1/2, 1/4, 1/8), much faster for big images
-            img.load()  # decode now, while the buffer is open
-            if img.getexif().get(_ORIENTATION, 1) != 1:  # only then: exif_transpose copies the whole image
-                img = ImageOps.exif_transpose(img)
-                size = _fit_side(img.size, max_side)
-            scaled = _resize(_flatten(img), size)
+            scaled = _decoded(img, max_side)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise UnreadableImage(str(exc)) from None
-    # the decoded original is released here, before encoding: with n images in parallel, memory is what it held
+    del img  # the full-size pixels go now, before the encode: n images in parallel hold less at once
     encoded, scaled = _encode_within(scaled, 3 * (max_b64_bytes // 4))
     return Preview(
         data_b64=base64.b64encode(encoded).decode("ascii"),
@@ -107,6 +101,19 @@ def make_preview(data: bytes, max_b64_bytes: int, max_side: int) -> Preview:
         width=scaled.width,
         height=scaled.height,
     )
+
+
+def _decoded(img: Image, max_side: int) -> Image:
+    """The pixels, upright, in RGB, scaled to fit `max_side`: one decode, one resize."""
+    from PIL import ImageOps
+
+    img.draft("RGB", _fit_side(img.size, max_side))  # JPEG: decode at 1/2, 1/4 or 1/8 scale, much faster
+    img.load()
+    if img.getexif().get(_ORIENTATION, 1) != 1:  # only then: exif_transpose copies the whole image
+        img = ImageOps.exif_transpose(img)
+    flat = _flatten(img)
+    size = _fit_side(flat.size, max_side)
+    return _resize(flat, size)
 
 
 def _fit_side(size: tuple[int, int], max_side: int) -> tuple[int, int]:
