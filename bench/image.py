@@ -21,6 +21,7 @@ from mcp import Client
 
 from bench import procs
 from bench.overhead import Call, Target, direct_client, interleaved
+from bench.report import describe
 
 PROMPTS = {"photo": "a photo of a harbour at dusk", "detailed": "a detailed engraving of a clockwork"}
 
@@ -50,36 +51,47 @@ def kept_call(client: Client, arguments: dict[str, Any], results: dict[str, Any]
     return call
 
 
-async def run(workdir: Path, sizes: tuple[int, ...], rounds: int, block: int, warmup: int) -> dict[str, Any]:
+async def run(workdir: Path, sides: tuple[int, ...], rounds: int, block: int, warmup: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with procs.emulator(0.0) as emulator, contextlib.ExitStack() as stack:
         config = procs.write_config(workdir, emulator.url)
         managers = [procs.genroute_http(config), procs.bare_image_http(emulator.url, workdir / "bare-files")]
         genroute, bare = procs.start_all(stack, managers)
-        async with AsyncExitStack() as clients:
-            direct = await clients.enter_async_context(direct_client(emulator.url))
-            bare_client = await clients.enter_async_context(Client(bare.url, read_timeout_seconds=120))
-            genroute_client = await clients.enter_async_context(Client(genroute.url, read_timeout_seconds=120))
-            for side in sizes:
-                size = f"{side}x{side}"
-                for kind, prompt in PROMPTS.items():
-                    wire: dict[str, int] = {}
-                    results: dict[str, Any] = {}
-                    ours = {"prompt": prompt, "model": procs.IMAGE_MODEL, "size": size}
-                    calls = {
-                        "bare": (bare_client, {"prompt": prompt, "size": size}, bare.pid),
-                        "preview": (genroute_client, ours, genroute.pid),
-                        "link": (genroute_client, {**ours, "output": "link"}, genroute.pid),
-                    }
-                    targets = {"direct": Target(direct_image_call(direct, prompt, size, wire))}
-                    for name, (client, arguments, pid) in calls.items():
-                        targets[name] = Target(kept_call(client, arguments, results, name), pid)
-                    figures = await interleaved(targets, rounds, block, warmup)
-                    for name, result in results.items():  # the result's size as JSON, as the client received it
-                        figures[name]["result_bytes"] = len(result.model_dump_json(by_alias=True, exclude_none=True))
-                    figures["direct"]["result_bytes"] = wire["direct"]
-                    out[f"{kind}_{side}"] = _compare(figures)
+        try:
+            async with AsyncExitStack() as clients:
+                direct = await clients.enter_async_context(direct_client(emulator.url))
+                bare_client = await clients.enter_async_context(Client(bare.url, read_timeout_seconds=120))
+                genroute_client = await clients.enter_async_context(Client(genroute.url, read_timeout_seconds=120))
+                ways = {"direct": direct, "bare": (bare_client, bare.pid), "genroute": (genroute_client, genroute.pid)}
+                for side in sides:
+                    for kind, prompt in PROMPTS.items():
+                        try:
+                            out[f"{kind}_{side}"] = await _one(ways, prompt, f"{side}x{side}", rounds, block, warmup)
+                        except Exception as error:  # keep the other images' figures
+                            out[f"{kind}_{side}"] = {"error": describe(error)}
+        except Exception as error:  # a client's session failed: what was measured before stays
+            out["error"] = describe(error)
     return out
+
+
+async def _one(ways: dict[str, Any], prompt: str, size: str, rounds: int, block: int, warmup: int) -> dict[str, Any]:
+    (bare_client, bare_pid), (genroute_client, genroute_pid) = ways["bare"], ways["genroute"]
+    wire: dict[str, int] = {}
+    results: dict[str, Any] = {}
+    ours = {"prompt": prompt, "model": procs.IMAGE_MODEL, "size": size}
+    calls = {
+        "bare": (bare_client, {"prompt": prompt, "size": size}, bare_pid),
+        "preview": (genroute_client, ours, genroute_pid),
+        "link": (genroute_client, {**ours, "output": "link"}, genroute_pid),
+    }
+    targets = {"direct": Target(direct_image_call(ways["direct"], prompt, size, wire))}
+    for name, (client, arguments, pid) in calls.items():
+        targets[name] = Target(kept_call(client, arguments, results, name), pid)
+    figures = await interleaved(targets, rounds, block, warmup)
+    for name, result in results.items():  # the result's size as JSON, as the client received it
+        figures[name]["result_bytes"] = len(result.model_dump_json(by_alias=True, exclude_none=True))
+    figures["direct"]["result_bytes"] = wire["direct"]
+    return _compare(figures)
 
 
 def _compare(figures: dict[str, Any]) -> dict[str, Any]:

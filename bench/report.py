@@ -26,6 +26,13 @@ def _percentiles(figure: dict[str, Any]) -> str:
     return "/".join(_fmt(figure[k]) for k in ("p50_ms", "p95_ms", "p99_ms"))
 
 
+def describe(error: BaseException) -> str:
+    """An error as one line; a task group's errors by their leaves (the group's own text says only how many)."""
+    if isinstance(error, BaseExceptionGroup):
+        return "; ".join(describe(inner) for inner in error.exceptions)
+    return f"{type(error).__name__}: {error}"
+
+
 def _error(section: Any) -> str | None:
     return section.get("error") if isinstance(section, dict) else None
 
@@ -204,11 +211,11 @@ def _image_lines(image: dict[str, Any]) -> list[str]:
         "7. Image path, one client: (a) direct httpx2, (b) bare SDK forwarder (full image inline), "
         '(c) genroute output="preview", (d) genroute output="link"'
     ]
-    if _error(image):
-        return [*lines, f"   error: {_error(image)}", ""]
     ways = ("direct", "bare", "preview", "link")
     rows = []
     for key, row in image.items():
+        if key == "error":
+            continue
         if _error(row):
             rows.append([key, _error(row) or "", *[""] * 5])
             continue
@@ -225,4 +232,6 @@ def _image_lines(image: dict[str, Any]) -> list[str]:
     headers = ["image", "p50 ms (a)/(b)/(c)/(d)", "(c)/(d) (c)/(b)", "cpu ms (b)/(c)/(d)", "preview cpu ms"]
     lines += _table([*headers, "result KB (a)/(b)/(c)/(d)"], rows)
     lines.append("   preview cpu = (c) - (d): the same call without the preview; targets on 1024 px")
+    if _error(image):
+        lines.append(f"   error: {_error(image)}")
     return [*lines, ""]

@@ -27,6 +27,7 @@ from typing import Any
 import anyio
 
 from bench import coldstart, overhead, procs, report, throughput
+from bench.report import describe
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SECTIONS = ("overhead", "throughput", "slow", "coldstart", "media", "video", "usage", "image")
@@ -92,7 +93,7 @@ QUICK = Plan(
     usage_repeats=3,
     image_sides=(1024,),
     image_rounds=1,
-    image_block=2,
+    image_block=1,
     image_warmup=1,
 )
 
@@ -140,7 +141,7 @@ async def run_sections(plan: Plan, only: set[str], workdir: Path, log: Callable[
         try:
             results[name] = await body()
         except Exception as error:  # one failed section must not lose the others' figures
-            results[name] = {"error": f"{type(error).__name__}: {error}"}
+            results[name] = {"error": describe(error)}
         log(f"   {name} done in {time.perf_counter() - started:.1f} s")
 
     if only & {"overhead", "throughput", "coldstart"}:
@@ -202,7 +203,7 @@ async def section_into(
     try:
         value = await body()
     except Exception as error:
-        value = {"error": f"{type(error).__name__}: {error}"}
+        value = {"error": describe(error)}
     results.setdefault(name, {})[key] = value
     log(f"   {name} ({key}) done in {time.perf_counter() - started:.1f} s")
 
@@ -232,7 +233,7 @@ async def optional_section(name: str, plan: Plan, workdir: Path, log: Callable[[
                 usage.run, workdir / "usage", plan.usage_records, plan.usage_repeats
             )
     except Exception as error:
-        result = {"error": f"{type(error).__name__}: {error}"}
+        result = {"error": describe(error)}
     log(f"   {name} done in {time.perf_counter() - started:.1f} s")
     return result
 
