@@ -15,6 +15,7 @@ import os
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 import httpx2
@@ -23,7 +24,8 @@ from mcp.server.mcpserver import MCPServer
 KEY_ENV = "BENCH_UPSTREAM_KEY"
 
 
-def build(upstream: str, model: str) -> MCPServer[httpx2.AsyncClient]:
+def bare_server(name: str, upstream: str) -> tuple[MCPServer[httpx2.AsyncClient], httpx2.AsyncClient]:
+    """An SDK server with one pooled upstream client (closed with the server) and a /healthz route."""
     client = httpx2.AsyncClient(
         base_url=upstream,
         headers={"Authorization": f"Bearer {os.environ.get(KEY_ENV, 'test-key')}"},
@@ -36,7 +38,19 @@ def build(upstream: str, model: str) -> MCPServer[httpx2.AsyncClient]:
         async with client:
             yield client
 
-    mcp: MCPServer[httpx2.AsyncClient] = MCPServer("bare", lifespan=lifespan, log_level="WARNING")
+    mcp: MCPServer[httpx2.AsyncClient] = MCPServer(name, lifespan=lifespan, log_level="WARNING")
+
+    @mcp.custom_route("/healthz", methods=["GET"])
+    async def healthz(_request: object) -> object:
+        from starlette.responses import PlainTextResponse
+
+        return PlainTextResponse("ok")
+
+    return mcp, client
+
+
+def build(upstream: str, model: str) -> MCPServer[httpx2.AsyncClient]:
+    mcp, client = bare_server("bare", upstream)
 
     @mcp.tool()
     async def chat(prompt: str) -> str:
@@ -46,16 +60,10 @@ def build(upstream: str, model: str) -> MCPServer[httpx2.AsyncClient]:
         response.raise_for_status()
         return response.json()["choices"][0]["message"]["content"]
 
-    @mcp.custom_route("/healthz", methods=["GET"])
-    async def healthz(_request: object) -> object:
-        from starlette.responses import PlainTextResponse
-
-        return PlainTextResponse("ok")
-
     return mcp
 
 
-def _serve_http(mcp: MCPServer[httpx2.AsyncClient], host: str, port: int, use_uvloop: bool) -> None:
+def serve_http(mcp: MCPServer[Any], host: str, port: int, use_uvloop: bool) -> None:
     """uvicorn with its defaults inside `anyio.run`, as `mcp.run('streamable-http')` does, on a pre-bound socket
     (for port 0). Like the SDK's, that loop is plain asyncio: uvicorn picks uvloop only in `uvicorn.run`."""
     import uvicorn
@@ -90,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     mcp = build(args.upstream, args.model)
     if args.http:
-        _serve_http(mcp, args.host, args.port, args.uvloop)
+        serve_http(mcp, args.host, args.port, args.uvloop)
     else:
         anyio.run(mcp.run_stdio_async, backend_options={"use_uvloop": args.uvloop})  # = mcp.run("stdio")
     return 0

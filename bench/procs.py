@@ -135,7 +135,7 @@ output_usd_per_mtok = 10.0
 provider = "emu"
 kind = "image"
 usd_per_image = 0.04
-sizes = ["1024x1024", "4096x4096"]
+sizes = ["1024x1024", "2048x2048", "4096x4096"]
 response_format = "b64_json"
 
 [models."kling-v2-master"]
@@ -169,6 +169,29 @@ def bare_http(upstream_base: str, *extra: str) -> Iterator[Proc]:
         yield proc
     finally:
         proc.stop()
+
+
+@contextlib.contextmanager
+def bare_image_http(upstream_base: str, out: Path) -> Iterator[Proc]:
+    """bench/bare_image_server.py over HTTP: generates upstream, saves into `out`, returns the image inline."""
+    args = [sys.executable, "-m", "bench.bare_image_server", "--upstream", f"{upstream_base}/v1"]
+    args += ["--model", IMAGE_MODEL, "--out", str(out), "--http", "--port", "0"]
+    proc = _spawn_ready(args, child_env())
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def start_all(stack: contextlib.ExitStack, managers: list[contextlib.AbstractContextManager[Proc]]) -> list[Proc]:
+    """Enter the managers in parallel (readiness is mostly waiting); each started one is stopped with `stack`."""
+    with concurrent.futures.ThreadPoolExecutor(len(managers)) as pool:
+        futures = [pool.submit(manager.__enter__) for manager in managers]
+        concurrent.futures.wait(futures)
+    for manager, future in zip(managers, futures, strict=True):
+        if future.exception() is None:
+            stack.push(manager.__exit__)
+    return [future.result() for future in futures]  # raises the first failure
 
 
 @contextlib.contextmanager
@@ -238,13 +261,7 @@ class Fleet:
             self.emulator = self._stack.enter_context(emulator(self.latency_ms))
             self.config = write_config(self.workdir, self.upstream, **self.provider_extra)
             managers = [bare_http(self.upstream), bare_http(self.upstream, "--uvloop"), genroute_http(self.config)]
-            with concurrent.futures.ThreadPoolExecutor(len(managers)) as pool:
-                futures = [pool.submit(manager.__enter__) for manager in managers]
-                concurrent.futures.wait(futures)
-            for manager, future in zip(managers, futures, strict=True):
-                if future.exception() is None:
-                    self._stack.push(manager.__exit__)
-            self.bare, self.bare_uvloop, self.genroute = (future.result() for future in futures)  # the first failure
+            self.bare, self.bare_uvloop, self.genroute = start_all(self._stack, managers)
         except BaseException:
             self._stack.close()
             raise

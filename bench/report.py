@@ -26,6 +26,13 @@ def _percentiles(figure: dict[str, Any]) -> str:
     return "/".join(_fmt(figure[k]) for k in ("p50_ms", "p95_ms", "p99_ms"))
 
 
+def describe(error: BaseException) -> str:
+    """An error as one line; a task group's errors by their leaves (the group's own text says only how many)."""
+    if isinstance(error, BaseExceptionGroup):
+        return "; ".join(describe(inner) for inner in error.exceptions)
+    return f"{type(error).__name__}: {error}"
+
+
 def _error(section: Any) -> str | None:
     return section.get("error") if isinstance(section, dict) else None
 
@@ -174,6 +181,10 @@ def render(document: dict[str, Any]) -> str:
         lines.append(f"   {_kv(usage)}")
         lines.append("")
 
+    image = results.get("image")
+    if image:
+        lines += _image_lines(image)
+
     verdicts = document.get("verdicts", {})
     if verdicts:
         lines.append("Targets")
@@ -193,3 +204,34 @@ def _cold_rows(cold: dict[str, Any]) -> list[list[str]]:
 
 def _kv(section: dict[str, Any]) -> str:
     return ", ".join(f"{k}={_fmt(v)}" for k, v in section.items() if not isinstance(v, dict | list))
+
+
+def _image_lines(image: dict[str, Any]) -> list[str]:
+    lines = [
+        "7. Image path, one client: (a) direct httpx2, (b) bare SDK forwarder (full image inline), "
+        '(c) genroute output="preview", (d) genroute output="link"'
+    ]
+    ways = ("direct", "bare", "preview", "link")
+    rows = []
+    for key, row in image.items():
+        if key == "error":
+            continue
+        if _error(row):
+            rows.append([key, _error(row) or "", *[""] * 5])
+            continue
+        rows.append(
+            [
+                key,
+                " / ".join(_fmt(row[way]["p50_ms"], 1) for way in ways),
+                f"{_fmt(row['preview_over_link'])} / {_fmt(row['preview_over_bare'])}",
+                " / ".join(_fmt(row[way]["server_cpu_us_per_call"] / 1000, 1) for way in ways[1:]),
+                _fmt(row["preview_cpu_ms"], 1),
+                " / ".join(f"{row[way]['result_bytes'] / 1000:.0f}" for way in ways),
+            ]
+        )
+    headers = ["image", "p50 ms (a)/(b)/(c)/(d)", "(c)/(d) (c)/(b)", "cpu ms (b)/(c)/(d)", "preview cpu ms"]
+    lines += _table([*headers, "result KB (a)/(b)/(c)/(d)"], rows)
+    lines.append("   preview cpu = (c) - (d): the same call without the preview; targets on 1024 px")
+    if _error(image):
+        lines.append(f"   error: {_error(image)}")
+    return [*lines, ""]

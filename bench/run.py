@@ -27,9 +27,10 @@ from typing import Any
 import anyio
 
 from bench import coldstart, overhead, procs, report, throughput
+from bench.report import describe
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("overhead", "throughput", "slow", "coldstart", "media", "video", "usage")
+SECTIONS = ("overhead", "throughput", "slow", "coldstart", "media", "video", "usage", "image")
 
 # Published per-request overheads of HTTP gateways on a localhost mock provider (see docs/performance.md).
 PUBLISHED = {
@@ -44,7 +45,11 @@ TARGETS = {
     "coldstart_ms": 150.0,
     "media_peak_ratio": 4.0,
     "usage_ms": 100.0,
+    "image_preview_over_link": 1.2,  # genroute's default image call (preview) <= 1.2x output="link" + 60 ms
+    "image_preview_extra_ms": 60.0,
+    "image_preview_cpu_ms": 60.0,  # server CPU of the preview itself: (c) preview minus (d) link, per call
 }
+IMAGE_TARGET_SIDE = 1024
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,10 @@ class Plan:
     video_window_s: float = 20.0
     usage_records: int = 1_000_000
     usage_repeats: int = 30
+    image_sides: tuple[int, ...] = (1024, 2048)
+    image_rounds: int = 10
+    image_block: int = 2
+    image_warmup: int = 2
 
 
 QUICK = Plan(
@@ -82,6 +91,10 @@ QUICK = Plan(
     video_window_s=3.0,
     usage_records=20_000,
     usage_repeats=3,
+    image_sides=(1024,),
+    image_rounds=1,
+    image_block=1,
+    image_warmup=1,
 )
 
 
@@ -128,7 +141,7 @@ async def run_sections(plan: Plan, only: set[str], workdir: Path, log: Callable[
         try:
             results[name] = await body()
         except Exception as error:  # one failed section must not lose the others' figures
-            results[name] = {"error": f"{type(error).__name__}: {error}"}
+            results[name] = {"error": describe(error)}
         log(f"   {name} done in {time.perf_counter() - started:.1f} s")
 
     if only & {"overhead", "throughput", "coldstart"}:
@@ -168,7 +181,7 @@ async def run_sections(plan: Plan, only: set[str], workdir: Path, log: Callable[
 
             await section("slow", slow_body)
 
-    for name in ("media", "video", "usage"):
+    for name in ("media", "video", "usage", "image"):
         if name in only:
             results[name] = await optional_section(name, plan, workdir, log)
     return results
@@ -190,7 +203,7 @@ async def section_into(
     try:
         value = await body()
     except Exception as error:
-        value = {"error": f"{type(error).__name__}: {error}"}
+        value = {"error": describe(error)}
     results.setdefault(name, {})[key] = value
     log(f"   {name} ({key}) done in {time.perf_counter() - started:.1f} s")
 
@@ -208,6 +221,11 @@ async def optional_section(name: str, plan: Plan, workdir: Path, log: Callable[[
             from bench import video
 
             result = await video.run(workdir / "video", plan.video_jobs, plan.video_window_s)
+        elif name == "image":
+            from bench import image
+
+            args = (plan.image_sides, plan.image_rounds, plan.image_block, plan.image_warmup)
+            result = await image.run(workdir / "image", *args)
         else:
             from bench import usage
 
@@ -215,7 +233,7 @@ async def optional_section(name: str, plan: Plan, workdir: Path, log: Callable[[
                 usage.run, workdir / "usage", plan.usage_records, plan.usage_repeats
             )
     except Exception as error:
-        result = {"error": f"{type(error).__name__}: {error}"}
+        result = {"error": describe(error)}
     log(f"   {name} done in {time.perf_counter() - started:.1f} s")
     return result
 
@@ -243,6 +261,13 @@ def verdicts(results: dict[str, Any]) -> dict[str, Any]:
     media = results.get("media", {})
     check("media_peak_ratio", media.get("peak_growth_over_image_bytes"), TARGETS["media_peak_ratio"])
     check("usage_get_usage_ms", results.get("usage", {}).get("get_usage_median_ms"), TARGETS["usage_ms"])
+    for key, row in results.get("image", {}).items():
+        if not (isinstance(row, dict) and key.endswith(f"_{IMAGE_TARGET_SIDE}") and "preview" in row):
+            continue
+        link_p50 = row["link"]["p50_ms"]
+        limit = round(TARGETS["image_preview_over_link"] * link_p50 + TARGETS["image_preview_extra_ms"], 2)
+        check(f"image_{key}_preview_p50_ms", row["preview"]["p50_ms"], limit)
+        check(f"image_{key}_preview_cpu_ms", row.get("preview_cpu_ms"), TARGETS["image_preview_cpu_ms"])
     return out
 
 

@@ -655,11 +655,12 @@ class Emulator:
         if fmt not in ("url", "b64_json"):
             raise chat.Invalid("response_format", "Invalid 'response_format': expected 'url' or 'b64_json'.")
         await self._reference_image(body)
+        kind = media.image_kind(prompt)  # what the prompt asks for: a photo, fine detail, or the default picture
         if fmt == "b64_json":
-            b64 = await asyncio.to_thread(media.png_b64, width, height)
+            b64 = await asyncio.to_thread(media.kind_png_b64, kind, width, height)
             data = [{"b64_json": b64, "revised_prompt": prompt} for _ in range(n)]
         else:
-            png = await asyncio.to_thread(media.png_bytes, width, height)
+            png = await asyncio.to_thread(media.kind_png_bytes, kind, width, height)
             names = [f"{uuid.uuid4().hex}.png" for _ in range(n)]
             with self._lock:
                 self._files.update((name, (png, "image/png")) for name in names)

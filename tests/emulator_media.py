@@ -69,6 +69,85 @@ def png_b64(width: int, height: int) -> str:
     return base64.b64encode(png_bytes(width, height)).decode("ascii")
 
 
+# What the prompt asks for decides what the emulator draws, as with a real model: a prompt naming one of these
+# kinds gets that kind of picture (deterministic: the same bytes in every process), any other the default above.
+IMAGE_KINDS = ("photo", "detailed")
+
+
+def image_kind(prompt: str) -> str | None:
+    words = set(re.findall(r"[a-z]+", prompt.lower()))
+    return next((kind for kind in IMAGE_KINDS if kind in words), None)
+
+
+@functools.lru_cache(maxsize=8)
+def kind_png_bytes(kind: str | None, width: int, height: int) -> bytes:
+    if kind is None:
+        return png_bytes(width, height)
+    img = _photo(width, height) if kind == "photo" else _detailed(width, height)
+    buf = io.BytesIO()
+    img.save(buf, "PNG", compress_level=1)
+    return buf.getvalue()
+
+
+@functools.lru_cache(maxsize=8)
+def kind_png_b64(kind: str | None, width: int, height: int) -> str:
+    if kind is None:
+        return png_b64(width, height)
+    return base64.b64encode(kind_png_bytes(kind, width, height)).decode("ascii")
+
+
+def _random_plane(rng: random.Random, width: int, height: int) -> Image.Image:
+    return Image.frombytes("L", (width, height), rng.randbytes(width * height))
+
+
+def _photo(width: int, height: int) -> Image.Image:
+    """Like a photograph: soft colour fields, blurred shapes with edges, mid-scale texture and sensor noise."""
+    from PIL import ImageChops, ImageDraw, ImageFilter
+
+    rng = random.Random(1)
+    img = Image.frombytes("RGB", (5, 5), rng.randbytes(75)).resize((width, height), Image.Resampling.BICUBIC)
+    draw = ImageDraw.Draw(img)
+    for _ in range(40):
+        x, y = rng.random() * width, rng.random() * height
+        r = (0.02 + 0.12 * rng.random()) * min(width, height)
+        colour = tuple(rng.randrange(256) for _ in range(3))
+        draw.ellipse((x - r, y - r * (0.4 + rng.random()), x + r, y + r), fill=colour)
+    img = img.filter(ImageFilter.GaussianBlur(max(1.0, width / 512)))
+    texture = _random_plane(rng, max(1, width // 6), max(1, height // 6)).resize(
+        (width, height), Image.Resampling.BICUBIC
+    )
+    img = Image.blend(img, Image.merge("RGB", (texture,) * 3), 0.18)
+    grain = Image.merge("RGB", [_random_plane(rng, width, height).point(lambda v: v >> 4) for _ in range(3)])
+    return ImageChops.add(img, grain, offset=-8)
+
+
+def _detailed(width: int, height: int) -> Image.Image:
+    """Fine synthetic detail, the hard case for a preview encoder: a zone plate (rings whose frequency grows
+    to the pixel pitch), a XOR texture and thin lines, each channel different."""
+    from PIL import ImageDraw, ImageMath
+
+    xs = Image.frombytes("L", (width, 1), bytes(x & 255 for x in range(width))).resize((width, height))
+    ys = Image.frombytes("L", (1, height), bytes(y & 255 for y in range(height))).resize((width, height))
+    cx, cy = width // 2, height // 2
+    dx = Image.frombytes("I", (width, 1), b"".join(((x - cx) ** 2).to_bytes(4, "little") for x in range(width)))
+    dy = Image.frombytes("I", (1, height), b"".join(((y - cy) ** 2).to_bytes(4, "little") for y in range(height)))
+    scale = max(1, min(width, height) // 64)  # rings 4 px apart at the edges' midpoints, finer in the corners
+    rings = ImageMath.lambda_eval(
+        lambda a: a["convert"]((a["dx"] + a["dy"]) / scale & 255, "L"),
+        dx=dx.resize((width, height)),
+        dy=dy.resize((width, height)),
+    )
+    xor = ImageMath.lambda_eval(lambda a: a["convert"](a["x"] ^ a["y"], "L"), x=xs, y=ys)
+    weave = ImageMath.lambda_eval(lambda a: a["convert"]((a["x"] * 7) ^ (a["y"] * 3) & 255, "L"), x=xs, y=ys)
+    img = Image.merge("RGB", (rings, xor, weave))
+    draw = ImageDraw.Draw(img)
+    rng = random.Random(2)
+    for _ in range(max(8, width // 8)):
+        points = [(rng.random() * width, rng.random() * height) for _ in range(2)]
+        draw.line(points, fill=tuple(rng.randrange(256) for _ in range(3)), width=1)
+    return img
+
+
 def _box(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", 8 + len(payload)) + kind + payload
 

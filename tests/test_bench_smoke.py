@@ -46,7 +46,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def test_every_section_ran_without_error(report: dict[str, Any]) -> None:
     results = report["results"]
-    for section in ("overhead", "throughput", "slow", "coldstart", "media", "video", "usage"):
+    for section in ("overhead", "throughput", "slow", "coldstart", "media", "video", "usage", "image"):
         assert section in results, f"section {section} missing"
         text = json.dumps(results[section])
         assert '"error"' not in text, f"section {section} failed: {text[:1000]}"
@@ -112,6 +112,24 @@ def test_cold_start_media_video_usage_figures(report: dict[str, Any]) -> None:
         _finite(results["usage"], key)
 
 
+def test_image_path_figures_four_ways(report: dict[str, Any]) -> None:
+    image = report["results"]["image"]
+    assert set(image) == {"photo_1024", "detailed_1024"}  # --quick: 1024 px only; the full run adds 2048
+    for row in image.values():
+        for way in ("direct", "bare", "preview", "link"):
+            assert _finite(row, way, "p50_ms") > 0
+            assert _finite(row, way, "result_bytes") > 0
+        for way in ("bare", "preview", "link"):
+            assert _finite(row, way, "server_cpu_us_per_call") > 0
+        for figure in ("preview_over_link", "preview_over_bare", "preview_cpu_ms"):
+            _finite(row, figure)
+        # the bare forwarder inlines the whole PNG (the emulator's answer, re-encoded as base64 the same way);
+        # genroute's preview stays within its 200 KB budget plus the result's text and links; "link" has no image
+        assert row["bare"]["result_bytes"] > 1_000_000 and row["direct"]["result_bytes"] > 1_000_000
+        assert 20_000 < row["preview"]["result_bytes"] < 215_000
+        assert row["link"]["result_bytes"] < 5_000
+
+
 def test_verdicts_cover_every_target(report: dict[str, Any]) -> None:
     verdicts = report["verdicts"]
     for key in (
@@ -122,6 +140,10 @@ def test_verdicts_cover_every_target(report: dict[str, Any]) -> None:
         "coldstart_minus_bare_ms",
         "media_peak_ratio",
         "usage_get_usage_ms",
+        "image_photo_1024_preview_p50_ms",
+        "image_photo_1024_preview_cpu_ms",
+        "image_detailed_1024_preview_p50_ms",
+        "image_detailed_1024_preview_cpu_ms",
     ):
         assert key in verdicts, key
         assert isinstance(verdicts[key]["ok"], bool)

@@ -13,7 +13,7 @@ from mcp_types import ImageContent, ResourceLink
 from PIL import Image
 
 from tests.emulator import Emulator
-from tests.emulator_media import png_bytes
+from tests.emulator_media import kind_png_bytes, png_bytes
 from tests.support import in_memory_client, stdio_client, write_config
 from tests.support_media import B64_IMAGE_MODEL, IMAGE_MODEL, file_bytes, media_config, media_files, png_b64
 
@@ -128,6 +128,23 @@ async def test_preview_result_stays_under_1_mb_for_ten_images(
     for preview in previews:
         with Image.open(io.BytesIO(base64.b64decode(preview.data))) as img:
             assert img.size[0] > 64  # still a picture, not a thumbnail of a thumbnail
+
+
+@pytest.mark.parametrize("kind", ["photo", "detailed"])
+async def test_the_prompt_picks_the_picture_and_its_preview_fits(
+    config: dict[str, Any], emulator: Emulator, kind: str
+) -> None:
+    """The emulator draws what the prompt names (the bench's test pictures); each becomes a JPEG preview in budget."""
+    async with in_memory_client(config) as client:
+        arguments = {"prompt": f"a {kind} of a harbour", "model": IMAGE_MODEL, "size": "1024x1536"}
+        result = await client.call_tool("generate_image", arguments)
+    assert not result.is_error, result.content
+    image = result.structured_content["images"][0]
+    assert file_bytes(image["path"]) == kind_png_bytes(kind, 1024, 1536)  # 1.2-3 MB: no pass-through
+    (preview,) = blocks(result, ImageContent)
+    assert preview.mime_type == "image/jpeg" and len(preview.data) <= 200_000
+    with Image.open(io.BytesIO(base64.b64decode(preview.data))) as img:
+        assert img.format == "JPEG" and max(img.size) <= 1024 and img.height > img.width
 
 
 async def test_full_output_inlines_small_images_and_refuses_big_ones(
