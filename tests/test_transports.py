@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import shutil
+import os
 import signal
 import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -105,12 +106,13 @@ def test_stdout_carries_only_protocol_messages(config_path: Path) -> None:
     assert "chat_complete failed: model_not_found" in stderr
 
 
-@pytest.mark.skipif(shutil.which("genroute") is None, reason="genroute is not on PATH (install it as the README says)")
 async def test_claude_desktop_example_works_as_written(tmp_path: Path) -> None:
     """The example's command, args and env launch a working server (no config: the built-in defaults)."""
     example: dict[str, Any] = json.loads((ROOT / "claude_desktop_config.example.json").read_text())
     server = example["mcpServers"]["genroute"]
     env = {**child_env(), **server["env"], "HOME": str(tmp_path)}  # a fresh user: data dir under HOME
+    # `genroute` as installed beside this interpreter (the README's install), found on PATH as Claude Desktop would
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.pop("GENROUTE_CONFIG", None)
     params = StdioServerParameters(command=server["command"], args=server["args"], env=env, cwd="/")
     async with Client(params) as client:
