@@ -92,7 +92,6 @@ SMOKE = replace(
     overhead_rounds=2,
     overhead_block=2,
     overhead_warmup=1,
-    throughput_seconds=0.2,
     slow_calls=20,
     slow_latency_ms=20.0,
     coldstart_warmup=False,
