@@ -101,9 +101,9 @@ def _key(stage: str, figure: str) -> str:
     return figure if stage == STAGES[0] else f"{stage}_{figure}"
 
 
-def run(upstream_base: str, config: Path, runs: int) -> dict[str, Any]:
+def run(upstream_base: str, config: Path, runs: int, warmup: bool = True) -> dict[str, Any]:
     targets = {"bare": procs.bare_args(upstream_base), "genroute": procs.genroute_args(config)}
-    for args in targets.values():  # warm the OS page cache and .pyc files once, unmeasured
+    for args in targets.values() if warmup else ():  # warm the OS page cache and .pyc files once, unmeasured
         time_start(args)
     wall: dict[str, dict[str, list[float]]] = {name: {stage: [] for stage in STAGES} for name in targets}
     cpu: dict[str, dict[str, list[float]]] = {name: {stage: [] for stage in STAGES} for name in targets}

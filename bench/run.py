@@ -1,6 +1,6 @@
 """genroute's benchmark: one command, every figure, side by side with the floor it stands on.
 
-    python -m bench [--quick] [--only overhead,throughput,...] [--out FILE]
+    python -m bench [--quick | --smoke] [--only overhead,throughput,...] [--out FILE]
 
 Starts the provider emulator (tests/emulator.py) at fixed upstream latencies and measures the same
 chat call three ways: (a) straight to the emulator with httpx2, (b) the bare SDK forwarder in
@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,9 @@ class Plan:
     slow_calls: int = 500
     slow_latency_ms: float = 2000.0
     coldstart_runs: int = 10
+    coldstart_warmup: bool = True  # one unmeasured start of each server first (page cache, .pyc files)
     media_runs: int = 3
+    media_size: str = "4096x4096"
     video_jobs: int = 1000
     video_window_s: float = 20.0
     usage_records: int = 1_000_000
@@ -95,6 +97,22 @@ QUICK = Plan(
     image_rounds=1,
     image_block=1,
     image_warmup=1,
+)
+# The test suite's run (tests/test_bench_smoke.py): every section and figure once, on the smallest inputs that
+# still exercise it; the slow burst shares the 20 ms fleet. Its numbers say nothing about speed.
+SMOKE = replace(
+    QUICK,
+    overhead_rounds=2,
+    overhead_block=2,
+    overhead_warmup=1,
+    slow_calls=20,
+    slow_latency_ms=20.0,
+    coldstart_warmup=False,
+    media_size="1024x1024",
+    video_jobs=5,
+    video_window_s=2.0,
+    usage_records=2_000,
+    usage_repeats=1,
 )
 
 
@@ -144,9 +162,12 @@ async def run_sections(plan: Plan, only: set[str], workdir: Path, log: Callable[
             results[name] = {"error": describe(error)}
         log(f"   {name} done in {time.perf_counter() - started:.1f} s")
 
-    if only & {"overhead", "throughput", "coldstart"}:
-        for latency in plan.latencies_ms:
-            with procs.Fleet(latency, workdir / f"fleet-{latency:g}") as fleet:
+    latencies = list(plan.latencies_ms) if only & {"overhead", "throughput", "coldstart"} else []
+    if "slow" in only and plan.slow_latency_ms not in latencies:
+        latencies.append(plan.slow_latency_ms)  # its own fleet, unless it shares one (the smoke run)
+    for latency in latencies:
+        with procs.Fleet(latency, workdir / f"fleet-{latency:g}") as fleet:
+            if latency in plan.latencies_ms:
 
                 async def overhead_body(fleet: procs.Fleet = fleet) -> dict[str, Any]:
                     args = (plan.overhead_rounds, plan.overhead_block, plan.overhead_warmup)
@@ -156,30 +177,28 @@ async def run_sections(plan: Plan, only: set[str], workdir: Path, log: Callable[
                     }
 
                 await section_into(results, "overhead", f"latency_{latency:g}ms", overhead_body, only, log)
-                if latency == plan.latencies_ms[0]:
+            if latency == plan.latencies_ms[0]:
 
-                    async def throughput_body(fleet: procs.Fleet = fleet) -> dict[str, Any]:
-                        return await throughput.closed_loops(
-                            fleet, list(plan.concurrency), plan.throughput_seconds, plan.throughput_rounds
-                        )
+                async def throughput_body(fleet: procs.Fleet = fleet) -> dict[str, Any]:
+                    return await throughput.closed_loops(
+                        fleet, list(plan.concurrency), plan.throughput_seconds, plan.throughput_rounds
+                    )
 
-                    async def coldstart_body(fleet: procs.Fleet = fleet) -> dict[str, Any]:
-                        return await anyio.to_thread.run_sync(
-                            coldstart.run, fleet.upstream, fleet.config, plan.coldstart_runs
-                        )
+                async def coldstart_body(fleet: procs.Fleet = fleet) -> dict[str, Any]:
+                    return await anyio.to_thread.run_sync(
+                        coldstart.run, fleet.upstream, fleet.config, plan.coldstart_runs, plan.coldstart_warmup
+                    )
 
-                    await section("throughput", throughput_body)
-                    await section("coldstart", coldstart_body)
+                await section("throughput", throughput_body)
+                await section("coldstart", coldstart_body)
+            if latency == plan.slow_latency_ms:
 
-    if "slow" in only:
-        with procs.Fleet(plan.slow_latency_ms, workdir / "fleet-slow") as fleet:
+                async def slow_body(fleet: procs.Fleet = fleet) -> dict[str, Any]:
+                    out = await throughput.slow_burst(fleet, plan.slow_calls, timeout_s=120.0)
+                    out["upstream_latency_ms"] = plan.slow_latency_ms
+                    return out
 
-            async def slow_body() -> dict[str, Any]:
-                out = await throughput.slow_burst(fleet, plan.slow_calls, timeout_s=120.0)
-                out["upstream_latency_ms"] = plan.slow_latency_ms
-                return out
-
-            await section("slow", slow_body)
+                await section("slow", slow_body)
 
     for name in ("media", "video", "usage", "image"):
         if name in only:
@@ -216,7 +235,7 @@ async def optional_section(name: str, plan: Plan, workdir: Path, log: Callable[[
         if name == "media":
             from bench import media
 
-            result = await media.run(workdir / "media", plan.media_runs)
+            result = await media.run(workdir / "media", plan.media_runs, plan.media_size)
         elif name == "video":
             from bench import video
 
@@ -273,7 +292,9 @@ def verdicts(results: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="a short smoke run: every figure, few samples")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="a short smoke run: every figure, few samples")
+    size.add_argument("--smoke", action="store_true", help="the test suite's run: every figure, smallest inputs")
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections of {SECTIONS}")
     parser.add_argument("--out", type=Path, help="JSON file to write (default: bench/results/<time>.json)")
     args = parser.parse_args(argv)
@@ -281,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = only - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
-    plan = QUICK if args.quick else Plan()
+    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    plan = {"smoke": SMOKE, "quick": QUICK, "full": Plan()}[mode]
 
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
@@ -291,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="genroute-bench-") as tmp:
         results = anyio.run(run_sections, plan, only, Path(tmp), log)
     document = {
-        "mode": "quick" if args.quick else "full",
+        "mode": mode,
         "machine": {**info, "loadavg_end": _loadavg()},
         "plan": plan.__dict__,
         "published": PUBLISHED,
@@ -300,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         "verdicts": verdicts(results),
         "elapsed_s": round(time.perf_counter() - started, 1),
     }
-    out = args.out or RESULTS / f"{time.strftime('%Y%m%d-%H%M%S')}{'-quick' if args.quick else ''}.json"
+    out = args.out or RESULTS / f"{time.strftime('%Y%m%d-%H%M%S')}{'' if mode == 'full' else '-' + mode}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(document, indent=2, allow_nan=True) + "\n", encoding="utf-8")
     print(report.render(document))

@@ -104,6 +104,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def port_taken(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+        return False
+
+
+class PortTaken(RuntimeError):
+    """The port free_port() chose was bound by someone else before genroute could bind it."""
+
+
 class GatewayProcess:
     """`genroute serve --http` as a subprocess on a free loopback port; stderr kept for log assertions.
 
@@ -129,6 +142,15 @@ class GatewayProcess:
         return self.url + "/mcp"
 
     def start(self, timeout_s: float = 30.0) -> GatewayProcess:
+        for _ in range(3):
+            try:
+                return self._start(timeout_s)
+            except PortTaken:  # by another test process (pytest-xdist) since free_port() chose it: choose again
+                self.port = free_port()
+                self.stderr_path = self.config_path.parent / f"serve-{self.port}.log"
+        return self._start(timeout_s)
+
+    def _start(self, timeout_s: float) -> GatewayProcess:
         args = [genroute_command(), "--config", str(self.config_path), "--log-level", "DEBUG", "serve", "--http"]
         args += ["--port", str(self.port), *self.extra_args]
         with self.stderr_path.open("wb") as stderr:
@@ -136,6 +158,8 @@ class GatewayProcess:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                if port_taken(self.port):
+                    raise PortTaken(self.port)
                 raise RuntimeError(f"genroute exited with {self.process.returncode}: {self.stderr()}")
             with contextlib.suppress(httpx2.TransportError):
                 if httpx2.get(self.url + "/healthz", timeout=1).status_code == 200:

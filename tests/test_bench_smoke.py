@@ -1,4 +1,5 @@
-"""The benchmark runs end to end in its quick mode and produces every figure it promises.
+"""The benchmark runs end to end in its smoke mode (every section, smallest inputs) and produces every figure it
+promises.
 
 No timing is asserted here (speed belongs to the bench's own report): only that each section ran,
 that every figure is present and a finite number, and that no call failed along the way.
@@ -30,9 +31,9 @@ def _finite(document: Any, *path: str) -> float:
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    out = tmp_path_factory.mktemp("bench") / "quick.json"
+    out = tmp_path_factory.mktemp("bench") / "smoke.json"
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--out", str(out)],
+        [sys.executable, "-m", "bench", "--smoke", "--out", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
+import os
 import signal
 import subprocess
+import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
@@ -14,34 +16,40 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from tests.emulator import Emulator
-from tests.support import child_env, genroute_command, http_gateway
+from tests.support import GatewayProcess, base_config, child_env, genroute_command, http_gateway, write_config
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="module")
+def served(emulator_server: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """One `serve --http` on the base config for the tests below that only make requests to it."""
+    directory = tmp_path_factory.mktemp("transports")
+    with http_gateway(write_config(directory / "genroute.toml", base_config(emulator_server, directory))) as gateway:
+        yield gateway
+
+
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
-async def test_http_serves_both_protocol_generations(config_path: Path, emulator: Emulator, mode: str) -> None:
+async def test_http_serves_both_protocol_generations(served: GatewayProcess, emulator: Emulator, mode: str) -> None:
     """'auto' speaks the stateless 2026-07-28 protocol; 'legacy' the 2025-11-25 sessions the Inspector uses."""
-    with http_gateway(config_path) as gateway:
-        async with Client(gateway.mcp_url, mode=mode) as client:
-            tools = {t.name for t in (await client.list_tools()).tools}
-            result = await client.call_tool("chat_complete", {"prompt": "ping"})
-            version = client.protocol_version
+    async with Client(served.mcp_url, mode=mode) as client:
+        tools = {t.name for t in (await client.list_tools()).tools}
+        result = await client.call_tool("chat_complete", {"prompt": "ping"})
+        version = client.protocol_version
     assert {"chat_complete", "list_models"} <= tools
     assert result.structured_content["content"] == "echo: ping"
     assert version == ("2025-11-25" if mode == "legacy" else "2026-07-28")
 
 
-async def test_healthz_and_dns_rebinding_protection(config_path: Path) -> None:
-    with http_gateway(config_path) as gateway:
-        health = httpx2.get(gateway.url + "/healthz", timeout=5)
-        rebind = httpx2.post(
-            gateway.mcp_url,
-            headers={"Host": "evil.example:80", "Content-Type": "application/json", "Accept": "application/json"},
-            content=b"{}",
-            timeout=5,
-        )
+async def test_healthz_and_dns_rebinding_protection(served: GatewayProcess) -> None:
+    health = httpx2.get(served.url + "/healthz", timeout=5)
+    rebind = httpx2.post(
+        served.mcp_url,
+        headers={"Host": "evil.example:80", "Content-Type": "application/json", "Accept": "application/json"},
+        content=b"{}",
+        timeout=5,
+    )
     assert health.status_code == 200 and health.json()["status"] == "ok"
     assert rebind.status_code in (403, 421)
 
@@ -104,7 +112,6 @@ def test_stdout_carries_only_protocol_messages(config_path: Path) -> None:
     assert "chat_complete failed: model_not_found" in stderr
 
 
-@pytest.mark.skipif(shutil.which("genroute") is None, reason="genroute is not on PATH (install it as the README says)")
 async def test_claude_desktop_example_works_as_written(tmp_path: Path) -> None:
     """The example (as the README shows it) launches a working server on its own: no config, no key."""
     text = (ROOT / "claude_desktop_config.example.json").read_text()
@@ -112,6 +119,9 @@ async def test_claude_desktop_example_works_as_written(tmp_path: Path) -> None:
     server = json.loads(text)["mcpServers"]["genroute"]
     assert "env" not in server  # nothing that does nothing without a config
     env = {**child_env(), "HOME": str(tmp_path)}  # a fresh user: data dir under HOME
+    # `genroute` as installed beside this interpreter (the README's install), found on PATH as Claude Desktop would
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.pop("GENROUTE_CONFIG", None)
     params = StdioServerParameters(command=server["command"], args=server["args"], env=env, cwd="/")
     async with Client(params) as client:
         tools = {t.name for t in (await client.list_tools()).tools}
