@@ -11,6 +11,7 @@ import re
 import ssl
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
 import httpx2
@@ -26,6 +27,9 @@ MAX_FIELD_TEXT = 200  # an upstream error's type, code or param
 # it starts and ends (O(idle) work per call: about 2 ms a call with 100 idle), so keep a small warm set;
 # bursts above it still open up to max_connections and close the surplus when they end.
 MAX_KEEPALIVE = 16
+# httpx2 request hooks every provider client runs (observability/tracing.py adds the one that sends `traceparent`
+# when traces are on); empty otherwise, so a request pays nothing for them
+REQUEST_HOOKS: list[Callable[[httpx2.Request], Awaitable[None]]] = []
 
 
 _tls_lock = threading.Lock()
@@ -94,6 +98,7 @@ class LazyClient:
                 transport=transport,
                 follow_redirects=False,
                 trust_env=False,
+                event_hooks={"request": list(REQUEST_HOOKS)},
             )
         return self._client
 
