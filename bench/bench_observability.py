@@ -6,12 +6,13 @@ One simulated call is the observability work of a real chat_complete over HTTP, 
 tool-call middleware around the handler (a context variable, the tool lookup, the outcome, a counter and a
 histogram), the router's `resolved`, one upstream attempt's context manager (timer, status label, a counter and a
 histogram) and the accountant's `recorded` (spend). It runs against:
-- `baseline`: the same loop with no hook at all (the handler awaited directly);
+- `baseline`: the same loop with no hook at all (a handler awaited directly);
 - `off`: the do-nothing `Observer` (stdio, no OTEL_* variables), without the middleware (never installed then);
 - `metrics`: `Observed` with Prometheus metrics (`serve --http`);
 - `metrics+traces`: the same with OpenTelemetry spans (a real SDK tracer provider whose exporter drops the spans,
   so that no network is timed), when the `otel` extra is installed.
-The figure is the median over `repeats` of (time per call - baseline per call), in microseconds.
+The figure is the median over `repeats` of (CPU time per call - baseline per call), in microseconds: CPU time, so
+that other processes on a busy machine do not count.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ async def _handler(observer: Observer) -> dict[str, Any]:
 
 
 async def _bare(_: Any) -> dict[str, Any]:
+    """The handler without hooks: the baseline's one coroutine call, as the others make."""
     return RESULT
 
 

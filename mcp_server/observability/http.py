@@ -119,7 +119,7 @@ class ToolCallMetrics:
         name = ctx.params.get("name") if ctx.params else None
         # MCPServer has no public lookup of a tool by name; protocol.py reads its tool manager the same way
         known = isinstance(name, str) and self.mcp._tool_manager.get_tool(name) is not None
-        call = ToolCall(name if known else "unknown")  # type: ignore[arg-type]
+        call = ToolCall(name if known else "unknown")
         token = TOOL_CALL.set(call)
         started = perf_counter()
         outcome = "error"

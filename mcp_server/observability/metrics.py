@@ -108,6 +108,8 @@ class BudgetFigure:
 
 
 class Metrics:
+    """One gateway's metrics: the call path's updates below, and what `GET /metrics` serves (`exposition`)."""
+
     def __init__(self) -> None:
         self.registry = registry = CollectorRegistry()
         self._tool_calls = _Timed(

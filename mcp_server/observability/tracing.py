@@ -42,6 +42,7 @@ log = logging.getLogger("genroute.tracing")
 OPERATIONS = {"chat": "chat", "image": "generate_content", "video": "generate_content"}
 _in_call: ContextVar[bool] = ContextVar("genroute_traced_call", default=False)  # attempts are spanned inside one
 _started: Tracer | None = None
+FLUSH_TIMEOUT_MS = 5000
 
 
 def wanted() -> bool:
@@ -171,8 +172,9 @@ class Tracer:
             span.set_attribute("gen_ai.usage.output_tokens", record.completion_tokens)
 
     async def flush(self) -> None:
-        """Export the spans still batched (at shutdown), in a thread: the exporter's HTTP call blocks."""
-        await anyio.to_thread.run_sync(self.provider.force_flush)
+        """Export the spans still batched (at shutdown), in a thread (the exporter's HTTP call blocks), for at most
+        FLUSH_TIMEOUT_MS: a collector that is down must not hold the server's stop."""
+        await anyio.to_thread.run_sync(self.provider.force_flush, FLUSH_TIMEOUT_MS)
 
 
 class AttemptSpan:
