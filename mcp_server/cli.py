@@ -157,7 +157,7 @@ def _serve(config: GatewayConfig, args: argparse.Namespace, listener: socket.soc
         if problem:
             print(f"genroute: {problem}", file=sys.stderr)
             return 2
-    gateway = Gateway.from_config(config)
+    gateway = Gateway.from_config(config, metrics=args.http)  # GET /metrics is served over HTTP only
     # Over stdio the client waits for `initialize` at every launch (Claude Desktop starts the server each
     # time): the tools are built on its next request, and the CA store loads once that is answered (a thread
     # loading it slows the start by far more than its own CPU time on a busy machine: docs/performance.md).

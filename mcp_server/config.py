@@ -251,6 +251,12 @@ class BudgetConfig(_Strict):
     min_answer_tokens: int = Field(default=16, ge=1, le=100_000)
 
 
+class MetricsConfig(_Strict):
+    """`GET /metrics` (HTTP only): Prometheus' text format, for admin keys unless `public`."""
+
+    public: bool = False  # true: readable without a key (put it behind a network that only Prometheus reaches)
+
+
 class GatewayConfig(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
@@ -260,6 +266,7 @@ class GatewayConfig(_Strict):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
     media: MediaConfig = Field(default_factory=MediaConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     source: str = Field(default="<built-in defaults>", exclude=True)
 
     @model_validator(mode="after")

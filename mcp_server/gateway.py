@@ -16,6 +16,8 @@ from mcp_server.errors import GatewayError
 from mcp_server.media.fetch import GuardedFetcher
 from mcp_server.media.jobs import VideoJobs
 from mcp_server.media.registry import MediaRegistry
+from mcp_server.observability.observed import build_observer
+from mcp_server.observability.observer import Observer
 from mcp_server.providers import ProviderAdapter, build_adapter, check_models
 from mcp_server.providers.base import ProviderModel
 from mcp_server.providers.redact import redactor_for
@@ -49,6 +51,7 @@ class Gateway:
     router: Router
     store: Store
     health_file: HealthFile | None = field(default=None, repr=False)
+    observer: Observer = field(default_factory=Observer, repr=False)
     media: MediaRegistry = field(init=False)
     fetcher: GuardedFetcher = field(init=False)
     jobs: VideoJobs = field(init=False)
@@ -71,8 +74,9 @@ class Gateway:
         )
 
     @classmethod
-    def from_config(cls, config: GatewayConfig) -> Gateway:
-        """Raises ConfigError when a model is of a kind its provider's adapter does not serve."""
+    def from_config(cls, config: GatewayConfig, *, metrics: bool = False) -> Gateway:
+        """`metrics`: keep Prometheus metrics (only `serve --http` serves them); traces follow OTEL_* variables.
+        Raises ConfigError when a model is of a kind its provider's adapter does not serve."""
         check_models(config)
         catalog = Catalog.from_config(config)
         providers = dict(config.providers)
@@ -83,9 +87,10 @@ class Gateway:
             name: build_adapter(name, cfg, redact) for name, cfg in providers.items()
         }
         store = open_store_for(config)
-        reliability = Reliability(catalog, config.routing, providers)
-        router = Router(catalog, adapters, reliability, Accountant(store, config.budget))
-        return cls(config=config, catalog=catalog, router=router, store=store)
+        observer = build_observer(metrics=metrics)
+        reliability = Reliability(catalog, config.routing, providers, observer)
+        router = Router(catalog, adapters, reliability, Accountant(store, config.budget, observer), observer)
+        return cls(config=config, catalog=catalog, router=router, store=store, observer=observer)
 
     @property
     def health_dir(self) -> Path:
@@ -144,3 +149,4 @@ class Gateway:
         await self.router.aclose()
         await self.fetcher.aclose()
         await self.store.close()
+        await self.observer.flush()

@@ -33,13 +33,14 @@ from mcp_server.access.frontdoor import guarded_protocol
 from mcp_server.access.hosts import HostOriginGuard, security_settings, with_cors
 from mcp_server.access.keys import ApiKeyVerifier
 from mcp_server.access.oauth import IntrospectionVerifier, metadata_routes, metadata_url
-from mcp_server.access.ratelimit import AuthFailureLimiter, RateLimiter, SharedWindowLimiter, TokenBucketLimiter
+from mcp_server.access.ratelimit import RateLimiter, SharedWindowLimiter, TokenBucketLimiter
 from mcp_server.access.sessions import SessionLimitReached, cap_sessions_per_key, session_limit_answer
 from mcp_server.banner import http_banner
 from mcp_server.gateway import Gateway
 from mcp_server.listen import STARTUP_FAILURE
 from mcp_server.media.http import media_response
 from mcp_server.media.registry import MediaRegistry
+from mcp_server.observability.http import traced_app, watch_http
 
 log = logging.getLogger("genroute.http")
 
@@ -68,8 +69,9 @@ def build_http_app(mcp: MCPServer[Any], gateway: Gateway, host: str, port: int, 
         max_request_body_size=http.max_body_bytes,
         session_idle_timeout=http.session_idle_s,
     )
+    watch = watch_http(app, mcp, gateway)  # GET /metrics, tool-call metrics, refusals counted
     cap_sessions_per_key(mcp.session_manager, http.max_sessions_per_key)
-    app.add_exception_handler(SessionLimitReached, session_limit_answer)
+    app.add_exception_handler(SessionLimitReached, watch.refusal_answer(session_limit_answer, "sessions"))
     if not auth:
         identity.set_unauthenticated_caller("local")
         return HostOriginGuard(with_cors(app, http.allowed_origins), settings)
@@ -80,7 +82,7 @@ def build_http_app(mcp: MCPServer[Any], gateway: Gateway, host: str, port: int, 
         default_rate_limit_per_min=http.rate_limit_per_min,
         scopes=oauth.required_scopes if oauth else None,
     )
-    failures = AuthFailureLimiter(http.auth_failures_per_min)
+    failures = watch.failure_limiter(http.auth_failures_per_min)
     introspection = (
         IntrospectionVerifier(oauth, default_rate_limit_per_min=http.rate_limit_per_min, failures=failures)
         if oauth
@@ -94,9 +96,10 @@ def build_http_app(mcp: MCPServer[Any], gateway: Gateway, host: str, port: int, 
         ChainVerifier(keys, introspection) if introspection else keys,
         required_scopes=oauth.required_scopes if oauth else None,
         resource_metadata_url=metadata_url(oauth) if oauth else None,
-        limiter=rate_limiter(gateway),
+        limiter=watch.limiter(rate_limiter(gateway)),
         failures=failures,
         max_body_bytes=http.max_body_bytes,
+        also_public=watch.public_paths,
     )
     return HostOriginGuard(with_cors(protected, http.allowed_origins), settings)
 
@@ -150,7 +153,7 @@ def serve_http(mcp: MCPServer[Any], gateway: Gateway, listener: socket.socket, l
 
     raise_open_file_limit()
     host, port = listener.getsockname()[:2]
-    app = build_http_app(mcp, gateway, host, port, auth=not no_auth)
+    app = traced_app(build_http_app(mcp, gateway, host, port, auth=not no_auth), gateway)
     http = gateway.config.http
     config = uvicorn.Config(
         app,

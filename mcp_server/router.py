@@ -18,6 +18,7 @@ from mcp_server.access.principals import Caller
 from mcp_server.catalog import Catalog, ModelCard
 from mcp_server.config import Kind
 from mcp_server.errors import GatewayError, ServerFault
+from mcp_server.observability.observer import Observer
 from mcp_server.providers.base import (
     ChatDelta,
     ChatMessage,
@@ -76,14 +77,20 @@ class Router:
         adapters: dict[str, ProviderAdapter],
         reliability: Reliability | None = None,
         accountant: Accountant | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.catalog = catalog
         self.adapters = adapters
         self.reliability = reliability or Reliability(catalog)
         self.accountant = accountant or Accountant(None)
+        self.observer = observer or Observer()
+        if self.observer.tracing:  # a span around each logical call; with traces off, not even a check per call
+            self.run = self.observer.traced(self.run)  # type: ignore[method-assign]
 
     def resolve(self, requested: str | None, kind: Kind) -> ModelCard:
-        return self.catalog.resolve(requested, kind)
+        card = self.catalog.resolve(requested, kind)
+        self.observer.resolved(card.id)
+        return card
 
     def route_for(self, card: ModelCard) -> Route:
         adapter = self.adapters.get(card.provider)

@@ -163,6 +163,7 @@ async def test_jobs_round_trip_and_request_id_deduplication(store: Store) -> Non
     assert [j.id for j in await store.list_jobs(caller="bob")] == ["job-4"]
     assert [j.id for j in await store.list_jobs(caller="bob", unfinished_only=True)] == ["job-4"]
     assert {j.id for j in await store.list_jobs(caller="stdio")} == {"job-1", "job-3"}
+    assert await store.count_jobs_by_status() == {"running": 1, "completed": 1, "submitting": 1}  # for /metrics
 
 
 # Rows as genroute wrote them while a job's arguments, result and error were plain JSON objects built by hand.

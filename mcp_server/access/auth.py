@@ -67,13 +67,16 @@ class _AuthGate:
     """Public paths pass; every other HTTP request needs an authenticated user and is rate limited. A request that
     did not authenticate counts against its address: over `auth_failures_per_min` it gets 429, not 401."""
 
-    def __init__(self, app: ASGIApp, protected: ASGIApp, failures: AuthFailureLimiter) -> None:
+    def __init__(
+        self, app: ASGIApp, protected: ASGIApp, failures: AuthFailureLimiter, also_public: frozenset[str] = frozenset()
+    ) -> None:
         self.app = app
         self.protected = protected
         self.failures = failures
+        self.also_public = also_public  # paths the config makes public (`[metrics] public = true`: /metrics)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or is_public(scope["path"]):
+        if scope["type"] != "http" or is_public(scope["path"]) or scope["path"] in self.also_public:
             await self.app(scope, receive, send)
             return
         if not isinstance(scope.get("user"), AuthenticatedUser):
@@ -93,8 +96,9 @@ def require_bearer(
     limiter: RateLimiter | None = None,
     failures: AuthFailureLimiter | None = None,
     max_body_bytes: int = 4 * 1024 * 1024,
+    also_public: frozenset[str] = frozenset(),
 ) -> ASGIApp:
     limited = RateLimitMiddleware(app, limiter or TokenBucketLimiter(), max_body_bytes)
     protected = RequireAuthMiddleware(limited, list(required_scopes or []), resource_metadata_url)
-    gated = AuthContextMiddleware(_AuthGate(app, protected, failures or AuthFailureLimiter(60)))
+    gated = AuthContextMiddleware(_AuthGate(app, protected, failures or AuthFailureLimiter(60), also_public))
     return AuthenticationMiddleware(gated, backend=_AddressedBackend(verifier))

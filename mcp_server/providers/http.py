@@ -12,7 +12,7 @@ import os
 import ssl
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx2
@@ -37,6 +37,9 @@ MAX_FIELD_TEXT = 200  # an upstream error's type, code or param
 # it starts and ends (O(idle) work per call: about 2 ms a call with 100 idle), so keep a small warm set;
 # bursts above it still open up to max_connections and close the surplus when they end.
 MAX_KEEPALIVE = 16
+# httpx2 request hooks every provider client runs (observability/tracing.py adds the one that sends `traceparent`
+# when traces are on); empty otherwise, so a request pays nothing for them
+REQUEST_HOOKS: list[Callable[[httpx2.Request], Awaitable[None]]] = []
 
 
 # At exit, OpenSSL frees its global tables (libcrypto's own C atexit handler). A process that exited while the
@@ -111,6 +114,7 @@ class LazyClient:
                 transport=transport,
                 follow_redirects=False,
                 trust_env=False,
+                event_hooks={"request": list(REQUEST_HOOKS)},
             )
         return self._client
 

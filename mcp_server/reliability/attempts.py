@@ -28,6 +28,7 @@ from mcp_server.errors import (
     SubmissionOutcomeUnknown,
     UpstreamHTTPError,
 )
+from mcp_server.observability.observer import Observer
 from mcp_server.reliability.health import Health
 from mcp_server.reliability.retry import RetryPolicy, Verdict, classify
 from mcp_server.text import a_or_an
@@ -84,10 +85,12 @@ class Reliability:
         catalog: Catalog,
         routing: RoutingConfig | None = None,
         providers: dict[str, ProviderConfig] | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.catalog = catalog
         self.routing = routing or RoutingConfig()
         self.providers = providers or {}
+        self.observer = observer or Observer()
         self.health = Health(self.cooldown_s)
         # Providers whose key variable is unset (read once, as the adapters read their keys): calls routed to
         # them fail before anything is sent, and their fallbacks are tried.
@@ -96,6 +99,7 @@ class Reliability:
             for name, provider in self.providers.items()
             if provider.api_key_env and provider.api_key() is None
         }
+        self.health.on_cooldown = self.observer.cooled_down
 
     def cooldown_s(self, provider: str) -> float:
         override = self.providers.get(provider)
@@ -138,10 +142,12 @@ class Reliability:
                 continue
             if self._skip(candidate, chain[index + 1 :], trail):
                 continue
+            if index:
+                self.observer.fell_back(card.id, candidate.id)
             retry = 0
             while True:
                 try:
-                    value = await self._once(candidate, call, deadline, resend_if_lost)
+                    value = await self._once(candidate, call, deadline, resend_if_lost, retry)
                 except GatewayError as error:
                     policy = self.policy(candidate.provider)  # only failures need it
                     step, reported = self._decide(candidate, error, retry, policy, has_later, resend_if_lost)
@@ -150,6 +156,7 @@ class Reliability:
                         raise self._final(trail, reported) from None
                     if step is _Step.RETRY and await self._wait(policy, error, retry, deadline, trail):
                         retry += 1
+                        self.observer.retried(candidate.provider)
                         continue
                     break  # on to the next fallback
                 self.health.record_success(candidate.provider)
@@ -205,10 +212,12 @@ class Reliability:
         call: Callable[[ModelCard], Awaitable[T]],
         deadline: float,
         resend_if_lost: bool,
+        retry: int = 0,
     ) -> T:
         time_left = anyio.current_time() < deadline
         if time_left:
-            with anyio.CancelScope(deadline=deadline):  # the deadline as is: no second clock read for a delay
+            # the deadline as is: no second clock read for a delay
+            with anyio.CancelScope(deadline=deadline), self.observer.attempt(candidate.provider, candidate.id, retry):
                 return await call(candidate)
         # Out of time: during the call (which may have reached the provider), or before it was sent.
         raise _deadline_error(self.routing.deadline_s, candidate, in_flight=time_left, lost=not resend_if_lost)

@@ -114,6 +114,7 @@ class Health:
         # cooldowns started here, not yet shared: provider -> (wall-clock until, reason); the latest per provider
         self._started: dict[str, tuple[float, str]] = {}
         self.listeners: list[Callable[[bool], None]] = []  # called after each record; True on a failure
+        self.on_cooldown: Callable[[str], None] | None = None  # called when a provider starts to cool down
 
     def _tracker(self, provider: str) -> _Tracker:
         tracker = self._trackers.get(provider)
@@ -139,6 +140,8 @@ class Health:
             reason = f"at least half of its calls failed ({failures} of {calls} in the minute before)"
         cooldown = self._cooldown_s(provider)
         if reason is not None and cooldown > 0:
+            if tracker.cooling_until <= now and self.on_cooldown is not None:
+                self.on_cooldown(provider)
             tracker.cooling_until = max(tracker.cooling_until, now + cooldown)
             tracker.cooldown_reason = reason
             self._started[provider] = (self._wall() + cooldown, reason)

@@ -144,6 +144,11 @@ class Store(ABC):
     ) -> list[JobRecord]:
         """Newest first; only `caller`'s jobs when given."""
 
+    @abstractmethod
+    async def count_jobs_by_status(self) -> dict[str, int]:
+        """How many jobs are in each status (those with none left out): `GET /metrics` reads it on every scrape,
+        and the (status, updated_at) index answers it without reading the jobs themselves."""
+
     # --- API keys (HTTP access control) ---
     @abstractmethod
     async def create_key(self, key: ApiKeyRecord) -> ApiKeyRecord:

@@ -232,6 +232,11 @@ class PostgresStore(Store):
             await cur.execute(f"SELECT * FROM jobs {where} ORDER BY created_at DESC LIMIT %s", (*params, limit))
             return [JobRecord.model_validate(row) for row in await cur.fetchall()]
 
+    async def count_jobs_by_status(self) -> dict[str, int]:
+        async with self.connection() as conn:
+            cur = await conn.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status")
+            return {row[0]: row[1] for row in await cur.fetchall()}
+
     # --- provider cooldowns ---
     async def share_cooldown(self, provider: str, until: datetime, reason: str) -> None:
         async with self.connection() as conn:

@@ -205,6 +205,9 @@ class SQLiteStore(Store):
     ) -> list[JobRecord]:
         return await self.run(sqlite_jobs.list_jobs, limit, unfinished_only, caller)
 
+    async def count_jobs_by_status(self) -> dict[str, int]:
+        return await self.run(sqlite_jobs.count_by_status)
+
     # --- api keys ---
     async def create_key(self, key: ApiKeyRecord) -> ApiKeyRecord:
         return await self.run(sqlite_keys.create, key)

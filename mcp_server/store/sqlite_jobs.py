@@ -127,3 +127,7 @@ def list_jobs(conn: sqlite3.Connection, limit: int, unfinished_only: bool, calle
     where, params = jobs_filter(unfinished_only, caller, "?")
     rows = conn.execute(f"SELECT * FROM jobs {where} ORDER BY created_at DESC LIMIT ?", (*params, limit)).fetchall()
     return [job for row in rows if (job := from_row(row)) is not None]
+
+
+def count_by_status(conn: sqlite3.Connection) -> dict[str, int]:
+    return dict(conn.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall())

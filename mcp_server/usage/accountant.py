@@ -22,6 +22,7 @@ import anyio
 from mcp_server.catalog import ModelCard
 from mcp_server.config import BudgetConfig
 from mcp_server.errors import BudgetRefused, GatewayError, ServerFault
+from mcp_server.observability.observer import Observer
 from mcp_server.store.base import Store, StoreUnavailable, UsageRecord
 from mcp_server.store.usage import COST_EPSILON, month_of, utcnow
 from mcp_server.usage.allowance import AnswerAllowance, Limit, needs_text, unpriced_error
@@ -111,9 +112,12 @@ class Meter:
 class Accountant:
     """Budget guard and ledger writer over a store; without a store it only applies the per-call limit."""
 
-    def __init__(self, store: Store | None, budget: BudgetConfig | None = None) -> None:
+    def __init__(
+        self, store: Store | None, budget: BudgetConfig | None = None, observer: Observer | None = None
+    ) -> None:
         self.store = store
         self.budget = budget or BudgetConfig()
+        self.observer = observer or Observer()
 
     def metered(
         self,
@@ -214,12 +218,14 @@ class Accountant:
         return reservation.amount_usd
 
     async def _refuse(self, meter: Meter, refusal: BudgetRefused) -> None:
+        self.observer.refused(refusal.code)
         await self._write(meter.record(refusal.code), None)
         raise refusal
 
     async def _write(self, record: UsageRecord, reservation_id: str | None) -> None:
         """Write one ledger entry (the store finishes it even while the call is being cancelled); a store failure
         is logged, not raised (the provider has answered: failing the call now would waste what was paid for)."""
+        self.observer.recorded(record)
         if self.store is None:
             return
         try:
