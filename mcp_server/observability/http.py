@@ -25,6 +25,7 @@ from mcp_server.access import identity
 from mcp_server.access.ratelimit import AuthFailureLimiter, RateLimiter
 from mcp_server.gateway import Gateway
 from mcp_server.observability.observer import TOOL_CALL, Observer, ToolCall
+from mcp_server.sdk_internals import tool_lookup
 from mcp_server.store.base import JobStatus
 from mcp_server.store.usage import month_of, utcnow
 
@@ -117,8 +118,7 @@ class ToolCallMetrics:
         if ctx.method != "tools/call":
             return await call_next(ctx)
         name = ctx.params.get("name") if ctx.params else None
-        # MCPServer has no public lookup of a tool by name; protocol.py reads its tool manager the same way
-        known = isinstance(name, str) and self.mcp._tool_manager.get_tool(name) is not None
+        known = isinstance(name, str) and tool_lookup(self.mcp)(name) is not None
         call = ToolCall(name if known else "unknown")
         token = TOOL_CALL.set(call)
         started = perf_counter()
