@@ -247,7 +247,7 @@ class RoutingConfig(_Strict):
 
 class BudgetConfig(_Strict):
     monthly_usd: float | None = Field(default=None, ge=0)
-    # A chat call the remaining money affords fewer answer tokens than this is refused, not cut to a stub
+    # A chat call whose remaining money buys fewer answer tokens than this is refused rather than cut shorter
     min_answer_tokens: int = Field(default=16, ge=1, le=100_000)
 
 
