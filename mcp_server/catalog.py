@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from mcp_server.config import LOCAL_MODEL, LOCAL_PROVIDER, GatewayConfig, Kind, ModelConfig
+from mcp_server.config import LOCAL_MODEL, LOCAL_PROVIDER, GatewayConfig, Kind, ModelConfig, Protocol
 from mcp_server.errors import NotFound, invalid_argument
 from mcp_server.text import a_or_an
 
@@ -56,6 +56,12 @@ class ModelCard(BaseModel):
     response_format: Literal["url", "b64_json"] | None = None
     discovered: bool = False
     free: bool = False  # costs nothing: budgets never refuse it for want of a price
+    vision: bool = False  # chat: takes images in messages
+    max_image_px: int = 2048  # chat: images are downscaled to this many pixels on the long edge
+    image_input_tokens: int = 1600  # chat: what one image counts in a budget's prompt estimate
+    structured_output: bool = False  # chat: takes response_format (JSON, JSON Schema)
+    tools: bool = False  # chat: takes tools and answers with tool calls
+    reasoning_effort: bool = False  # chat: takes reasoning_effort
 
     @property
     def priced(self) -> bool:
@@ -63,7 +69,12 @@ class ModelCard(BaseModel):
         return self.free or self.pricing.covers(self.kind)
 
     @classmethod
-    def from_config(cls, model_id: str, model: ModelConfig, *, free_by_default: bool = False) -> ModelCard:
+    def from_config(
+        cls, model_id: str, model: ModelConfig, *, free_by_default: bool = False, protocol: Protocol = "openai"
+    ) -> ModelCard:
+        from mcp_server.providers import adapter_class
+
+        adapter = adapter_class(protocol)
         return cls(
             id=model_id,
             kind=model.kind,
@@ -86,6 +97,12 @@ class ModelCard(BaseModel):
             aspect_ratios=model.aspect_ratios,
             response_format=model.response_format,
             free=free_by_default if model.free is None else model.free,
+            vision=model.vision,
+            max_image_px=model.max_image_px,
+            image_input_tokens=model.image_input_tokens,
+            structured_output=adapter.structured_output if model.structured_output is None else model.structured_output,
+            tools=adapter.tool_calls if model.tools is None else model.tools,
+            reasoning_effort=model.reasoning_effort,
         )
 
 
@@ -103,6 +120,7 @@ LOCAL_CARD = ModelCard(
     description="SmolLM2-135M-Instruct, embedded through llama.cpp: no key, no network, small and fast.",
     pricing=Pricing(input_usd_per_mtok=0.0, output_usd_per_mtok=0.0),
     free=True,
+    structured_output=True,
 )
 
 
@@ -117,7 +135,12 @@ class Catalog:
     @classmethod
     def from_config(cls, config: GatewayConfig, *, include_local: bool | None = None) -> Catalog:
         cards = [
-            ModelCard.from_config(model_id, model, free_by_default=config.providers[model.provider].protocol == "local")
+            ModelCard.from_config(
+                model_id,
+                model,
+                free_by_default=config.providers[model.provider].protocol == "local",
+                protocol=config.providers[model.provider].protocol,
+            )
             for model_id, model in config.models.items()
         ]
         if include_local is None:

@@ -119,6 +119,14 @@ class ModelConfig(_Strict):
     aspect_ratios: list[str] | None = None
     # image models: ask the upstream for "url" or "b64_json"; unset sends nothing (the upstream's default)
     response_format: Literal["url", "b64_json"] | None = None
+    # chat models (docs/chat.md): `vision` takes images (downscaled to max_image_px on the long edge; budgets count
+    # image_input_tokens per image); structured_output / tools unset: what the provider's protocol supports
+    vision: bool = False
+    max_image_px: int = Field(default=2048, ge=64, le=16384)
+    image_input_tokens: int = Field(default=1600, ge=0, le=1_000_000)
+    structured_output: bool | None = None
+    tools: bool | None = None
+    reasoning_effort: bool = False  # passes `reasoning_effort` on
 
     @field_validator("sizes")
     @classmethod
@@ -286,6 +294,8 @@ class GatewayConfig(_Strict):
         names = {model_id: model.kind for model_id, model in self.models.items()}
         names.update({alias: model.kind for model in self.models.values() for alias in model.aliases})
         names.setdefault(LOCAL_MODEL, "chat")
+        vision = {name for name, model in self.models.items() if model.vision}
+        vision.update(alias for model in self.models.values() if model.vision for alias in model.aliases)
         discovering = {name for name, provider in self.providers.items() if provider.discover}
         for model_id, model in self.models.items():
             for fallback in model.fallbacks:
@@ -298,6 +308,12 @@ class GatewayConfig(_Strict):
                     raise ValueError(
                         f"models.{model_id}.fallbacks: '{fallback}' is {a_or_an(kind)} model, "
                         f"not {a_or_an(model.kind)} model"
+                    )
+                if model.vision and fallback not in vision:
+                    raise ValueError(
+                        f"models.{model_id}.fallbacks: '{model_id}' takes images (vision = true) but its fallback "
+                        f"'{fallback}' does not; a call with images could not go there. Set vision = true on "
+                        f"'{fallback}' if it takes images, or name a vision model as the fallback"
                     )
 
 

@@ -7,6 +7,7 @@ attempted (retried, sent to fallbacks, skipped past cooling providers: see relia
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -27,9 +28,11 @@ from mcp_server.providers.base import (
     ImageRequest,
     ImageResult,
     ProviderAdapter,
+    ToolCallFragment,
     VideoRequest,
     VideoStatus,
 )
+from mcp_server.providers.messages import assemble_tool_calls
 from mcp_server.reliability.attempts import Attempted, Reliability
 from mcp_server.usage.accountant import Accountant
 from mcp_server.usage.allowance import AnswerAllowance, BudgetCap
@@ -170,14 +173,21 @@ class Router:
         delivered: list[str] = []  # text already passed to the client, across attempts
         asked = sampling.pop("max_tokens", None)
         max_tokens = asked if isinstance(asked, int) else None
-        estimate = chat_estimate(card, (m.content for m in messages), max_tokens)
+        images = sum(len(m.images()) for m in messages)
+        texts = [m.text() for m in messages]
+        if tools := sampling.get("tools"):
+            texts.append(json.dumps(tools))  # function definitions are prompt tokens too
+        estimate = chat_estimate(card, texts, max_tokens, extra_prompt_tokens=images * card.image_input_tokens)
         allowance = AnswerAllowance(max_tokens, estimate.completion_tokens, estimate.prompt_tokens)
+
+        effort = sampling.pop("reasoning_effort", None)
 
         async def call(route: Route) -> ChatResult:
             request = ChatRequest(
                 upstream_model=route.card.upstream,
                 messages=messages,
                 max_tokens=allowance.max_tokens_for(route.card),
+                reasoning_effort=effort if route.card.reasoning_effort else None,  # only where the card declares it
                 **sampling,  # type: ignore[arg-type]
             )
             if on_delta is None:
@@ -280,6 +290,7 @@ async def _collect_stream(
     """Pass each piece on as it arrives. A failure after the first piece carries the text sent so far,
     which also tells the retry loop not to try again: the client has already seen part of an answer."""
     parts: list[str] = []
+    fragments: list[ToolCallFragment] = []
     last = ChatDelta()
     chat_id: str | None = None
     try:
@@ -290,6 +301,7 @@ async def _collect_stream(
                     await on_delta(delta)  # counted as delivered once sent: a cut here must not claim it
                     parts.append(delta.text)
                     delivered.append(delta.text)
+                fragments.extend(delta.tool_calls or ())
                 if delta.finish_reason:
                     last.finish_reason = delta.finish_reason
                 if delta.usage:
@@ -303,6 +315,7 @@ async def _collect_stream(
         content="".join(parts),
         finish_reason=last.finish_reason,
         upstream_model=request.upstream_model,
+        tool_calls=assemble_tool_calls(fragments) if fragments else None,
     )
     if last.usage:
         result.usage = last.usage

@@ -41,7 +41,8 @@ async def test_listed_schemas_are_flat_and_results_validate(config_data: dict[st
     # the nested message shape survived inlining, with its constraints
     messages = chat.input_schema["properties"]["messages"]
     item = messages["anyOf"][0]["items"]
-    assert item["required"] == ["role", "content"] and "user" in item["properties"]["role"]["enum"]
+    assert item["required"] == ["role"] and "user" in item["properties"]["role"]["enum"]
+    assert "tool_call_id" in item["properties"]
     assert chat.input_schema["properties"]["temperature"]["anyOf"][0] == {"maximum": 2, "minimum": 0, "type": "number"}
     # a real result validates against the flat output schema, and a wrong one does not
     assert chat.output_schema is not None

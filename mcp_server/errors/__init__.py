@@ -7,6 +7,7 @@
     - PriceUnknown
   + TimedOut                   504
     - DeadlineExceeded         the caller's deadline_s: the router stops
+  + InvalidJsonAnswer          an answer that is not the JSON response_format asked for (raw_text kept)
   + SubmissionOutcomeUnknown   a paid submission's answer was lost: never sent again
   + ServerFault                500/503, genroute's own
     - LocalModelFailed         the embedded model (-> fallbacks)
@@ -29,6 +30,7 @@ from mcp_server.errors.gateway import (
     DeadlineExceeded,
     Forbidden,
     InvalidArgument,
+    InvalidJsonAnswer,
     LocalModelFailed,
     LocalModelUnavailable,
     MissingApiKey,
@@ -72,6 +74,7 @@ __all__ = [
     "GatewayError",
     "InsufficientBalance",
     "InvalidArgument",
+    "InvalidJsonAnswer",
     "KeyRefused",
     "LocalModelFailed",
     "LocalModelUnavailable",

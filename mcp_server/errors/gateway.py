@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from mcp_server.errors.base import GatewayError
 
 
@@ -126,3 +128,22 @@ class LocalModelUnavailable(LocalModelFailed):
 
     code = "local_model_unavailable"
     status = 503
+
+
+class InvalidJsonAnswer(GatewayError):
+    """The model was asked for JSON (`response_format`) and its answer is not valid JSON or does not match the
+    schema. Not retried: the same question tends to get the same answer, and each try is paid. `raw_text` is the
+    answer as it came, for the caller to repair or ask again."""
+
+    type = "upstream_error"
+    code = "invalid_json_answer"
+    status = 502
+
+    def __init__(self, message: str, raw_text: str) -> None:
+        super().__init__(message, param="response_format")
+        self.raw_text = raw_text
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        data["raw_text"] = self.raw_text
+        return data

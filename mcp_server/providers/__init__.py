@@ -41,6 +41,19 @@ def check_models(config: GatewayConfig) -> None:
                 f"provider '{model.provider}' (protocol '{provider.protocol}') serves {served} models only, not "
                 f"'{model.kind}'; put model '{model_id}' on a provider whose protocol serves {model.kind} models",
             )
+        adapter = adapter_class(provider.protocol)
+        for field, able, what in (
+            ("vision", adapter.image_inputs, "images in chat messages"),
+            ("structured_output", adapter.structured_output, "response_format"),
+            ("tools", adapter.tool_calls, "tool calls"),
+        ):
+            if getattr(model, field) and not able:
+                raise ConfigError(
+                    config.source,
+                    f"models.{model_id}.{field}",
+                    f"provider '{model.provider}' (protocol '{provider.protocol}') cannot send {what}; remove "
+                    f"`{field} = true` or put model '{model_id}' on an OpenAI-compatible provider",
+                )
 
 
 __all__ = ["ProviderAdapter", "adapter_class", "build_adapter", "check_models"]

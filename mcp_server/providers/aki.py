@@ -48,7 +48,7 @@ class _AkiAnswer(BaseModel):
 
 def render_prompt(messages: list[ChatMessage]) -> str:
     """AKI's chat endpoints take one prompt string: roles become line prefixes, ending on the assistant's turn."""
-    lines = [f"{m.role}: {m.content}" for m in messages]
+    lines = [f"{m.role}: {m.text()}" for m in messages]
     return "\n".join([*lines, "assistant:"])
 
 
@@ -76,6 +76,7 @@ class AkiAdapter(ProviderAdapter):
         return body
 
     async def chat(self, request: ChatRequest) -> ChatResult:
+        self.refuse_unsupported(request)  # one prompt string: no images, JSON mode or tools
         path = f"/api/call/{request.upstream_model}"
         response = await fetch(self.client, self.name, self.redact, "POST", path, json=self._body(request))
         try:

@@ -16,13 +16,9 @@ from pydantic import BaseModel, Field, model_validator
 
 from mcp_server.config import Kind, ProviderConfig
 from mcp_server.errors import Unsupported
+from mcp_server.providers.messages import ChatMessage, ToolCall, ToolCallFragment
 from mcp_server.providers.redact import Redactor
 from mcp_server.text import plural
-
-
-class ChatMessage(BaseModel):
-    role: Literal["system", "user", "assistant", "tool", "developer"]
-    content: str
 
 
 class ChatRequest(BaseModel):
@@ -37,6 +33,13 @@ class ChatRequest(BaseModel):
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     seed: int | None = None
+    response_format: dict[str, Any] | None = None  # OpenAI's: {"type": "json_object"} or {"type": "json_schema", ...}
+    tools: list[dict[str, Any]] | None = None  # OpenAI function definitions, passed through
+    tool_choice: str | dict[str, Any] | None = None
+    reasoning_effort: str | None = None
+
+    def has_images(self) -> bool:
+        return any(message.images() for message in self.messages)
 
     def messages_and_sampling(self) -> dict[str, Any]:
         """`messages` and the optional sampling fields that were set: every field but `upstream_model`, named as
@@ -58,6 +61,7 @@ class ChatResult(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     upstream_model: str | None = None
     cost_usd: float | None = None  # set only when the upstream reports its own charge
+    tool_calls: list[ToolCall] | None = None  # the tools the model called (finish_reason "tool_calls")
 
 
 class ChatDelta(BaseModel):
@@ -67,6 +71,7 @@ class ChatDelta(BaseModel):
     finish_reason: str | None = None
     usage: Usage | None = None
     id: str | None = None
+    tool_calls: list[ToolCallFragment] | None = None
 
 
 class ProviderModel(BaseModel):
@@ -202,6 +207,8 @@ class ProviderAdapter(ABC):
     kinds: ClassVar[frozenset[Kind]] = frozenset({"chat"})  # the model kinds it serves
     streaming: ClassVar[bool] = False  # chat_stream yields the answer as it is generated, not in one piece
     image_inputs: ClassVar[bool] = False  # chat messages may carry images
+    structured_output: ClassVar[bool] = False  # chat takes response_format (JSON, JSON Schema)
+    tool_calls: ClassVar[bool] = False  # chat takes tools and answers with tool calls
     image_edits: ClassVar[bool] = False  # an image model may edit a given image
     speech: ClassVar[bool] = False  # text to speech
     transcription: ClassVar[bool] = False  # speech to text
@@ -260,6 +267,15 @@ class ProviderAdapter(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release pooled connections or loaded weights."""
+
+    def refuse_unsupported(self, request: ChatRequest) -> None:
+        """Refuse what this adapter cannot send (the catalog keeps such calls away; this is the last guard)."""
+        if request.has_images() and not self.image_inputs:
+            raise self.unsupported("images in chat messages")
+        if request.response_format is not None and not self.structured_output:
+            raise self.unsupported("response_format")
+        if (request.tools or any(m.tool_calls or m.role == "tool" for m in request.messages)) and not self.tool_calls:
+            raise self.unsupported("tool calls")
 
     def unsupported(self, operation: str) -> Unsupported:
         return Unsupported(f"Provider '{self.name}' does not support {operation}.")

@@ -61,6 +61,7 @@ def _unavailable(reason: str) -> LocalModelUnavailable:
 
 class LocalAdapter(ProviderAdapter):
     streaming = True
+    structured_output = True  # llama.cpp's JSON-schema grammar
 
     def __init__(self, name: str, config: ProviderConfig, redact: Redactor | None = None) -> None:
         super().__init__(name, config, redact)
@@ -90,10 +91,14 @@ class LocalAdapter(ProviderAdapter):
         return Llama(model_path=str(path), n_ctx=self.config.n_ctx, verbose=False)
 
     def _kwargs(self, request: ChatRequest) -> dict[str, Any]:
+        self.refuse_unsupported(request)  # SmolLM2 reads text only and has no tool-call format
         kwargs: dict[str, Any] = {
-            "messages": [m.model_dump() for m in request.messages],
+            "messages": [{"role": m.role, "content": m.text()} for m in request.messages],
             "max_tokens": request.max_tokens or 256,
         }
+        if request.response_format is not None:  # llama.cpp builds a grammar from the schema
+            schema = request.response_format.get("json_schema", {}).get("schema")
+            kwargs["response_format"] = {"type": "json_object", **({"schema": schema} if schema else {})}
         for field in ("temperature", "top_p", "stop", "presence_penalty", "frequency_penalty", "seed"):
             value = getattr(request, field)
             if value is not None:
@@ -115,8 +120,8 @@ class LocalAdapter(ProviderAdapter):
         )
 
     async def chat_stream(self, request: ChatRequest) -> AsyncIterator[ChatDelta]:
-        llama = await self._model()
         kwargs = self._kwargs(request)
+        llama = await self._model()
         send, receive = anyio.create_memory_object_stream[ChatDelta | BaseException](max_buffer_size=256)
         stop = threading.Event()
         token = anyio.lowlevel.current_token()

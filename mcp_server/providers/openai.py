@@ -32,6 +32,8 @@ from mcp_server.providers.base import (
     ProviderAdapter,
     ProviderModel,
     ProviderUsage,
+    ToolCall,
+    ToolCallFragment,
     Usage,
     VideoRequest,
     VideoStatus,
@@ -48,6 +50,7 @@ _FAILED = {"failed", "failure", "error", "cancelled", "canceled", "expired"}
 
 class _Message(BaseModel):
     content: str | None = None
+    tool_calls: list[ToolCall] | None = None
 
 
 class _Choice(BaseModel):
@@ -65,8 +68,24 @@ class _Completion(BaseModel):
     cost: float | None = None  # some gateways report the charge
 
 
+class _FunctionPiece(BaseModel):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class _ToolCallPiece(BaseModel):
+    index: int = 0
+    id: str | None = None
+    function: _FunctionPiece | None = None
+
+    def fragment(self) -> ToolCallFragment:
+        function = self.function or _FunctionPiece()
+        return ToolCallFragment(index=self.index, id=self.id, name=function.name, arguments=function.arguments or "")
+
+
 class _Delta(BaseModel):
     content: str | None = None
+    tool_calls: list[_ToolCallPiece] | None = None
 
 
 class _ChunkChoice(BaseModel):
@@ -105,6 +124,9 @@ class _VideoTask(BaseModel):
 class OpenAIAdapter(ProviderAdapter):
     kinds = frozenset({"chat", "image", "video"})
     streaming = True
+    image_inputs = True
+    structured_output = True
+    tool_calls = True
 
     def __init__(self, name: str, config: ProviderConfig, redact: Redactor | None = None) -> None:
         super().__init__(name, config, redact)
@@ -142,6 +164,7 @@ class OpenAIAdapter(ProviderAdapter):
             usage=usage,
             upstream_model=completion.model,
             cost_usd=completion.cost,
+            tool_calls=(choice.message.tool_calls or None) if choice.message else None,
         )
 
     async def chat_stream(self, request: ChatRequest) -> AsyncIterator[ChatDelta]:
@@ -158,6 +181,8 @@ class OpenAIAdapter(ProviderAdapter):
                     delta = ChatDelta(id=chunk.id, usage=chunk.usage)
                     for choice in chunk.choices[:1]:
                         delta.text = (choice.delta.content if choice.delta else None) or ""
+                        if choice.delta and choice.delta.tool_calls:
+                            delta.tool_calls = [piece.fragment() for piece in choice.delta.tool_calls]
                         delta.finish_reason = choice.finish_reason
                         finished = finished or choice.finish_reason is not None
                     text.append(delta.text)

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import json
+from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from mcp_server.access import identity
+from mcp_server.catalog import Catalog, ModelCard
+from mcp_server.chat_features import ResponseFormat, parse_json_answer, require_features, upstream_format
 from mcp_server.errors import invalid_argument
 from mcp_server.gateway import Gateway
+from mcp_server.media.chat_images import ImageSources, check_count, count_images, prepare_images
 from mcp_server.providers.base import ChatDelta, ChatMessage, Usage
+from mcp_server.providers.messages import ImagePart, TextPart, ToolCall
 from mcp_server.tools.results import OptionalText, guarded, ok, progress_token
 from mcp_server.usage.allowance import BudgetCap, cap_note
 
@@ -27,6 +32,12 @@ class ChatCompleteOutput(BaseModel):
     )
     content: str
     finish_reason: str | None
+    tool_calls: list[ToolCall] | None = Field(
+        default=None, description="The tools the model called: answer each with a role 'tool' message"
+    )
+    json_value: Any = Field(
+        default=None, alias="json", description="The answer parsed as JSON, when response_format asked for JSON"
+    )
     usage: Usage
     latency_ms: float
     budget_capped: BudgetCap | None = Field(
@@ -34,13 +45,23 @@ class ChatCompleteOutput(BaseModel):
     )
 
 
-def build_messages(messages: list[ChatMessage] | None, prompt: str | None, system: str | None) -> list[ChatMessage]:
+def build_messages(
+    messages: list[ChatMessage] | None, prompt: str | None, system: str | None, images: list[str] | None = None
+) -> list[ChatMessage]:
     if messages and prompt:
         raise invalid_argument("prompt", "Pass either `messages` or `prompt`, not both.")
     if not messages and not (prompt and prompt.strip()):
         raise invalid_argument("messages", "Pass `messages` (a list of {role, content}) or a non-empty `prompt`.")
-    turns = list(messages) if messages else [ChatMessage(role="user", content=prompt or "")]
-    size = sum(len(m.content) for m in turns)
+    if images and not prompt:
+        raise invalid_argument("images", "`images` go with `prompt`; in `messages`, put image parts in `content`.")
+    if messages:
+        turns = list(messages)
+    elif images:
+        parts = [TextPart(type="text", text=prompt or ""), *(ImagePart(type="image", image=i) for i in images)]
+        turns = [ChatMessage(role="user", content=parts)]
+    else:
+        turns = [ChatMessage(role="user", content=prompt or "")]
+    size = sum(len(m.text()) for m in turns)
     if size > MAX_PROMPT_CHARS:
         raise invalid_argument(
             "messages",
@@ -53,13 +74,28 @@ def build_messages(messages: list[ChatMessage] | None, prompt: str | None, syste
     return turns
 
 
+def smallest_image_px(card: ModelCard, catalog: Catalog) -> int:
+    """Images are prepared once for every route the call may take: to the smallest `max_image_px` among them."""
+    fallbacks = (catalog.get(name) for name in card.fallbacks)
+    return min([card.max_image_px, *(c.max_image_px for c in fallbacks if c is not None)])
+
+
 def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
+    sources = ImageSources(
+        registry=gateway.media,
+        fetcher=gateway.fetcher,
+        input_dir=gateway.config.server.input_dir,
+        max_bytes=gateway.config.media.reference_max_bytes,
+    )
+
     @mcp.tool(
         name="chat_complete",
         description=(
             "Send a conversation to a chat model and get its answer. Pass `prompt` for a single question or "
             "`messages` for a whole conversation. `model` takes an id or alias from list_models; leave it out "
-            "for the default chat model."
+            "for the default chat model. Vision models take `images`; `response_format` asks for JSON (parsed "
+            "into `json`); with `tools` the model may answer with `tool_calls` to run and answer in role 'tool' "
+            "messages."
         ),
         annotations=ToolAnnotations(readOnlyHint=False, openWorldHint=True, idempotentHint=False),
     )
@@ -68,7 +104,10 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
         ctx: Context,
         messages: Annotated[
             list[ChatMessage] | None,
-            Field(description="The conversation, oldest first: [{role: system|user|assistant, content}]"),
+            Field(
+                description="The conversation, oldest first: [{role: system|user|assistant|tool, content}]; content "
+                "is text or parts [{type: text, text}, {type: image, image}]"
+            ),
         ] = None,
         prompt: Annotated[OptionalText, Field(description="A single user message (instead of `messages`)")] = None,
         model: Annotated[OptionalText, Field(description="Model id or alias (see list_models)")] = None,
@@ -80,8 +119,35 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
         presence_penalty: Annotated[float | None, Field(ge=-2, le=2, description="-2 to 2")] = None,
         frequency_penalty: Annotated[float | None, Field(ge=-2, le=2, description="-2 to 2")] = None,
         seed: Annotated[int | None, Field(description="Seed for reproducible sampling where supported")] = None,
+        images: Annotated[
+            list[str] | None,
+            Field(description="Images for `prompt`: media:// ids, input_dir files, base64, data: or http(s) URLs"),
+        ] = None,
+        response_format: Annotated[
+            ResponseFormat | None, Field(description='"text" (default), "json", or a JSON Schema the answer must match')
+        ] = None,
+        tools: Annotated[
+            list[dict[str, Any]] | None,
+            Field(description="Functions the model may call: [{type: function, function: {name, parameters}}]"),
+        ] = None,
+        tool_choice: Annotated[
+            str | dict[str, Any] | None,
+            Field(description='"auto", "none", "required", or {type: function, function: {name}}'),
+        ] = None,
+        reasoning_effort: Annotated[
+            Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None,
+            Field(description="How hard a reasoning model thinks (models whose card declares reasoning_effort)"),
+        ] = None,
     ) -> Annotated[CallToolResult, ChatCompleteOutput]:
-        turns = build_messages(messages, prompt, system)
+        turns = build_messages(messages, prompt, system, images)
+        card = gateway.catalog.resolve(model, "chat")
+        pictures = count_images(turns)
+        check_count(pictures)
+        require_features(card, gateway.catalog, images=pictures, response_format=response_format, tools=bool(tools))
+        upstream_response_format = upstream_format(response_format)
+        if pictures:
+            named = (lambda i, j: f"images[{j - 1}]") if images else None
+            turns = await prepare_images(turns, sources, smallest_image_px(card, gateway.catalog), named)
         streamed = 0
 
         async def on_delta(delta: ChatDelta) -> None:
@@ -90,7 +156,7 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
             await ctx.report_progress(streamed, None, delta.text)
 
         routed = await gateway.router.chat(
-            model,
+            card.id,
             turns,
             caller=identity.current(),
             on_delta=on_delta if progress_token(ctx) is not None else None,
@@ -101,8 +167,14 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
             presence_penalty=presence_penalty,
             frequency_penalty=frequency_penalty,
             seed=seed,
+            response_format=upstream_response_format,
+            tools=tools,
+            tool_choice=tool_choice,
+            reasoning_effort=reasoning_effort,
         )
         result = routed.value
+        wants_json = upstream_response_format is not None and not result.tool_calls
+        parsed = parse_json_answer(result.content, response_format) if wants_json else None
         output = ChatCompleteOutput(
             id=result.id,
             model=routed.card.id,
@@ -110,9 +182,17 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
             fallback_from=routed.fallback_from,
             content=result.content,
             finish_reason=result.finish_reason,
+            tool_calls=result.tool_calls,
+            json=parsed,
             usage=result.usage,
             latency_ms=round(routed.latency_ms, 2),
             budget_capped=routed.budget_capped,
         )
+        text = result.content or _calls_text(result.tool_calls)
         capped = routed.budget_capped
-        return ok(output, text=f"{result.content}\n\n{cap_note(capped)}" if capped else result.content)
+        return ok(output, text=f"{text}\n\n{cap_note(capped)}" if capped else text)
+
+
+def _calls_text(calls: list[ToolCall] | None) -> str:
+    """The text block of an answer that is only tool calls (clients that read only content see them too)."""
+    return "\n".join(f"tool call {c.id}: {c.name}({json.dumps(c.arguments)})" for c in calls or [])

@@ -30,8 +30,8 @@ OptionalText = Annotated[str, WrapValidator(_none_or_str), WithJsonSchema({"type
 
 def ok(output: BaseModel, content: Sequence[ContentBlock] = (), text: str | None = None) -> CallToolResult:
     """Structured content plus a text block (the JSON, or `text`) for clients that read only content."""
-    structured = output.model_dump(mode="json")
-    blocks: list[ContentBlock] = [TextContent(type="text", text=text or output.model_dump_json())]
+    structured = output.model_dump(mode="json", by_alias=True)
+    blocks: list[ContentBlock] = [TextContent(type="text", text=text or output.model_dump_json(by_alias=True))]
     blocks.extend(content)
     return CallToolResult(content=blocks, structured_content=structured)
 

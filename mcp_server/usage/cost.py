@@ -48,13 +48,16 @@ def prompt_tokens_at_most(texts: Iterable[str]) -> int:
     return size + len(messages) * MESSAGE_OVERHEAD_TOKENS + CALL_OVERHEAD_TOKENS
 
 
-def chat_estimate(card: ModelCard, texts: Iterable[str], max_tokens: int | None) -> Quantities:
+def chat_estimate(
+    card: ModelCard, texts: Iterable[str], max_tokens: int | None, *, extra_prompt_tokens: int = 0
+) -> Quantities:
     """The prompt at its upper bound and the answer at `max_tokens`, else at what the context window typically
-    leaves (at most DEFAULT_OUTPUT_TOKENS)."""
+    leaves (at most DEFAULT_OUTPUT_TOKENS). `extra_prompt_tokens`: what is not text (images, at the card's
+    `image_input_tokens` each)."""
     messages = list(texts)
-    prompt = prompt_tokens_at_most(messages)
+    prompt = prompt_tokens_at_most(messages) + extra_prompt_tokens
     if max_tokens is None:
-        typical = sum(map(estimate_tokens, messages)) + len(messages) * TYPICAL_MESSAGE_TOKENS
+        typical = sum(map(estimate_tokens, messages)) + len(messages) * TYPICAL_MESSAGE_TOKENS + extra_prompt_tokens
         room = (card.context_window - typical) if card.context_window else DEFAULT_OUTPUT_TOKENS
         max_tokens = max(1, min(DEFAULT_OUTPUT_TOKENS, room))
     return Quantities(prompt_tokens=prompt, completion_tokens=max_tokens)

@@ -1,0 +1,86 @@
+"""What a chat call may ask beyond text, checked against the model's card before anything is sent, and the JSON
+answer checked when it comes back: images (vision), `response_format` (JSON or a JSON Schema) and tools.
+
+A model that cannot do what the call asks is refused up front, naming the models that can, rather than sending
+a request the upstream would reject or, worse, silently ignore.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Literal
+
+from mcp_server.catalog import Catalog, ModelCard
+from mcp_server.errors import InvalidJsonAnswer, invalid_argument
+
+ResponseFormat = Literal["text", "json"] | dict[str, Any]
+_NAME_JUNK = re.compile(r"[^a-zA-Z0-9_-]+")
+_FENCE = re.compile(r"^```[a-zA-Z]*\s*\n(.*)\n\s*```$", re.DOTALL)
+
+
+def require_features(
+    card: ModelCard, catalog: Catalog, *, images: int = 0, response_format: ResponseFormat | None = None, tools: bool
+) -> None:
+    """Refuse a call its model's card says it cannot take, naming the chat models that can."""
+    wanted = (
+        ("images", images > 0, "vision", "take images", "images_not_supported"),
+        ("response_format", response_format not in (None, "text"), "structured_output", "answer in JSON", None),
+        ("tools", tools, "tools", "call tools", None),
+    )
+    for param, asked, field, what, code in wanted:
+        if asked and not getattr(card, field):
+            able = [c.id for c in catalog.cards("chat") if getattr(c, field)]
+            which = f"Models that {what}: {', '.join(able)}." if able else f"No configured model can {what}."
+            raise invalid_argument(
+                "model" if param == "images" else param,
+                f"Model '{card.id}' cannot {what} (its card has no {field} = true). {which} Pick one as `model`"
+                f"{', or send text only' if param == 'images' else f', or leave out `{param}`'}.",
+                code=code or f"{field}_not_supported",
+            )
+
+
+def upstream_format(value: ResponseFormat | None) -> dict[str, Any] | None:
+    """The OpenAI `response_format` for `value`: none for text, json_object, or a strict json_schema."""
+    if value is None or value == "text":
+        return None
+    if value == "json":
+        return {"type": "json_object"}
+    if not isinstance(value, dict):
+        raise invalid_argument("response_format", 'response_format is "text", "json" or a JSON Schema object.')
+    from jsonschema import SchemaError, validators
+
+    try:
+        validators.validator_for(value).check_schema(value)
+    except SchemaError as exc:
+        raise invalid_argument(
+            "response_format", f"response_format is not a valid JSON Schema: {exc.message}"
+        ) from None
+    name = _NAME_JUNK.sub("_", str(value.get("title") or "answer"))[:64] or "answer"
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": value, "strict": True}}
+
+
+def parse_json_answer(text: str, value: ResponseFormat | None) -> Any:
+    """The answer's JSON value, checked against the schema; InvalidJsonAnswer (carrying `text`) when it is not.
+    A Markdown code fence around the JSON, which some models add, is taken off."""
+    body = text.strip()
+    fenced = _FENCE.match(body)
+    try:
+        parsed = json.loads(fenced.group(1) if fenced else body)
+    except ValueError as exc:
+        problem = f"The model's answer is not valid JSON ({exc}); the raw answer is in raw_text."
+        raise InvalidJsonAnswer(problem, text) from None
+    if value == "json" and not isinstance(parsed, dict):
+        raise InvalidJsonAnswer("The model's answer is JSON but not an object; the raw answer is in raw_text.", text)
+    if isinstance(value, dict):
+        from jsonschema import validators
+
+        error = next(iter(validators.validator_for(value)(value).iter_errors(parsed)), None)
+        if error is not None:
+            where = "/".join(str(step) for step in error.absolute_path) or "(the whole answer)"
+            raise InvalidJsonAnswer(
+                f"The model's JSON does not match the schema at {where}: {error.message}. The raw answer is in "
+                "raw_text.",
+                text,
+            )
+    return parsed
