@@ -33,9 +33,11 @@ from starlette.types import Receive, Scope, Send
 if __package__:  # imported as tests.emulator, or run as python -m tests.emulator
     from . import emulator_chat as chat
     from . import emulator_media as media
+    from . import emulator_vision as vision
 else:  # imported as top-level `emulator` (tests/ itself on sys.path, pytest's default import mode)
     import emulator_chat as chat
     import emulator_media as media
+    import emulator_vision as vision
 
 ROUTES = frozenset(
     {"chat", "models", "images", "video_submit", "video_status", "usage", "status", "aki", "aki_key", "files"}
@@ -537,12 +539,20 @@ class Emulator:
         call = chat.parse_chat(rec.json)
         self._check_model(call.model)
         answer = self.reply if self.reply is not None else "echo: " + call.last_user
+        special = vision.reply(rec.json, call.last_user) if self.reply is None else None  # images, JSON, tools
+        answer = special.text if special is not None else answer
         answer, cut = chat.truncate(answer, call.max_tokens)
         finish = "length" if cut else "stop"
-        use = chat.usage(call.prompt_words, answer)
+        seen = len(special.images) * vision.IMAGE_TOKENS if special is not None else 0
+        use = chat.usage(call.prompt_words + seen, answer)
         with self._lock:
             self._usage[(datetime.now(UTC).date(), call.model)] += use["total_tokens"]
         cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        if special is not None and special.tool_calls:
+            if not call.stream:
+                return vision.tool_call_completion(cid, created, call.model, special, use)
+            events = vision.tool_call_events(cid, created, call.model, special, use, call.include_usage)
+            return _SSE(events, cut=self._is_stopping, on_abort=self._stream_aborted)
         if not call.stream:
             return JSONResponse(chat.completion(cid, created, call.model, answer, finish, use))
         cut_after = fault.cut_stream_after if fault is not None else None
