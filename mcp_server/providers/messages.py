@@ -121,6 +121,7 @@ class ChatMessage(BaseModel):
         data: dict[str, Any] = handler(self)
         if self.tool_calls:
             data["tool_calls"] = [call.wire() for call in self.tool_calls]
+            data.setdefault("content", None)  # as OpenAI's own answers carry it; some upstreams require the key
         return data
 
     def text(self) -> str:
