@@ -60,15 +60,17 @@ def upstream_format(value: ResponseFormat | None) -> dict[str, Any] | None:
     return {"type": "json_schema", "json_schema": {"name": name, "schema": value, "strict": True}}
 
 
-def parse_json_answer(text: str, value: ResponseFormat | None) -> Any:
+def parse_json_answer(text: str, value: ResponseFormat | None, *, cut: bool = False) -> Any:
     """The answer's JSON value, checked against the schema; InvalidJsonAnswer (carrying `text`) when it is not.
-    A Markdown code fence around the JSON, which some models add, is taken off."""
+    A Markdown code fence around the JSON, which some models add, is taken off. `cut`: the answer stopped at
+    max_tokens (finish_reason "length"), which the error then says, as the likely cause."""
     body = text.strip()
     fenced = _FENCE.match(body)
     try:
         parsed = json.loads(fenced.group(1) if fenced else body)
     except ValueError as exc:
-        problem = f"The model's answer is not valid JSON ({exc}); the raw answer is in raw_text."
+        why = " It stopped at max_tokens: raise `max_tokens` and ask again." if cut else ""
+        problem = f"The model's answer is not valid JSON ({exc}); the raw answer is in raw_text.{why}"
         raise InvalidJsonAnswer(problem, text) from None
     if value == "json" and not isinstance(parsed, dict):
         raise InvalidJsonAnswer("The model's answer is JSON but not an object; the raw answer is in raw_text.", text)

@@ -151,3 +151,22 @@ async def test_openai_adapter_streams_from_llama_cpp_server(llama_server: str, t
         )
     assert not result.is_error, result.content
     assert len(pieces) > 1 and "".join(pieces) == result.structured_content["content"]
+
+
+async def test_json_mode_against_llama_cpp_server(llama_server: str, tmp_path: Path) -> None:
+    """response_format "json" as a real upstream takes it: llama.cpp's server holds the answer to a JSON object
+    (its server knows json_object only, not json_schema: schemas are tested against the embedded model)."""
+    async with in_memory_client(llama_config(llama_server, tmp_path)) as client:
+        result = await client.call_tool(
+            "chat_complete",
+            {"prompt": "Describe a cat as JSON.", "response_format": "json", "max_tokens": 12, "temperature": 0},
+        )
+        whole = await client.call_tool(
+            "chat_complete",
+            {"prompt": "A cat's name as JSON.", "response_format": "json", "max_tokens": 400, "temperature": 0},
+        )
+    assert result.is_error and result.structured_content["error"]["code"] == "invalid_json_answer"
+    assert "raise `max_tokens`" in result.structured_content["error"]["message"]  # cut short: said so
+    result = whole
+    assert not result.is_error, result.content
+    assert isinstance(result.structured_content["json"], dict)

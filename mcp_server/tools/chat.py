@@ -174,7 +174,8 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
         )
         result = routed.value
         wants_json = upstream_response_format is not None and not result.tool_calls
-        parsed = parse_json_answer(result.content, response_format) if wants_json else None
+        cut = result.finish_reason == "length"
+        parsed = parse_json_answer(result.content, response_format, cut=cut) if wants_json else None
         output = ChatCompleteOutput(
             id=result.id,
             model=routed.card.id,
