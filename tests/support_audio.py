@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from mcp import Client
 from PIL import Image
 
+from tests.support import http_gateway, stdio_client, write_config
 from tests.support_media import media_config
 
 EDIT_MODEL = "editor"  # image_input = "edits": /images/edits, up to 3 images and a mask
@@ -64,3 +68,16 @@ async def tool_list(client: Client) -> tuple[set[str], int]:
     listed = await client.list_tools()
     text = json.dumps(listed.model_dump(mode="json", by_alias=True, exclude_none=True), separators=(",", ":"))
     return {tool.name for tool in listed.tools}, len(text.encode("utf-8"))
+
+
+@asynccontextmanager
+async def served(config: dict[str, Any], tmp_path: Path, transport: str) -> AsyncIterator[Client]:
+    """A client of genroute serving `config` as a subprocess, over "stdio" or "http"."""
+    path = write_config(tmp_path / "genroute.toml", config)
+    if transport == "stdio":
+        async with stdio_client(path) as client:
+            yield client
+    else:
+        with http_gateway(path) as gateway:
+            async with Client(gateway.mcp_url) as client:
+                yield client

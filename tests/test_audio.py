@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import base64
 import wave
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from mcp import Client
 from mcp_types import AudioContent, ResourceLink
 
 from mcp_server.config import parse_config
@@ -19,8 +17,8 @@ from mcp_server.errors import ConfigError
 from mcp_server.providers import check_models
 from tests.emulator import Emulator
 from tests.emulator_audio import CHARS_PER_SECOND, speech_wav
-from tests.support import http_gateway, in_memory_client, stdio_client, write_config
-from tests.support_audio import SPEECH_MODEL, TRANSCRIBE_MODEL, audio_config, tool_list
+from tests.support import in_memory_client
+from tests.support_audio import SPEECH_MODEL, TRANSCRIBE_MODEL, audio_config, served, tool_list
 from tests.support_media import media_config
 
 pytestmark = pytest.mark.anyio
@@ -30,18 +28,6 @@ TEXT = "The quick brown fox jumps over the lazy dog, twice, and then once more f
 def error_of(result: Any) -> dict[str, Any]:
     assert result.is_error, result.content
     return result.structured_content["error"]
-
-
-@asynccontextmanager
-async def served(config: dict[str, Any], tmp_path: Path, transport: str):
-    path = write_config(tmp_path / "genroute.toml", config)
-    if transport == "stdio":
-        async with stdio_client(path) as client:
-            yield client
-    else:
-        with http_gateway(path) as gateway:
-            async with Client(gateway.mcp_url) as client:
-                yield client
 
 
 BASE_TOOLS = {"chat_complete", "list_models", "get_usage"}
