@@ -8,7 +8,7 @@ import socket
 from urllib.parse import urlsplit
 
 from mcp_server import __version__
-from mcp_server.config import GatewayConfig
+from mcp_server.config import KINDS, GatewayConfig
 from mcp_server.gateway import Gateway
 from mcp_server.text import plural
 
@@ -21,7 +21,7 @@ def mcp_url(host: str, port: int) -> str:
 
 
 def models_line(gateway: Gateway) -> str:
-    counts = {kind: len(gateway.catalog.cards(kind)) for kind in ("chat", "image", "video")}
+    counts = {kind: len(gateway.catalog.cards(kind)) for kind in KINDS}
     served = [plural(count, f"{kind} model") for kind, count in counts.items() if count]
     return ", ".join(served) or "no models (add providers and models to a config file: see the README)"
 

@@ -22,6 +22,8 @@ PRICE_FIELDS: dict[Kind, tuple[str, ...]] = {
     "chat": ("input_usd_per_mtok", "output_usd_per_mtok"),
     "image": ("usd_per_image",),
     "video": ("usd_per_second",),
+    "speech": ("usd_per_mchar",),
+    "transcription": ("usd_per_minute",),
 }
 
 
@@ -30,6 +32,8 @@ class Pricing(BaseModel):
     output_usd_per_mtok: float | None = None
     usd_per_image: float | None = None
     usd_per_second: float | None = None
+    usd_per_mchar: float | None = None  # speech: per million input characters
+    usd_per_minute: float | None = None  # transcription: per minute of audio
 
     def covers(self, kind: Kind) -> bool:
         """True when at least one price of `kind` is set: a budget can then price its calls."""
@@ -54,6 +58,11 @@ class ModelCard(BaseModel):
     durations: list[float] | None = None
     aspect_ratios: list[str] | None = None
     response_format: Literal["url", "b64_json"] | None = None
+    image_input: Literal["inline", "edits"] = "inline"
+    max_reference_images: int = 1
+    voices: list[str] | None = None
+    formats: list[str] | None = None
+    max_input_chars: int = 4096
     discovered: bool = False
     free: bool = False  # costs nothing: budgets never refuse it for want of a price
     vision: bool = False  # chat: takes images in messages
@@ -87,6 +96,8 @@ class ModelCard(BaseModel):
                 output_usd_per_mtok=model.output_usd_per_mtok,
                 usd_per_image=model.usd_per_image,
                 usd_per_second=model.usd_per_second,
+                usd_per_mchar=model.usd_per_mchar,
+                usd_per_minute=model.usd_per_minute,
             ),
             aliases=model.aliases,
             fallbacks=model.fallbacks,
@@ -96,6 +107,11 @@ class ModelCard(BaseModel):
             durations=model.durations,
             aspect_ratios=model.aspect_ratios,
             response_format=model.response_format,
+            image_input=model.image_input,
+            max_reference_images=model.max_reference_images,
+            voices=model.voices,
+            formats=list(model.formats) if model.formats else None,
+            max_input_chars=model.max_input_chars,
             free=free_by_default if model.free is None else model.free,
             vision=model.vision,
             max_image_px=model.max_image_px,

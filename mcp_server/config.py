@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from mcp_server.errors import ConfigError
 from mcp_server.text import a_or_an
 
-Kind = Literal["chat", "image", "video"]
+Kind = Literal["chat", "image", "video", "speech", "transcription"]
+KINDS: tuple[Kind, ...] = ("chat", "image", "video", "speech", "transcription")
 Protocol = Literal["openai", "aki", "local"]
 CONFIG_ENV = "GENROUTE_CONFIG"
 
@@ -127,6 +128,17 @@ class ModelConfig(_Strict):
     structured_output: bool | None = None
     tools: bool | None = None
     reasoning_effort: bool = False  # passes `reasoning_effort` on
+    # image models: how input images go up. "inline": one, in the JSON body of /images/generations;
+    # "edits": /images/edits as multipart, up to max_reference_images of them and an optional mask
+    image_input: Literal["inline", "edits"] = "inline"
+    max_reference_images: int = Field(default=1, ge=0, le=16)
+    # speech models (text to speech): per million input characters; the voices and formats offered
+    usd_per_mchar: float | None = Field(default=None, ge=0)
+    voices: list[str] | None = None
+    formats: list[Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]] | None = None
+    max_input_chars: int = Field(default=4096, ge=1, le=1_000_000)
+    # transcription models (speech to text): per minute of audio
+    usd_per_minute: float | None = Field(default=None, ge=0)
 
     @field_validator("sizes")
     @classmethod
@@ -218,6 +230,7 @@ class MediaConfig(_Strict):
     # Hosts a reference_image URL may reach although they resolve to private addresses: "host", "host:port",
     # an IP or a CIDR ("10.1.0.0/16"), optionally with ":port". Everything else must be a public address.
     reference_allow_private: list[str] = Field(default_factory=list)
+    audio_inline_max_bytes: int = Field(default=512_000, ge=0, le=50_000_000)  # generate_speech's inline audio
     video_max_wait_s: float = Field(default=300.0, ge=0, le=3600)  # the largest wait_s a tool call accepts
     video_poll_initial_s: float = Field(default=1.0, gt=0, le=60)
     video_poll_max_s: float = Field(default=5.0, gt=0, le=300)

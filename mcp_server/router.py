@@ -7,6 +7,7 @@ attempted (retried, sent to fallbacks, skipped past cooling providers: see relia
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import uuid
@@ -27,6 +28,7 @@ from mcp_server.providers.base import (
     ChatResult,
     ImageRequest,
     ImageResult,
+    InputFile,
     ProviderAdapter,
     ToolCallFragment,
     VideoRequest,
@@ -66,6 +68,14 @@ class Routed(Generic[T]):
 
 
 Operation = Callable[[Route], Awaitable[T]]
+
+
+def takes_images(card: ModelCard, count: int, mask: object | None) -> bool:
+    """`card` can take `count` input images (and a mask): an "edits" model up to its max_reference_images, an
+    "inline" one a single image and no mask."""
+    if card.image_input == "edits":
+        return count <= card.max_reference_images and (mask is None or count > 0)
+    return count <= min(card.max_reference_images, 1) and mask is None
 
 
 def new_idempotency_key() -> str:
@@ -211,21 +221,32 @@ class Router:
         prompt: str,
         n: int = 1,
         size: str | None = None,
-        image_b64: str | None = None,
+        images: list[InputFile] | None = None,
+        mask: InputFile | None = None,
         idempotency_key: str | None = None,
     ) -> Routed[ImageResult]:
-        """Images from an image model's card (the tool has validated n and size against it)."""
+        """Images from an image model's card (the tool has validated n, size and the input images against it).
+        Input images go inline (one, as base64) or to /images/edits (several, and a mask), as each model's
+        `image_input` says; fallbacks that cannot take them are left out."""
         key = idempotency_key or new_idempotency_key()
+        images = images or []
+        fallbacks = [f for f in card.fallbacks if (c := self.catalog.get(f)) and takes_images(c, len(images), mask)]
+        card = card.model_copy(update={"fallbacks": fallbacks}) if fallbacks != card.fallbacks else card
 
         async def call(route: Route) -> ImageResult:
+            edits = route.card.image_input == "edits" and bool(images)
             request = ImageRequest(
                 upstream_model=route.card.upstream,
                 prompt=prompt,
                 n=n,
                 size=size,
-                image_b64=image_b64,
+                image_b64=None if edits or not images else base64.b64encode(images[0].data).decode("ascii"),
                 response_format=route.card.response_format,
+                images=images if edits else [],
+                mask=mask if edits else None,
             )
+            if edits:
+                return await route.adapter.edit_image(request, idempotency_key=key)
             return await route.adapter.generate_image(request, idempotency_key=key)
 
         return await self.run(card, call, caller=caller, tool="generate_image", estimate=Quantities(images=n))

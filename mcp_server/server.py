@@ -16,8 +16,9 @@ from mcp_server.http_app import add_media_route
 
 INSTRUCTIONS = (
     "genroute routes generation requests to AI providers. Call list_models to see what is on offer, "
-    "then chat_complete to talk to a chat model, generate_image for images, and generate_video for videos "
-    "(long videos return a job_id: call get_video_status with it). Saved files are media:// resources. "
+    "then chat_complete to talk to a chat model and, where models of those kinds are configured, "
+    "generate_image for images, generate_video for videos (long videos return a job_id: call get_video_status "
+    "with it), generate_speech and transcribe_audio for audio. Saved files are media:// resources. "
     "get_usage shows what has been spent and the budget left."
 )
 
@@ -61,14 +62,23 @@ def register_surface(mcp: MCPServer[Any], gateway: Gateway) -> None:
     """Every tool, resource and prompt. The SDK derives each tool's argument model and JSON schemas here
     (most of the build's cost), and the tool modules are imported here, so a deferred build defers both."""
     from mcp_server.schemas import tune_tools
-    from mcp_server.tools import catalog, chat, image, media_resources, presets, status, usage, video
+    from mcp_server.tools import audio, catalog, chat, image, media_resources, presets, status, usage, video
 
     chat.register(mcp, gateway)
     catalog.register(mcp, gateway)
     usage.register(mcp, gateway)
     presets.register(mcp, gateway.config.presets)
-    image.register(mcp, gateway)
-    video.register(mcp, gateway)
+    # A media tool is listed only when the catalog has a model it can use: one that could only fail costs an
+    # agent its description's tokens on every turn, and a wrong guess (discovered models are chat models).
+    served = {card.kind for card in gateway.catalog.cards()}
+    for kind, register in (
+        ("image", image.register),
+        ("video", video.register),
+        ("speech", audio.register_speech),
+        ("transcription", audio.register_transcription),
+    ):
+        if kind in served:
+            register(mcp, gateway)
     media_resources.register(mcp, gateway)
     status.register(mcp, gateway)
     tune_tools(mcp)  # last: the schemas of every tool, as registered

@@ -31,10 +31,12 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 if __package__:  # imported as tests.emulator, or run as python -m tests.emulator
+    from . import emulator_audio as audio
     from . import emulator_chat as chat
     from . import emulator_media as media
     from . import emulator_vision as vision
 else:  # imported as top-level `emulator` (tests/ itself on sys.path, pytest's default import mode)
+    import emulator_audio as audio
     import emulator_chat as chat
     import emulator_media as media
     import emulator_vision as vision
@@ -42,6 +44,7 @@ else:  # imported as top-level `emulator` (tests/ itself on sys.path, pytest's d
 ROUTES = frozenset(
     {"chat", "models", "images", "video_submit", "video_status", "usage", "status", "aki", "aki_key", "files"}
 )
+ROUTES |= audio.ROUTES  # /images/edits, /audio/speech, /audio/transcriptions (tests/emulator_audio.py)
 DEFAULT_MODELS = ("gpt-5.5", "gpt-5.4", "nano-banana-2", "kling-v2-master")
 # GET /v1/models lists prices: ArcaneAPI ("List available models and pricing") and ArkRoute ("Returns model IDs,
 # providers, types, and pricing") say so without showing the JSON, so the emulator uses the `pricing` object of
@@ -388,6 +391,7 @@ class Emulator:
                     self._wrap("video_status", bearer, self._video_status),
                     methods=["GET"],
                 ),
+                *audio.routes(self, prefix, bearer),
             ]
         routes += [
             Route("/api/call/{endpoint}", self._wrap("aki", aki, self._aki), methods=["POST"]),

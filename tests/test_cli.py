@@ -208,4 +208,4 @@ def test_readme_config_reference_is_a_valid_config() -> None:
     config = parse_config(tomllib.loads(block.group(1)), source="README.md")
     check_models(config)  # every model on a provider that serves its kind
     assert {"arkroute", "aki"} <= set(config.providers)
-    assert {m.kind for m in config.models.values()} == {"chat", "image", "video"}
+    assert {m.kind for m in config.models.values()} == {"chat", "image", "video", "speech", "transcription"}

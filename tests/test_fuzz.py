@@ -25,6 +25,7 @@ from mcp_types import Prompt, Tool
 from tests.emulator import Emulator
 from tests.support import GatewayProcess, http_gateway, write_config
 from tests.support_access import INIT, MCP_HEADERS
+from tests.support_audio import audio_config
 
 FUZZ = settings(
     deadline=None,
@@ -81,6 +82,10 @@ def served(
     config_data: dict[str, Any], tmp_path: Path, emulator: Emulator
 ) -> Iterator[tuple[GatewayProcess, BlockingPortal, Client]]:
     config_data["routing"]["max_retries"] = 0  # one upstream request per logical call: the ledger must match
+    audio_config(config_data)  # every media tool listed, and fuzzed; small images, no video (its waits are long)
+    for name in ("nano", "nano-b64", "kling"):
+        del config_data["models"][name]
+    config_data["models"]["editor"].update(sizes=["256x256"], max_n=2)
     config_path = write_config(tmp_path / "fuzz.toml", config_data)
     with http_gateway(config_path) as gateway, start_blocking_portal() as portal:
         with portal.wrap_async_context_manager(Client(gateway.mcp_url, mode="legacy")) as client:
@@ -135,7 +140,8 @@ def test_random_arguments_to_every_tool_and_prompt(
 
     # the ledger stays consistent: exactly one record per call that reached a provider, totals that add up
     usage = portal.call(client.call_tool, "get_usage", {"group_by": "model"}).structured_content
-    upstream_calls = sum(len(emulator.calls(route)) for route in ("chat", "aki", "images", "video_submit"))
+    routes = ("chat", "aki", "images", "video_submit", "image_edits", "speech", "transcriptions")
+    upstream_calls = sum(len(emulator.calls(route)) for route in routes)
     assert usage["requests"] == upstream_calls
     assert usage["requests"] == sum(row["requests"] for row in usage["breakdown"].values())
     assert usage["errors"] == sum(row["errors"] for row in usage["breakdown"].values())

@@ -69,7 +69,7 @@ async def test_bad_arguments_name_the_argument_in_the_error_envelope(
     for result, param, words in (
         (wrong_type, "top_p", ["`max_tokens`", "`top_p`", "greater than 0"]),
         (missing_role, "messages", ["`messages.0.role`", "Field required"]),
-        (bad_kind, "kind", ["`kind`", "'chat', 'image' or 'video'"]),
+        (bad_kind, "kind", ["`kind`", "'chat', 'image', 'video', 'speech' or 'transcription'"]),
     ):
         assert result.is_error
         error = result.structured_content["error"]

@@ -70,11 +70,11 @@ def expected(records: list[UsageRecord], query: UsageQuery) -> tuple[UsageTotals
 
 
 def assert_same(actual: UsageTotals, wanted: UsageTotals) -> None:
-    assert actual.model_dump(exclude={"cost_usd", "video_seconds"}) == wanted.model_dump(
-        exclude={"cost_usd", "video_seconds"}
-    )
+    floats = {"cost_usd", "video_seconds", "audio_seconds"}
+    assert actual.model_dump(exclude=floats) == wanted.model_dump(exclude=floats)
     assert actual.cost_usd == pytest.approx(wanted.cost_usd, abs=1e-9)
     assert actual.video_seconds == pytest.approx(wanted.video_seconds, abs=1e-6)
+    assert actual.audio_seconds == pytest.approx(wanted.audio_seconds, abs=1e-6)
 
 
 def random_records(count: int, seed: int) -> list[UsageRecord]:
@@ -92,6 +92,8 @@ def random_records(count: int, seed: int) -> list[UsageRecord]:
                 completion_tokens=rng.randrange(0, 800),
                 images=rng.randrange(0, 3),
                 video_seconds=rng.choice([0.0, 5.0]),
+                characters=rng.choice([0, rng.randrange(1, 4096)]),
+                audio_seconds=rng.choice([0.0, round(rng.uniform(0, 600), 3)]),
                 cost_usd=round(rng.uniform(0, 0.05), 6),
             )
         )

@@ -13,6 +13,7 @@ from mcp import Client
 from mcp_server.schemas import compact_schema, declares_param_headers
 from tests.emulator import Emulator
 from tests.support import http_gateway, in_memory_client, write_config
+from tests.support_audio import audio_config
 
 pytestmark = pytest.mark.anyio
 
@@ -28,7 +29,7 @@ def _walk(node: Any) -> Any:
 
 
 async def test_listed_schemas_are_flat_and_results_validate(config_data: dict[str, Any], emulator: Emulator) -> None:
-    async with in_memory_client(config_data) as client:
+    async with in_memory_client(audio_config(config_data)) as client:  # every kind: every tool is listed
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
         result = await client.call_tool("chat_complete", {"prompt": "hi", "model": "gpt-5.5"})
     for tool in tools.values():

@@ -25,10 +25,17 @@ MIME_TYPES: dict[str, str] = {
     "mp4": "video/mp4",
     "webm": "video/webm",
     "mov": "video/quicktime",
+    "wav": "audio/wav",
+    "mp3": "audio/mpeg",
+    "flac": "audio/flac",
+    "ogg": "audio/ogg",  # Opus in Ogg, OpenAI's "opus"
+    "aac": "audio/aac",
+    "pcm": "audio/pcm",  # raw 16-bit 24 kHz mono, OpenAI's "pcm"
 }
 IMAGE_EXTENSIONS = ("png", "jpg", "webp", "gif")
 VIDEO_EXTENSIONS = ("mp4", "webm", "mov")
-MEDIA_ID = re.compile(r"^\d{8}-\d{6}-[a-z0-9-]{1,48}-[0-9a-f]{12}\.(?:png|jpg|webp|gif|mp4|webm|mov)$")
+AUDIO_EXTENSIONS = ("wav", "mp3", "flac", "ogg", "aac")  # recognised by their first bytes (pcm has no header)
+MEDIA_ID = re.compile(r"^\d{8}-\d{6}-[a-z0-9-]{1,48}-[0-9a-f]{12}\.(?:" + "|".join(MIME_TYPES) + r")$")
 _SLUG_JUNK = re.compile(r"[^a-z0-9]+")
 
 
@@ -46,6 +53,20 @@ def sniff_extension(head: bytes) -> str | None:
         return "mov" if head[8:12] == b"qt  " else "mp4"
     if head.startswith(b"\x1a\x45\xdf\xa3"):
         return "webm"
+    return _sniff_audio(head)
+
+
+def _sniff_audio(head: bytes) -> str | None:
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return "wav"
+    if head.startswith(b"ID3") or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE6 == 0xE2):
+        return "mp3"  # an ID3 tag, or an MPEG audio layer III frame sync
+    if head.startswith(b"fLaC"):
+        return "flac"
+    if head.startswith(b"OggS"):
+        return "ogg"
+    if len(head) > 1 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0:
+        return "aac"  # ADTS frame sync, layer 00
     return None
 
 

@@ -27,12 +27,29 @@ def build_adapter(name: str, config: ProviderConfig, redact: Redactor | None = N
     return adapter_class(config.protocol)(name, config, redact)
 
 
+# What a model asks of its adapter beyond its kind: (capability flag, the model setting that asks, what it is)
+_NEEDS = {
+    "speech": ("speech", "kind", "text to speech"),
+    "transcription": ("transcription", "kind", "transcription"),
+    "edits": ("image_edits", "image_input", "image edits (/images/edits)"),
+}
+
+
 def check_models(config: GatewayConfig) -> None:
     """Every model is of a kind its provider's adapter serves. A mismatch is a config error at start, not a
     refusal at call time (which would blame the caller and skip the model's fallbacks). Raises ConfigError."""
     for model_id, model in config.models.items():
         provider = config.providers[model.provider]  # that it exists is checked when the config is parsed
-        kinds = adapter_class(provider.protocol).kinds
+        adapter = adapter_class(provider.protocol)
+        kinds = adapter.kinds
+        need = _NEEDS.get("edits" if model.kind == "image" and model.image_input == "edits" else model.kind)
+        if model.kind in kinds and need and not getattr(adapter, need[0]):
+            raise ConfigError(
+                config.source,
+                f"models.{model_id}.{need[1]}",
+                f"provider '{model.provider}' (protocol '{provider.protocol}') does not offer {need[2]}; put model "
+                f"'{model_id}' on a provider whose protocol does (openai)",
+            )
         if model.kind not in kinds:
             served = " and ".join(sorted(kinds))
             raise ConfigError(

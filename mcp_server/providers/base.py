@@ -146,6 +146,14 @@ class ProviderUsage(BaseModel):
     breakdown_by_model: dict[str, int] = Field(default_factory=dict)
 
 
+class InputFile(BaseModel):
+    """A file sent up as one multipart part (an image to edit, a mask, audio to transcribe)."""
+
+    data: bytes
+    mime_type: str
+    name: str  # the part's filename: upstreams read the type from its extension
+
+
 class ImageRequest(BaseModel):
     """One image generation call (ArkRoute / OpenAI images API), upstream model id already resolved."""
 
@@ -155,6 +163,8 @@ class ImageRequest(BaseModel):
     size: str | None = None
     image_b64: str | None = None  # reference image for image-to-image, plain base64
     response_format: Literal["url", "b64_json"] | None = None
+    images: list[InputFile] = Field(default_factory=list)  # edits: the images to edit (one `image[]` part each)
+    mask: InputFile | None = None  # edits: a PNG whose transparent pixels mark what to change
 
 
 class GeneratedImage(BaseModel):
@@ -169,6 +179,45 @@ class ImageResult(BaseModel):
     images: list[GeneratedImage]
     created: int | None = None
     cost_usd: float | None = None  # set only when the upstream reports its own charge
+
+
+class SpeechRequest(BaseModel):
+    """Text to speech (OpenAI's /audio/speech), upstream model id already resolved."""
+
+    upstream_model: str
+    input: str
+    voice: str
+    response_format: str
+    speed: float | None = None
+    instructions: str | None = None
+
+
+class SpeechResult(BaseModel):
+    audio: bytes
+    characters: int  # what the ledger counts and the price is per
+    cost_usd: float | None = None
+
+
+class TranscriptionRequest(BaseModel):
+    upstream_model: str
+    audio: InputFile
+    language: str | None = None
+    prompt: str | None = None
+    timestamps: bool = False  # verbose_json: duration and segments
+
+
+class Segment(BaseModel):
+    start: float
+    end: float
+    text: str
+
+
+class TranscriptionResult(BaseModel):
+    text: str
+    language: str | None = None
+    stated_duration_s: float | None = None  # as the upstream states it (`duration` would read as video)
+    segments: list[Segment] | None = None
+    audio_seconds: float = 0.0  # what the ledger counts: `duration`, else measured from the file
 
 
 class VideoRequest(BaseModel):
@@ -242,6 +291,16 @@ class ProviderAdapter(ABC):
     async def generate_image(self, request: ImageRequest, *, idempotency_key: str) -> ImageResult:
         """Generate images; `idempotency_key` goes out as the Idempotency-Key header, the same on every retry."""
         raise self.unsupported("image generation")
+
+    async def edit_image(self, request: ImageRequest, *, idempotency_key: str) -> ImageResult:
+        """Edit `request.images` (optionally within `request.mask`); only where `image_edits` is declared."""
+        raise self.unsupported("image edits")
+
+    async def speak(self, request: SpeechRequest) -> SpeechResult:
+        raise self.unsupported("text to speech")
+
+    async def transcribe(self, request: TranscriptionRequest) -> TranscriptionResult:
+        raise self.unsupported("transcription")
 
     async def submit_video(self, request: VideoRequest, *, idempotency_key: str) -> VideoStatus:
         """Start a video task and return its id; sends `idempotency_key` as the Idempotency-Key header."""

@@ -39,6 +39,7 @@ from mcp_server.providers.base import (
     VideoStatus,
 )
 from mcp_server.providers.http import build_client, fetch, malformed, read_failure, retry_after_seconds, stream
+from mcp_server.providers.openai_audio import OpenAIAudio
 from mcp_server.providers.redact import Redactor
 from mcp_server.text import plural
 
@@ -121,12 +122,15 @@ class _VideoTask(BaseModel):
     error: dict[str, Any] | str | None = None  # {message, code} or a text; only ever read through read_failure
 
 
-class OpenAIAdapter(ProviderAdapter):
-    kinds = frozenset({"chat", "image", "video"})
+class OpenAIAdapter(OpenAIAudio, ProviderAdapter):
+    kinds = frozenset({"chat", "image", "video", "speech", "transcription"})
     streaming = True
     image_inputs = True
     structured_output = True
     tool_calls = True
+    image_edits = True
+    speech = True
+    transcription = True
 
     def __init__(self, name: str, config: ProviderConfig, redact: Redactor | None = None) -> None:
         super().__init__(name, config, redact)
@@ -141,8 +145,12 @@ class OpenAIAdapter(ProviderAdapter):
             body["stream_options"] = {"include_usage": True}
         return body
 
+    async def _send(self, method: str, path: str, **options: Any) -> httpx2.Response:
+        """One request through the shared send path (`json=`, or `data=` and `files=` for multipart)."""
+        return await fetch(self.client, self.name, self.redact, method, path, **options)
+
     async def _post(self, path: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> httpx2.Response:
-        return await fetch(self.client, self.name, self.redact, "POST", path, json=body, headers=headers)
+        return await self._send("POST", path, json=body, headers=headers)
 
     def _json(self, response: httpx2.Response, model: type[BaseModel], what: str) -> Any:
         try:
@@ -242,9 +250,12 @@ class OpenAIAdapter(ProviderAdapter):
         if request.response_format:
             body["response_format"] = request.response_format
         response = await self._post("/images/generations", body, {"Idempotency-Key": idempotency_key})
-        listing: _ImageList = self._json(response, _ImageList, "image generation result")
+        return self._images(response, "image generation result")
+
+    def _images(self, response: httpx2.Response, what: str) -> ImageResult:
+        listing: _ImageList = self._json(response, _ImageList, what)
         if not listing.data or any(not (image.b64_json or image.url) for image in listing.data):
-            raise malformed(self.name, "image generation result without image data")
+            raise malformed(self.name, f"{what} without image data")
         return ImageResult(images=listing.data, created=listing.created, cost_usd=listing.cost)
 
     async def submit_video(self, request: VideoRequest, *, idempotency_key: str) -> VideoStatus:

@@ -75,6 +75,8 @@ MIGRATIONS: list[str] = [
     " (provider TEXT PRIMARY KEY, until TIMESTAMPTZ NOT NULL, reason TEXT NOT NULL);",
     # 7: jobs and usage belong to a key's stable identity, not its name
     CALLER_IDENTITY_MIGRATION,
+    # 8: speech characters and transcribed audio seconds in the ledger and roll-ups (idempotent: may move on merge)
+    postgres_usage.AUDIO_MIGRATION,
 ]
 
 MIGRATION_LOCK = 0x67656E726F757465  # "genroute": the advisory lock key held while migrating

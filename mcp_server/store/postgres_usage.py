@@ -21,6 +21,7 @@ from mcp_server.store.usage import (
     UsageQuery,
     UsageRecord,
     UsageSummary,
+    audio_columns_sql,
     grantable,
     ledger_row,
     merge_rows,
@@ -74,19 +75,27 @@ MIGRATION = (
 
 _LEDGER_COLUMNS = (
     "at, tool, model, provider, upstream_model, outcome, prompt_tokens, completion_tokens, images, video_seconds,"
-    " cost_usd, latency_ms, caller, job_id"
+    " characters, audio_seconds, cost_usd, latency_ms, caller, job_id"
+)
+
+# Speech characters and transcribed audio seconds (see store/usage.py AUDIO_COLUMNS); idempotent
+AUDIO_MIGRATION = ";\n".join(
+    f"ALTER TABLE {table} " + ", ".join(f"ADD COLUMN IF NOT EXISTS {name} {kind}" for name, kind in columns.items())
+    for table, columns in audio_columns_sql(count="BIGINT", real="DOUBLE PRECISION").items()
 )
 
 
 def _rollup_upsert(level: Rollup) -> str:
     return f"""
     INSERT INTO {level.table} AS u ({level.column}, model, provider, caller, requests, errors, prompt_tokens,
-        completion_tokens, images, video_seconds, cost_usd) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        completion_tokens, images, video_seconds, characters, audio_seconds, cost_usd)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
     ON CONFLICT ({level.column}, model, provider, caller) DO UPDATE SET
         requests = u.requests + excluded.requests, errors = u.errors + excluded.errors,
         prompt_tokens = u.prompt_tokens + excluded.prompt_tokens,
         completion_tokens = u.completion_tokens + excluded.completion_tokens,
         images = u.images + excluded.images, video_seconds = u.video_seconds + excluded.video_seconds,
+        characters = u.characters + excluded.characters, audio_seconds = u.audio_seconds + excluded.audio_seconds,
         cost_usd = u.cost_usd + excluded.cost_usd
     """
 
@@ -109,7 +118,7 @@ async def record(conn: AsyncConnection, records: list[UsageRecord], reservation_
                 for r in records:
                     await copy.write_row(_ledger_row(r))
         else:
-            values = ", ".join(["%s"] * 14)
+            values = ", ".join(["%s"] * 16)
             await cur.executemany(
                 f"INSERT INTO usage_ledger ({_LEDGER_COLUMNS}) VALUES ({values})", [_ledger_row(r) for r in records]
             )

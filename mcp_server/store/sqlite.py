@@ -39,6 +39,7 @@ from mcp_server.store.base import (
     finish_write,
 )
 from mcp_server.store.sqlite_usage import immediate
+from mcp_server.store.usage import audio_columns_sql
 
 MAINTAIN_EVERY = 256  # inline writes between two roll-up folds + WAL checkpoints in the store's thread
 
@@ -93,6 +94,8 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     " (provider TEXT PRIMARY KEY, until REAL NOT NULL, reason TEXT NOT NULL)",
     # 8: jobs and usage belong to a key's stable identity, not its name
     CALLER_IDENTITY_MIGRATION,
+    # 9: speech characters and transcribed audio seconds in the ledger and roll-ups (idempotent: may move on merge)
+    lambda conn: _add_audio_columns(conn),
 ]
 
 
@@ -292,6 +295,11 @@ def _add_columns(conn: sqlite3.Connection, table: str, columns: dict[str, str]) 
     for name, kind in columns.items():
         if name not in present:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+
+
+def _add_audio_columns(conn: sqlite3.Connection) -> None:
+    for table, columns in audio_columns_sql(count="INTEGER", real="REAL").items():
+        _add_columns(conn, table, columns)
 
 
 def _use_wal(conn: sqlite3.Connection, timeout_s: float = 30.0) -> None:

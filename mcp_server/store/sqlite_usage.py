@@ -89,7 +89,8 @@ FOLD_MIGRATION = """
 
 _LEDGER_INSERT = (
     "INSERT INTO usage_ledger (at, tool, model, provider, upstream_model, outcome, prompt_tokens, completion_tokens,"
-    " images, video_seconds, cost_usd, latency_ms, caller, job_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " images, video_seconds, characters, audio_seconds, cost_usd, latency_ms, caller, job_id)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -98,16 +99,17 @@ def _rollup_fold(level: Rollup) -> str:
     size = int(level.size.total_seconds())
     return f"""
     INSERT INTO {level.table} ({level.column}, model, provider, caller, requests, errors, prompt_tokens,
-        completion_tokens, images, video_seconds, cost_usd)
+        completion_tokens, images, video_seconds, characters, audio_seconds, cost_usd)
     SELECT CAST(at AS INTEGER) - CAST(at AS INTEGER) % {size}, model, provider, caller, COUNT(*),
         SUM(outcome <> 'ok'), SUM(prompt_tokens), SUM(completion_tokens), SUM(images), SUM(video_seconds),
-        SUM(cost_usd)
+        SUM(characters), SUM(audio_seconds), SUM(cost_usd)
     FROM usage_ledger WHERE id > ? AND id <= ? GROUP BY 1, 2, 3, 4
     ON CONFLICT ({level.column}, model, provider, caller) DO UPDATE SET
         requests = requests + excluded.requests, errors = errors + excluded.errors,
         prompt_tokens = prompt_tokens + excluded.prompt_tokens,
         completion_tokens = completion_tokens + excluded.completion_tokens,
         images = images + excluded.images, video_seconds = video_seconds + excluded.video_seconds,
+        characters = characters + excluded.characters, audio_seconds = audio_seconds + excluded.audio_seconds,
         cost_usd = cost_usd + excluded.cost_usd
     """
 

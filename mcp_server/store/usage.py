@@ -60,6 +60,8 @@ class UsageRecord(BaseModel):
     completion_tokens: int = Field(default=0, ge=0)
     images: int = Field(default=0, ge=0)
     video_seconds: float = Field(default=0.0, ge=0)
+    characters: int = Field(default=0, ge=0)  # speech input
+    audio_seconds: float = Field(default=0.0, ge=0)  # transcribed audio
     cost_usd: float = Field(default=0.0, ge=0)
     latency_ms: float = Field(default=0.0, ge=0)
     caller: str = "stdio"
@@ -79,6 +81,8 @@ class UsageTotals(BaseModel):
     completion_tokens: int = 0
     images: int = 0
     video_seconds: float = 0.0
+    characters: int = 0
+    audio_seconds: float = 0.0
     cost_usd: float = 0.0
 
     def add(self, other: UsageTotals) -> UsageTotals:
@@ -93,6 +97,8 @@ class UsageTotals(BaseModel):
             completion_tokens=record.completion_tokens,
             images=record.images,
             video_seconds=record.video_seconds,
+            characters=record.characters,
+            audio_seconds=record.audio_seconds,
             cost_usd=record.cost_usd,
         )
 
@@ -169,6 +175,18 @@ def rollup_tables_sql(*, bucket: str, count: str, real: str, suffix: str = "") -
     )
 
 
+# Speech characters and transcribed audio seconds: columns a later migration added to the ledger and both roll-ups
+# (migration 9 on SQLite, 8 on PostgreSQL), after video_seconds in every column list below.
+AUDIO_COLUMNS = {"characters": "count", "audio_seconds": "real"}
+
+
+def audio_columns_sql(*, count: str, real: str) -> dict[str, dict[str, str]]:
+    """table -> {column: type} the audio migration adds, in one store's column types (NOT NULL DEFAULT 0)."""
+    types = {"count": count, "real": real}
+    columns = {name: f"{types[kind]} NOT NULL DEFAULT 0" for name, kind in AUDIO_COLUMNS.items()}
+    return {table: dict(columns) for table in (LEDGER.table, HOURLY.table, DAILY.table)}
+
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -226,7 +244,8 @@ def aggregate_sql(dialect: Dialect, source: Rollup, query: UsageQuery) -> str:
         sums = "COUNT(*), SUM(CASE WHEN outcome = 'ok' THEN 0 ELSE 1 END)"
     else:
         sums = "SUM(requests), SUM(errors)"
-    sums += ", SUM(prompt_tokens), SUM(completion_tokens), SUM(images), SUM(video_seconds), SUM(cost_usd)"
+    sums += ", SUM(prompt_tokens), SUM(completion_tokens), SUM(images), SUM(video_seconds), SUM(characters),"
+    sums += " SUM(audio_seconds), SUM(cost_usd)"
     key = dialect.day.format(column=source.column) if query.group_by == "day" else query.group_by
     where = [f"{source.column} >= {ph}", f"{source.column} < {ph}"]
     where += [f"{column} = {ph}" for column in ("model", "caller") if getattr(query, column) is not None]
@@ -249,7 +268,7 @@ def summary_statement(
 
 
 def totals_row(row: tuple[object, ...]) -> tuple[str, UsageTotals]:
-    key, requests, errors, prompt, completion, images, seconds, cost = row
+    key, requests, errors, prompt, completion, images, seconds, characters, audio, cost = row
     return str(key), UsageTotals(
         requests=int(requests or 0),  # type: ignore[call-overload]
         errors=int(errors or 0),  # type: ignore[call-overload]
@@ -257,6 +276,8 @@ def totals_row(row: tuple[object, ...]) -> tuple[str, UsageTotals]:
         completion_tokens=int(completion or 0),  # type: ignore[call-overload]
         images=int(images or 0),  # type: ignore[call-overload]
         video_seconds=float(seconds or 0.0),  # type: ignore[arg-type]
+        characters=int(characters or 0),  # type: ignore[call-overload]
+        audio_seconds=float(audio or 0.0),  # type: ignore[arg-type]
         cost_usd=float(cost or 0.0),  # type: ignore[arg-type]
     )
 
@@ -274,6 +295,8 @@ def ledger_row(r: UsageRecord, at: object) -> tuple[object, ...]:
         r.completion_tokens,
         r.images,
         r.video_seconds,
+        r.characters,
+        r.audio_seconds,
         r.cost_usd,
         r.latency_ms,
         r.caller,
@@ -286,8 +309,8 @@ RollupKey = tuple[int, str, str, str]  # (bucket start in epoch seconds, model, 
 
 def rollup_deltas(records: list[UsageRecord], level: Rollup) -> dict[RollupKey, list[float]]:
     """Records folded into `level`'s rows: key -> [requests, errors, prompt_tokens, completion_tokens, images,
-    video_seconds, cost_usd], sorted so that writers lock rows in one order. Epoch arithmetic and plain lists,
-    not datetimes and models: a bulk load folds a million records."""
+    video_seconds, characters, audio_seconds, cost_usd], sorted so that writers lock rows in one order. Epoch
+    arithmetic and plain lists, not datetimes and models: a bulk load folds a million records."""
     size = int(level.size.total_seconds())
     deltas: dict[RollupKey, list[float]] = {}
     for r in records:
@@ -295,7 +318,17 @@ def rollup_deltas(records: list[UsageRecord], level: Rollup) -> dict[RollupKey, 
         key = (epoch - epoch % size, r.model, r.provider, r.caller)
         row = deltas.get(key)
         if row is None:
-            deltas[key] = [1, r.errors, r.prompt_tokens, r.completion_tokens, r.images, r.video_seconds, r.cost_usd]
+            deltas[key] = [
+                1,
+                r.errors,
+                r.prompt_tokens,
+                r.completion_tokens,
+                r.images,
+                r.video_seconds,
+                r.characters,
+                r.audio_seconds,
+                r.cost_usd,
+            ]
         else:
             row[0] += 1
             row[1] += r.errors
@@ -303,7 +336,9 @@ def rollup_deltas(records: list[UsageRecord], level: Rollup) -> dict[RollupKey, 
             row[3] += r.completion_tokens
             row[4] += r.images
             row[5] += r.video_seconds
-            row[6] += r.cost_usd
+            row[6] += r.characters
+            row[7] += r.audio_seconds
+            row[8] += r.cost_usd
     return dict(sorted(deltas.items()))
 
 

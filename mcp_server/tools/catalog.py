@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
@@ -11,6 +11,7 @@ from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from mcp_server.catalog import ModelCard
+from mcp_server.config import Kind
 from mcp_server.gateway import Gateway
 from mcp_server.tools.results import guarded, ok
 
@@ -22,13 +23,13 @@ class ModelList(BaseModel):
 def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
     @mcp.tool(
         name="list_models",
-        description="List the models on offer, with kind (chat, image, video), provider, context window, "
-        "pricing and aliases. Use an id or alias from here as `model` in the other tools.",
+        description="List the models on offer, with kind (chat, image, video, speech, transcription), provider, "
+        "context window, pricing and aliases. Use an id or alias from here as `model` in the other tools.",
         annotations=ToolAnnotations(readOnlyHint=True, openWorldHint=False),
     )
     @guarded
     async def list_models(
-        kind: Annotated[Literal["chat", "image", "video"] | None, Field(description="Only models of this kind")] = None,
+        kind: Annotated[Kind | None, Field(description="Only models of this kind")] = None,
     ) -> Annotated[CallToolResult, ModelList]:
         cards = gateway.catalog.cards(kind)
         lines = [f"{c.id} ({c.kind}, {c.provider})" for c in cards] or ["no models configured"]

@@ -17,7 +17,7 @@ from mcp_server.errors import TooLarge, invalid_argument
 from mcp_server.gateway import Gateway
 from mcp_server.media.images import StoredImage, previews, store_images
 from mcp_server.media.previews import b64_size
-from mcp_server.media.reference import load_reference_image
+from mcp_server.tools.inputs import image_inputs
 from mcp_server.tools.results import guarded, ok
 
 MAX_PROMPT_CHARS = 32_000
@@ -129,7 +129,8 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
     @mcp.tool(
         name="generate_image",
         description=(
-            "Generate images from a text prompt (optionally from a reference image). Every image is saved on the "
+            "Generate images from a text prompt, or edit input images (reference_images, and a mask where the "
+            "model edits: see list_models' image_input and max_reference_images). Every image is saved on the "
             "server and returned as a small inline preview, a media:// link to the full file, and its path. "
             "`output`: 'preview' (default), 'link' (no image data inline) or 'full' (the full image inline, "
             "refused when too large). See list_models for image models, their sizes and max n."
@@ -145,31 +146,25 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
         reference_image: Annotated[
             str | None,
             Field(
-                description="Image-to-image input: base64, a data: URL, a public http(s) URL, "
+                description="Image-to-image input: base64, a data: URL, a public http(s) URL, a media:// id, "
                 "or a file name in the server's input folder"
             ),
+        ] = None,
+        reference_images: Annotated[
+            list[str] | None,
+            Field(description="Several input images (same forms), up to the model's max_reference_images"),
+        ] = None,
+        mask: Annotated[
+            str | None, Field(description="PNG (same forms) whose transparent pixels mark what to change")
         ] = None,
         output: Annotated[Output, Field(description="preview | link | full")] = "preview",
     ) -> Annotated[CallToolResult, GenerateImageOutput]:
         check_prompt(prompt)
         card = gateway.router.resolve(model, "image")
         size = check_image_arguments(card, n, size)
-        reference = None
-        if reference_image is not None:
-            reference = await load_reference_image(
-                reference_image,
-                param="reference_image",
-                input_dir=gateway.config.server.input_dir,
-                fetcher=gateway.fetcher,
-                max_bytes=config.reference_max_bytes,
-            )
+        images, mask_part = await image_inputs(gateway, card, reference_image, reference_images, mask)
         routed = await gateway.router.generate_image(
-            card,
-            caller=identity.current(),
-            prompt=prompt,
-            n=n,
-            size=size,
-            image_b64=reference.b64() if reference else None,
+            card, caller=identity.current(), prompt=prompt, n=n, size=size, images=images, mask=mask_part
         )
         stored = await store_images(
             routed.value,

@@ -16,10 +16,11 @@ from mcp_server.usage.report import UsageReport, build_report
 from mcp_server.usage.table import summary_line
 
 DESCRIPTION = (
-    "Show usage and spend: calls, errors, tokens, images, video seconds and cost in USD over a period, broken "
-    "down by model, day, provider or caller, plus the monthly budget (limit, spent, remaining). Dates are ISO "
-    "8601 (UTC): a date covers its whole day; the default period is the current month. source='provider' also "
-    "returns each provider's own usage report for the same period, where the provider offers one (admin keys only)."
+    "Show usage and spend: calls, errors, tokens, images, video seconds, speech characters, audio seconds "
+    "transcribed and cost in USD over a period, broken down by model, day, provider or caller, plus the "
+    "monthly budget (limit, spent, remaining). Dates are ISO 8601 (UTC): a date covers its whole day; the "
+    "default period is the current month. source='provider' also returns each "
+    "provider's own usage report for the same period, where the provider offers one (admin keys only)."
 )
 
 

@@ -76,6 +76,8 @@ class Meter:
             completion_tokens=used.completion_tokens,
             images=used.images,
             video_seconds=used.video_seconds,
+            characters=used.characters,
+            audio_seconds=used.audio_seconds,
             cost_usd=max(cost_usd, 0.0),
             latency_ms=max(latency, 0.0),
             caller=self.caller,

@@ -4,7 +4,8 @@ Before a call only an estimate exists, and it must not be lower than what the ca
 reserve it: prompt tokens at most one per UTF-8 byte of the messages (byte-level BPE and SentencePiece with byte
 fallback never make more tokens than bytes) plus a fixed allowance per message and per call for the chat
 template; the answer at its `max_tokens` (else what the context window leaves, capped at DEFAULT_OUTPUT_TOKENS);
-n x the image price; duration x the per-second price.
+n x the image price; duration x the per-second price; speech at its text's length; a transcription at the
+file's measured duration.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ MESSAGE_OVERHEAD_TOKENS = 12  # a message's role and separators: at most "develo
 CALL_OVERHEAD_TOKENS = 16  # what a chat template adds once: begin-of-text, the assistant turn's opening
 DEFAULT_OUTPUT_TOKENS = 4096
 DEFAULT_VIDEO_SECONDS = 10.0
+DEFAULT_AUDIO_SECONDS = 600.0  # a transcription whose length could not be measured (tools always measure)
 _VIDEO_SECONDS_FIELDS = ("video_seconds", "duration_s", "duration", "seconds")
 
 
@@ -33,6 +35,8 @@ class Quantities(BaseModel):
     completion_tokens: int = Field(default=0, ge=0)
     images: int = Field(default=0, ge=0)
     video_seconds: float = Field(default=0.0, ge=0)
+    characters: int = Field(default=0, ge=0)  # speech: input characters
+    audio_seconds: float = Field(default=0.0, ge=0)  # transcription: seconds of audio heard
     reported_cost_usd: float | None = Field(default=None, ge=0)  # the upstream's own charge, when it says
 
 
@@ -69,6 +73,10 @@ def default_estimate(card: ModelCard) -> Quantities:
         return Quantities(images=1)
     if card.kind == "video":
         return Quantities(video_seconds=max(card.durations) if card.durations else DEFAULT_VIDEO_SECONDS)
+    if card.kind == "speech":
+        return Quantities(characters=card.max_input_chars)
+    if card.kind == "transcription":
+        return Quantities(audio_seconds=DEFAULT_AUDIO_SECONDS)
     return Quantities(completion_tokens=DEFAULT_OUTPUT_TOKENS)
 
 
@@ -80,6 +88,8 @@ def price(card: ModelCard, used: Quantities) -> float:
         + used.completion_tokens * (p.output_usd_per_mtok or 0.0) / 1e6
         + used.images * (p.usd_per_image or 0.0)
         + used.video_seconds * (p.usd_per_second or 0.0)
+        + used.characters * (p.usd_per_mchar or 0.0) / 1e6
+        + used.audio_seconds * (p.usd_per_minute or 0.0) / 60
     )
 
 
@@ -99,6 +109,8 @@ def measure(value: object) -> Quantities:
         completion_tokens=int(_number(usage.get("completion_tokens")) or 0),
         images=len(images) if isinstance(images, list | tuple) else int(_number(images) or 0),
         video_seconds=max(_first_number(fields, _VIDEO_SECONDS_FIELDS) or 0.0, 0.0),
+        characters=int(_number(fields.get("characters")) or 0),
+        audio_seconds=_number(fields.get("audio_seconds")) or 0.0,
         reported_cost_usd=_number(fields.get("cost_usd")),
     )
 

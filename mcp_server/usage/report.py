@@ -39,6 +39,8 @@ class UsageFigures(BaseModel):
     completion_tokens: int
     images: int
     video_seconds: float
+    characters: int = Field(description="Characters turned into speech")
+    audio_seconds: float = Field(description="Seconds of audio transcribed")
     cost_usd: float
 
     @classmethod
@@ -51,6 +53,8 @@ class UsageFigures(BaseModel):
             completion_tokens=totals.completion_tokens,
             images=totals.images,
             video_seconds=round(totals.video_seconds, 3),
+            characters=totals.characters,
+            audio_seconds=round(totals.audio_seconds, 3),
             cost_usd=round(totals.cost_usd, COST_DECIMALS),
         )
 

@@ -6,7 +6,7 @@ from mcp_server.text import plural
 from mcp_server.usage.cost import usd
 from mcp_server.usage.report import ProviderFigures, UsageFigures, UsageReport
 
-_COLUMNS = ("REQUESTS", "ERRORS", "PROMPT TOK", "COMPL TOK", "IMAGES", "VIDEO S", "COST USD")
+_COLUMNS = ("REQUESTS", "ERRORS", "PROMPT TOK", "COMPL TOK", "IMAGES", "VIDEO S", "CHARS", "AUDIO S", "COST USD")
 
 
 def _cells(figures: UsageFigures) -> list[str]:
@@ -17,6 +17,8 @@ def _cells(figures: UsageFigures) -> list[str]:
         f"{figures.completion_tokens:,}",
         f"{figures.images:,}",
         f"{figures.video_seconds:,.1f}",
+        f"{figures.characters:,}",
+        f"{figures.audio_seconds:,.1f}",
         f"{figures.cost_usd:,.6f}",
     ]
 
@@ -36,6 +38,10 @@ def summary_line(report: UsageReport) -> str:
         media += f", {plural(report.images, 'image')}"
     if report.video_seconds:
         media += f", {report.video_seconds:,.1f} s of video"
+    if report.characters:
+        media += f", {plural(report.characters, 'character')} spoken"
+    if report.audio_seconds:
+        media += f", {report.audio_seconds:,.1f} s of audio transcribed"
     return (
         f"{report.period.start} to {report.period.end}: {plural(report.requests, 'call')}{errors}, "
         f"{plural(report.tokens_used, 'token')}{media}, {usd(report.cost_usd)}. {budget_line(report)}"
