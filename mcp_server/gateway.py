@@ -15,6 +15,7 @@ from mcp_server.config import LOCAL_PROVIDER, GatewayConfig, ProviderConfig
 from mcp_server.errors import GatewayError
 from mcp_server.media.fetch import GuardedFetcher
 from mcp_server.media.jobs import VideoJobs
+from mcp_server.media.links import MediaLinks
 from mcp_server.media.registry import MediaRegistry
 from mcp_server.observability.observed import build_observer
 from mcp_server.observability.observer import Observer
@@ -52,6 +53,7 @@ class Gateway:
     store: Store
     health_file: HealthFile | None = field(default=None, repr=False)
     observer: Observer = field(default_factory=Observer, repr=False)
+    links: MediaLinks | None = field(default=None, repr=False)  # signed media links: set by the HTTP app only
     media: MediaRegistry = field(init=False)
     fetcher: GuardedFetcher = field(init=False)
     jobs: VideoJobs = field(init=False)
