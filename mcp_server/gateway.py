@@ -17,6 +17,7 @@ from mcp_server.media.fetch import GuardedFetcher
 from mcp_server.media.jobs import VideoJobs
 from mcp_server.media.links import MediaLinks
 from mcp_server.media.registry import MediaRegistry
+from mcp_server.media.retention import prune_forever
 from mcp_server.observability.observed import build_observer
 from mcp_server.observability.observer import Observer
 from mcp_server.providers import ProviderAdapter, build_adapter, check_models
@@ -135,6 +136,9 @@ class Gateway:
                 async with anyio.create_task_group() as group:
                     self.jobs.attach(group)
                     group.start_soon(share_cooldowns, self.router.reliability.health, self.store)
+                    retention = self.config.server.media_retention_days
+                    if retention is not None:
+                        group.start_soon(prune_forever, self.store, self.media.root, retention)
                     try:
                         await self.jobs.resume_unfinished()
                         yield self

@@ -14,8 +14,9 @@ import httpx2
 import pytest
 
 from mcp_server.config import HttpConfig
-from mcp_server.media.http import pruned
+from mcp_server.media.files import MediaRoot
 from mcp_server.media.links import MediaLinks
+from mcp_server.media.retention import prune_once, pruned
 from mcp_server.store import Store
 from mcp_server.store.media_index import CallFilter, MediaRecord
 from mcp_server.store.usage import UsageRecord
@@ -149,17 +150,46 @@ async def test_signed_links_over_http(
     assert keyless.status_code == 401  # the plain route still needs a key
 
 
+async def test_retention_pass_removes_old_files_and_records(store: Store, tmp_path: Path) -> None:
+    root = MediaRoot(tmp_path / "media")
+    folder = root.directory()
+    now = datetime(2025, 3, 10, tzinfo=UTC)
+    old, recent = "20250101-000000-nano-0123456789ab.png", "20250309-000000-nano-0123456789ab.png"
+    for name in (old, recent, "notes.txt"):
+        (folder / name).write_bytes(b"x")
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(b"keep")
+    (folder / "20250102-000000-nano-0123456789ab.png").symlink_to(outside)  # a planted link: removed, not followed
+    for name, made in ((old, datetime(2025, 1, 1, tzinfo=UTC)), (recent, datetime(2025, 3, 9, tzinfo=UTC))):
+        record = MediaRecord(id=name, caller="key:a", kind="image", tool="generate_image", model="nano",
+                             mime_type="image/png", bytes=1, created_at=made)  # fmt: skip
+        await store.add_media(record)
+    assert await prune_once(store, root, 30, now) == 3  # two files (the link too) and one record
+    assert sorted(p.name for p in folder.iterdir()) == [recent, "notes.txt"]
+    assert outside.read_bytes() == b"keep"
+    assert [m.id for m in await store.list_media()] == [recent]
+    assert await prune_once(store, root, 30, now) == 0
+
+
 async def test_pruned_file_answers_410(config_data: dict[str, Any], emulator: Emulator, tmp_path: Path) -> None:
     config = media_config(config_data)
     config["server"]["media_retention_days"] = 1
     path = write_config(tmp_path / "genroute.toml", config)
     key = new_key(path, "alice")
+    old = "20200101-000000-nano-0123456789ab.png"
+    planted = Path(config["server"]["output_dir"]) / old
+    planted.parent.mkdir(parents=True)
+    planted.write_bytes(b"old")
     with http_gateway(path, auth=True) as gateway:
         async with client(gateway.mcp_url, key) as mcp:
             result = await mcp.call_tool("generate_image", IMAGE)
         image = result.structured_content["images"][0]
-        await anyio.Path(image["path"]).unlink()  # as the retention sweep would
-        old = "20200101-000000-nano-0123456789ab.png"
+        await anyio.Path(image["path"]).unlink()  # gone although recent: not the sweep's doing
+        for _ in range(100):  # the sweep's first pass runs as the server starts
+            if not await anyio.Path(planted).exists():
+                break
+            await anyio.sleep(0.05)
+        assert not await anyio.Path(planted).exists()
         async with httpx2.AsyncClient(timeout=10, headers={"Authorization": f"Bearer {key}"}) as http:
             signed = await http.get(gateway.url + "/media/" + image["link"]["url"].split("/media/")[1])
             plain_old = await http.get(f"{gateway.url}/media/{old}")
@@ -167,7 +197,7 @@ async def test_pruned_file_answers_410(config_data: dict[str, Any], emulator: Em
     assert signed.status_code == 410 and signed.json()["error"]["code"] == "media_pruned"
     assert "media_retention_days" in signed.json()["error"]["message"]
     assert plain_old.status_code == 410
-    assert plain_recent.status_code == 404  # younger than the retention period: it never existed here
+    assert plain_recent.status_code == 404  # younger than the retention period: not pruned, so unknown
 
 
 async def test_dashboard_http_rules(config_data: dict[str, Any], emulator: Emulator, tmp_path: Path) -> None:

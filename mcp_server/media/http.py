@@ -6,21 +6,14 @@ key at all. A file removed by the retention sweep answers 410, so a link that wo
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from mcp_server.errors import Forbidden, GatewayError, NotFound
-from mcp_server.media.files import is_media_id
 from mcp_server.media.links import MediaLinks
 from mcp_server.media.registry import MediaItem, MediaRegistry, not_found
-
-
-def is_signed(request: Request) -> bool:
-    """A request that brings its own credential in the query (a signed link), not a bearer token."""
-    return "sig" in request.query_params
+from mcp_server.media.retention import pruned
 
 
 async def media_response(registry: MediaRegistry, request: Request, retention_days: float | None = None) -> Response:
@@ -62,18 +55,6 @@ def file_response(item: MediaItem, *, private: bool) -> FileResponse:
             "Content-Security-Policy": "default-src 'none'; sandbox",  # a file, never a page that runs
         },
     )
-
-
-def pruned(media_id: str, retention_days: float | None, now: datetime | None = None) -> bool:
-    """A genroute media id older than the retention period: its file was removed on purpose. The id holds its
-    UTC creation time (media/files.py), so no record needs to outlive the file to say so."""
-    if retention_days is None or not is_media_id(media_id):
-        return False
-    try:
-        made = datetime.strptime(media_id[:15], "%Y%m%d-%H%M%S").replace(tzinfo=UTC)
-    except ValueError:
-        return False
-    return made < (now or datetime.now(UTC)) - timedelta(days=retention_days)
 
 
 def gone(media_id: str, retention_days: float | None) -> JSONResponse:
