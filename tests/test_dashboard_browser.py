@@ -123,7 +123,9 @@ async def test_dashboard_shows_calls_media_and_video(
     webm = base64.b64decode(browser.execute_async_script(RECORD_WEBM))
     assert webm[:4] == b"\x1a\x45\xdf\xa3"
     emulator.video_file, emulator.video_run_s = (webm, "video/webm"), 0.3
-    with served(media_config(config_data), tmp_path) as (gateway, keys):
+    config = media_config(config_data)
+    config["budget"] = {"monthly_usd": 5}
+    with served(config, tmp_path) as (gateway, keys):
         async with client(gateway.mcp_url, keys["alice"]) as mcp:
             image = await mcp.call_tool("generate_image", {"prompt": "a cat", "model": IMAGE_MODEL, "size": "256x256"})
             video = await mcp.call_tool("generate_video", {"prompt": "waves", "model": VIDEO_MODEL, "wait_s": 30})
@@ -144,6 +146,8 @@ async def test_dashboard_shows_calls_media_and_video(
         assert thumb_width > 0
         video_id = video.structured_content["video"]["id"]
         assert rows(browser, "#jobs-body tr.job")[0][3] == "completed"
+        spent = browser.find_element("id", "month-spend").text
+        assert "$1.02 spent (your calls)" in spent and "server budget $5.00, $3.98 left" in spent, spent
         playing = until(
             browser,
             lambda d: d.execute_script(

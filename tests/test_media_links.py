@@ -4,7 +4,6 @@ tests/test_dashboard_browser.py drives Chromium)."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,13 +30,8 @@ IMAGE = {"prompt": "a red square", "model": IMAGE_MODEL, "size": "256x256"}
 
 
 @pytest.fixture
-async def store(database_settings: dict[str, Any]) -> AsyncIterator[Store]:
-    opened = store_for(database_settings)
-    await opened.open()
-    try:
-        yield opened
-    finally:
-        await opened.close()
+def store(opened_store: Store) -> Store:
+    return opened_store
 
 
 async def test_replicas_share_one_signing_secret(database_settings: dict[str, Any], store: Store) -> None:

@@ -14,7 +14,7 @@ from mcp_server.access.principals import Caller, display_names, key_identity, re
 from mcp_server.gateway import Gateway
 from mcp_server.reliability.health import ProviderHealth
 from mcp_server.store import JobRecord
-from mcp_server.store.media_index import CallFilter, MediaRecord
+from mcp_server.store.media_index import CallFilter
 from mcp_server.store.usage import month_of, utcnow
 from mcp_server.usage.report import BudgetFigures, UsageReport, build_report
 
@@ -141,13 +141,13 @@ async def media(gateway: Gateway, caller: Caller) -> list[Media]:
     return [Media(**r.model_dump(exclude={"caller", "tool"}), caller=names[r.caller]) for r in records]
 
 
-async def owned_media(gateway: Gateway, caller: Caller, media_id: str) -> MediaRecord | None:
-    """The record of a file this caller may open: its own, or any for an admin (files made before records were
-    kept have none: admins only). None hides whether another key's file exists."""
-    record = await gateway.store.get_media(media_id)
+async def may_open(gateway: Gateway, caller: Caller, media_id: str) -> bool:
+    """A file this caller may open: its own, or any for an admin (files made before records were kept have none:
+    admins only). False also hides whether another key's file exists."""
     if caller.admin:
-        return record or MediaRecord(id=media_id, caller="", kind="image", tool="", model="", mime_type="", bytes=0)
-    return record if record is not None and record.caller == caller.id else None
+        return True
+    record = await gateway.store.get_media(media_id)
+    return record is not None and record.caller == caller.id
 
 
 def health(gateway: Gateway, caller: Caller) -> list[ProviderHealth]:

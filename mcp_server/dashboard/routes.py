@@ -179,8 +179,8 @@ class Dashboard:
 
     async def _owned(self, request: Request, caller: Caller) -> Any:
         media_id = str(request.path_params["media_id"])
-        record = await api.owned_media(self.gateway, caller, media_id)
-        item = await anyio.to_thread.run_sync(self.gateway.media.get, media_id) if record else None
+        allowed = await api.may_open(self.gateway, caller, media_id)
+        item = await anyio.to_thread.run_sync(self.gateway.media.get, media_id) if allowed else None
         return item or _problem(404, f"No media file '{media_id}' that this key may open.")
 
 

@@ -79,7 +79,7 @@ function drawChart(spend) {
   const legend = $("legend");
   chart.replaceChildren();
   legend.replaceChildren();
-  const width = 600, height = 160, pad = 4;
+  const width = 600, height = 160, pad = 18;
   chart.setAttribute("viewBox", `0 0 ${width} ${height}`);
   const models = Object.keys(spend.by_model);
   const totals = spend.days.map((_, i) => models.reduce((sum, m) => sum + spend.by_model[m][i], 0));
@@ -101,6 +101,11 @@ function drawChart(spend) {
       chart.append(rect);
     });
   });
+  const scale = svg("text", { x: 4, y: 12, fill: "#6b7280", "font-size": 11 });
+  scale.textContent = `${usd(top)} / day`;
+  const span = svg("text", { x: width - 4, y: 12, fill: "#6b7280", "font-size": 11, "text-anchor": "end" });
+  span.textContent = `${spend.days[0]} to ${spend.days[spend.days.length - 1]}`;
+  if (models.length) chart.append(scale, span);
   if (!models.length) {
     const text = svg("text", { x: width / 2, y: height / 2, "text-anchor": "middle", fill: "#888" });
     text.textContent = "No spend in the last 30 days";
