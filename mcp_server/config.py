@@ -35,6 +35,7 @@ class ServerConfig(_Strict):
     default_image_model: str | None = None
     default_video_model: str | None = None
     local_model: bool = True  # serve local/smollm2 whenever the `local` extra is installed
+    media_retention_days: float | None = Field(default=None, gt=0)  # prune older media files; None: keep all
 
     @field_validator("database_url")
     @classmethod
@@ -210,7 +211,20 @@ class HttpConfig(_Strict):
     # Failed authentications (401) per client address (an IPv6 /64) and minute; above it 429 with Retry-After.
     # A request with a valid key is never refused by it
     auth_failures_per_min: int = Field(default=60, ge=1)
+    # Signed media links (media/links.py): `{public_base_url}/media/{id}?exp=...&sig=...`, valid this long
+    public_base_url: str | None = None  # e.g. "https://genroute.example.com"; default: the address served
+    media_link_ttl_s: int = Field(default=86_400, ge=60, le=31 * 86_400)
+    resource_links: Literal["signed", "media"] = "signed"  # with public_base_url: a result's link is the URL
     oauth: OAuthConfig | None = None
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _base_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        if not url.startswith(("http://", "https://")) or "?" in url or "#" in url:
+            raise ValueError("must be an http(s) URL without query or fragment, e.g. https://genroute.example.com")
+        return url.rstrip("/")
 
 
 class MediaConfig(_Strict):

@@ -15,7 +15,9 @@ from mcp_server.config import LOCAL_PROVIDER, GatewayConfig, ProviderConfig
 from mcp_server.errors import GatewayError
 from mcp_server.media.fetch import GuardedFetcher
 from mcp_server.media.jobs import VideoJobs
+from mcp_server.media.links import MediaLinks
 from mcp_server.media.registry import MediaRegistry
+from mcp_server.media.retention import prune_forever
 from mcp_server.observability.observed import build_observer
 from mcp_server.observability.observer import Observer
 from mcp_server.providers import ProviderAdapter, build_adapter, check_models
@@ -52,6 +54,7 @@ class Gateway:
     store: Store
     health_file: HealthFile | None = field(default=None, repr=False)
     observer: Observer = field(default_factory=Observer, repr=False)
+    links: MediaLinks | None = field(default=None, repr=False)  # signed media links: set by the HTTP app only
     media: MediaRegistry = field(init=False)
     fetcher: GuardedFetcher = field(init=False)
     jobs: VideoJobs = field(init=False)
@@ -133,6 +136,9 @@ class Gateway:
                 async with anyio.create_task_group() as group:
                     self.jobs.attach(group)
                     group.start_soon(share_cooldowns, self.router.reliability.health, self.store)
+                    retention = self.config.server.media_retention_days
+                    if retention is not None:
+                        group.start_soon(prune_forever, self.store, self.media.root, retention)
                     try:
                         await self.jobs.resume_unfinished()
                         yield self

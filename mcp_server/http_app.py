@@ -36,9 +36,11 @@ from mcp_server.access.oauth import IntrospectionVerifier, metadata_routes, meta
 from mcp_server.access.ratelimit import RateLimiter, SharedWindowLimiter, TokenBucketLimiter
 from mcp_server.access.sessions import SessionLimitReached, cap_sessions_per_key, session_limit_answer
 from mcp_server.banner import http_banner
+from mcp_server.dashboard.routes import Dashboard, DashboardFront
 from mcp_server.gateway import Gateway
 from mcp_server.listen import STARTUP_FAILURE
 from mcp_server.media.http import media_response
+from mcp_server.media.links import MediaLinks
 from mcp_server.media.registry import MediaRegistry
 from mcp_server.observability.http import traced_app, watch_http
 
@@ -47,12 +49,12 @@ log = logging.getLogger("genroute.http")
 __all__ = ["add_media_route", "build_http_app", "serve_http"]
 
 
-def add_media_route(mcp: MCPServer[Any], registry: MediaRegistry) -> None:
+def add_media_route(mcp: MCPServer[Any], registry: MediaRegistry, retention_days: float | None = None) -> None:
     """GET /media/{id}: the full file behind media://{id} (served only by the HTTP transport)."""
 
     @mcp.custom_route("/media/{media_id}", methods=["GET"], include_in_schema=False)
     async def media(request: Request) -> Response:
-        return await media_response(registry, request)
+        return await media_response(registry, request, retention_days)
 
 
 def build_http_app(mcp: MCPServer[Any], gateway: Gateway, host: str, port: int, *, auth: bool = True) -> ASGIApp:
@@ -72,9 +74,12 @@ def build_http_app(mcp: MCPServer[Any], gateway: Gateway, host: str, port: int, 
     watch = watch_http(app, mcp, gateway)  # GET /metrics, tool-call metrics, refusals counted
     cap_sessions_per_key(mcp.session_manager, http.max_sessions_per_key)
     app.add_exception_handler(SessionLimitReached, watch.refusal_answer(session_limit_answer, "sessions"))
+    links = gateway.links = MediaLinks(gateway.store, http, served_url(host, port))
+    failures = watch.failure_limiter(http.auth_failures_per_min)
+    dashboard = Dashboard(gateway, links, failures, auth=auth)  # and signed /media links: before the bearer layer
     if not auth:
         identity.set_unauthenticated_caller("local")
-        return HostOriginGuard(with_cors(app, http.allowed_origins), settings)
+        return HostOriginGuard(DashboardFront(with_cors(app, http.allowed_origins), dashboard), settings)
 
     oauth = http.oauth
     keys = ApiKeyVerifier(
@@ -82,7 +87,6 @@ def build_http_app(mcp: MCPServer[Any], gateway: Gateway, host: str, port: int, 
         default_rate_limit_per_min=http.rate_limit_per_min,
         scopes=oauth.required_scopes if oauth else None,
     )
-    failures = watch.failure_limiter(http.auth_failures_per_min)
     introspection = (
         IntrospectionVerifier(oauth, default_rate_limit_per_min=http.rate_limit_per_min, failures=failures)
         if oauth
@@ -101,7 +105,13 @@ def build_http_app(mcp: MCPServer[Any], gateway: Gateway, host: str, port: int, 
         max_body_bytes=http.max_body_bytes,
         also_public=watch.public_paths,
     )
-    return HostOriginGuard(with_cors(protected, http.allowed_origins), settings)
+    return HostOriginGuard(DashboardFront(with_cors(protected, http.allowed_origins), dashboard), settings)
+
+
+def served_url(host: str, port: int) -> str:
+    """The address served, for signed links when neither `[http] public_base_url` nor a request's Host says."""
+    name = "127.0.0.1" if host in ("0.0.0.0", "::") else (f"[{host}]" if ":" in host else host)
+    return f"http://{name}:{port}"
 
 
 def rate_limiter(gateway: Gateway) -> RateLimiter:

@@ -52,7 +52,7 @@ def build_server(
     if defer_surface:  # before protocol's middleware, which looks tools up
         mcp.middleware.append(DeferredSurface(mcp, lambda: register_surface(mcp, gateway), after_surface))
     protocol.register(mcp, gateway.catalog)
-    add_media_route(mcp, gateway.media)
+    add_media_route(mcp, gateway.media, gateway.config.server.media_retention_days)
     if not defer_surface:
         register_surface(mcp, gateway)
     return mcp

@@ -202,6 +202,7 @@ class Emulator:
         self.models_need_key = False  # True: GET /models checks the key, as OpenAI's does (ArkRoute's is public)
         self.stream_chunk_delay_ms = 0.0
         self.video_run_s = 2.0
+        self.video_file: tuple[bytes, str] = (media.MP4, "video/mp4")  # what a finished video job's URL serves
         self.video_fail: str | None = None
         self.video_retry_after_s: float | None = None
         self.tokens_included = 3_000_000
@@ -719,7 +720,7 @@ class Emulator:
                 # the outcome is fixed when first seen finished, so video_fail set after submission still counts
                 task.finished, task.error = True, self.video_fail
                 if task.error is None:
-                    self._files[f"{task.task_id}.mp4"] = (media.MP4, "video/mp4")
+                    self._files[f"{task.task_id}.mp4"] = self.video_file
         headers: dict[str, str] = {}
         if not task.finished and self.video_retry_after_s is not None:
             headers["retry-after"] = f"{self.video_retry_after_s:g}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -76,3 +76,14 @@ def store_for(settings: dict[str, Any]) -> Store:
     from mcp_server.store import open_store_for
 
     return open_store_for(parse_config({"server": {**settings, "local_model": False}}))
+
+
+@pytest.fixture
+async def opened_store(database_settings: dict[str, Any]) -> AsyncIterator[Store]:
+    """An open store on this test's database (either backend), closed afterwards."""
+    opened = store_for(database_settings)
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()

@@ -35,6 +35,7 @@ from mcp_server.media.job_download import download_video
 from mcp_server.media.job_inputs import JobInputs
 from mcp_server.media.job_owner import is_gone, process_holder_id
 from mcp_server.media.job_records import generation_failed, outcome_unknown, timeout_error
+from mcp_server.media.owners import remember
 from mcp_server.media.reference import ReferenceImage
 from mcp_server.media.registry import MediaRegistry
 from mcp_server.providers.base import VideoStatus
@@ -366,6 +367,8 @@ class VideoJobs:
         if await self.store.claim_job(job.id, self.owner, self.lease_s) is None:
             raise _LeaseLost(job.id)  # this process stalled past its lease: the one that took over downloads it
         result = await download_video(self.router, self.registry, self.config, job, self.card_for(job), status)
+        if result.video is not None:
+            await remember(self.store, result.video, caller=job.caller, tool="generate_video", model=job.model)
         return await self._update(job, status="completed", progress=100.0, result=result)
 
     # ----- helpers ---------------------------------------------------------------------------------

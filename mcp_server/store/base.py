@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from mcp_server.errors import Conflict
 from mcp_server.store.job_record import FINISHED, JobRecord, JobStatus, VideoArguments, VideoResult
+from mcp_server.store.media_index import CallFilter, MediaRecord
 from mcp_server.store.usage import (
     BudgetStatus,
     GroupBy,
@@ -226,14 +227,41 @@ class Store(ABC):
     async def release_reservation(self, reservation_id: str) -> None:
         """Drop a reservation without recording anything (the call never reached a provider)."""
 
+    # --- shared settings, media records and the dashboard's listings (store/media_index.py) ---
+    @abstractmethod
+    async def shared_setting(self, name: str, candidate: str) -> str:
+        """The value stored under `name`; when there is none, `candidate` is stored first. Replicas starting
+        together agree: the first write wins and every one of them reads it back."""
+
+    @abstractmethod
+    async def add_media(self, record: MediaRecord) -> None:
+        """Remember who made a saved file (a second record for the same id is ignored)."""
+
+    @abstractmethod
+    async def get_media(self, media_id: str) -> MediaRecord | None: ...
+
+    @abstractmethod
+    async def list_media(self, *, caller: str | None = None, limit: int = 50) -> list[MediaRecord]:
+        """Newest first; only `caller`'s files when given."""
+
+    @abstractmethod
+    async def delete_media_before(self, before: datetime, *, limit: int = 1000) -> list[str]:
+        """Drop up to `limit` records of files made before `before`, oldest first; their ids."""
+
+    @abstractmethod
+    async def recent_calls(self, wanted: CallFilter) -> list[UsageRecord]:
+        """The newest ledger records matching `wanted`, newest first."""
+
 
 __all__ = [
     "FINISHED",
     "ApiKeyRecord",
     "BudgetStatus",
+    "CallFilter",
     "GroupBy",
     "JobRecord",
     "JobStatus",
+    "MediaRecord",
     "Reservation",
     "Store",
     "StoreUnavailable",

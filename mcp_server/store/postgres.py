@@ -20,12 +20,14 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from mcp_server.store import postgres_keys, postgres_usage
+from mcp_server.store import media_index, postgres_keys, postgres_media, postgres_usage
 from mcp_server.store.base import (
     CALLER_IDENTITY_MIGRATION,
     ApiKeyRecord,
     BudgetStatus,
+    CallFilter,
     JobRecord,
+    MediaRecord,
     Reservation,
     Store,
     StoreUnavailable,
@@ -77,6 +79,8 @@ MIGRATIONS: list[str] = [
     CALLER_IDENTITY_MIGRATION,
     # 8: speech characters and transcribed audio seconds in the ledger and roll-ups (idempotent: may move on merge)
     postgres_usage.AUDIO_MIGRATION,
+    # 9: shared settings (the media-link secret) and who made which media file
+    media_index.postgres_migration(),
 ]
 
 MIGRATION_LOCK = 0x67656E726F757465  # "genroute": the advisory lock key held while migrating
@@ -290,6 +294,31 @@ class PostgresStore(Store):
     async def release_reservation(self, reservation_id: str) -> None:
         async with self.connection() as conn:
             await postgres_usage.release(conn, reservation_id)
+
+    # --- settings, media records, recent calls ---
+    async def shared_setting(self, name: str, candidate: str) -> str:
+        async with self.connection() as conn:
+            return await postgres_media.shared_setting(conn, name, candidate)
+
+    async def add_media(self, record: MediaRecord) -> None:
+        async with self.connection() as conn:
+            await postgres_media.add_media(conn, record)
+
+    async def get_media(self, media_id: str) -> MediaRecord | None:
+        async with self.connection() as conn:
+            return await postgres_media.get_media(conn, media_id)
+
+    async def list_media(self, *, caller: str | None = None, limit: int = 50) -> list[MediaRecord]:
+        async with self.connection() as conn:
+            return await postgres_media.list_media(conn, caller, limit)
+
+    async def delete_media_before(self, before: datetime, *, limit: int = 1000) -> list[str]:
+        async with self.connection() as conn:
+            return await postgres_media.delete_media_before(conn, before, limit)
+
+    async def recent_calls(self, wanted: CallFilter) -> list[UsageRecord]:
+        async with self.connection() as conn:
+            return await postgres_media.recent_calls(conn, wanted)
 
     # --- api keys ---
     async def create_key(self, key: ApiKeyRecord) -> ApiKeyRecord:

@@ -24,12 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from mcp_server.private_files import private_database
-from mcp_server.store import sqlite_jobs, sqlite_keys, sqlite_usage
+from mcp_server.store import media_index, sqlite_jobs, sqlite_keys, sqlite_media, sqlite_usage
 from mcp_server.store.base import (
     CALLER_IDENTITY_MIGRATION,
     ApiKeyRecord,
     BudgetStatus,
+    CallFilter,
     JobRecord,
+    MediaRecord,
     Reservation,
     Store,
     StoreUnavailable,
@@ -96,6 +98,8 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     CALLER_IDENTITY_MIGRATION,
     # 9: speech characters and transcribed audio seconds in the ledger and roll-ups (idempotent: may move on merge)
     lambda conn: _add_audio_columns(conn),
+    # 10: shared settings (the media-link secret) and who made which media file
+    media_index.sqlite_migration(),
 ]
 
 
@@ -264,6 +268,25 @@ class SQLiteStore(Store):
 
     async def release_reservation(self, reservation_id: str) -> None:
         await self.inline(sqlite_usage.release, reservation_id)
+
+    # --- settings, media records, recent calls ---
+    async def shared_setting(self, name: str, candidate: str) -> str:
+        return await self.run(sqlite_media.shared_setting, name, candidate)
+
+    async def add_media(self, record: MediaRecord) -> None:
+        await self.run(sqlite_media.add_media, record)
+
+    async def get_media(self, media_id: str) -> MediaRecord | None:
+        return await self.run(sqlite_media.get_media, media_id)
+
+    async def list_media(self, *, caller: str | None = None, limit: int = 50) -> list[MediaRecord]:
+        return await self.run(sqlite_media.list_media, caller, limit)
+
+    async def delete_media_before(self, before: datetime, *, limit: int = 1000) -> list[str]:
+        return await self.run(sqlite_media.delete_media_before, before, limit)
+
+    async def recent_calls(self, wanted: CallFilter) -> list[UsageRecord]:
+        return await self.run(sqlite_media.recent_calls, wanted)
 
 
 def _connection(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:

@@ -7,7 +7,7 @@ import base64
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import MCPServer
-from mcp_types import AudioContent, CallToolResult, ContentBlock, ResourceLink, ToolAnnotations
+from mcp_types import AudioContent, CallToolResult, ContentBlock, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from mcp_server.access import identity
@@ -16,6 +16,7 @@ from mcp_server.errors import invalid_argument
 from mcp_server.gateway import Gateway
 from mcp_server.media.audio import duration_seconds, upper_bound_seconds
 from mcp_server.media.files import sniff_extension
+from mcp_server.media.links import SignedLink, publish, resource_link
 from mcp_server.media.previews import b64_size
 from mcp_server.providers.base import Segment, SpeechRequest, SpeechResult, TranscriptionRequest, TranscriptionResult
 from mcp_server.router import Route
@@ -44,6 +45,7 @@ class SpeechOutput(BaseModel):
     provider: str
     characters: int
     cost_usd: float | None
+    link: SignedLink | None = Field(default=None, description="Over HTTP: a signed URL that opens without a key")
 
 
 class TranscriptionOutput(BaseModel):
@@ -114,10 +116,14 @@ def register_speech(mcp: MCPServer[Any], gateway: Gateway) -> None:
             return await route.adapter.speak(request)
 
         used = Quantities(characters=len(text))
-        routed = await gateway.router.run(card, call, caller=identity.current(), tool="generate_speech", estimate=used)
+        caller = identity.current()
+        routed = await gateway.router.run(card, call, caller=caller, tool="generate_speech", estimate=used)
         audio = routed.value.audio
         extension = sniff_extension(audio[:16]) or _EXTENSION.get(chosen_format, chosen_format)
         item = await gateway.media.save(audio, routed.card.id, extension)
+        link = await publish(
+            gateway.store, gateway.links, item, caller=caller, tool="generate_speech", model=routed.card.id
+        )
         inline = b64_size(len(audio)) <= config.audio_inline_max_bytes
         duration = duration_seconds(audio, extension)
         result = SpeechOutput(
@@ -130,6 +136,7 @@ def register_speech(mcp: MCPServer[Any], gateway: Gateway) -> None:
             provider=routed.provider,
             characters=len(text),
             cost_usd=_cost(routed.card, used, routed.value.cost_usd),
+            link=link,
         )
         blocks: list[ContentBlock] = []
         if inline:
@@ -137,14 +144,8 @@ def register_speech(mcp: MCPServer[Any], gateway: Gateway) -> None:
                 AudioContent(type="audio", data=base64.b64encode(audio).decode("ascii"), mime_type=item.mime_type)
             )
         blocks.append(
-            ResourceLink(
-                type="resource_link",
-                uri=item.uri,
-                name=item.id,
-                title="Generated speech",
-                description=f"The audio file, saved at {item.path}",
-                mime_type=item.mime_type,
-                size=item.bytes,
+            resource_link(
+                item, link, gateway.links, title="Generated speech", description=f"The audio file, saved at {item.path}"
             )
         )
         length = f", {result.duration_s:g} s" if result.duration_s is not None else ""

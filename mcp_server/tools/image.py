@@ -16,6 +16,7 @@ from mcp_server.config import MediaConfig
 from mcp_server.errors import TooLarge, invalid_argument
 from mcp_server.gateway import Gateway
 from mcp_server.media.images import StoredImage, previews, store_images
+from mcp_server.media.links import MediaLinks, SignedLink, publish, resource_link
 from mcp_server.media.previews import b64_size
 from mcp_server.tools.inputs import image_inputs
 from mcp_server.tools.results import guarded, ok
@@ -34,6 +35,9 @@ class ImageFile(BaseModel):
     height: int
     mime_type: str
     bytes: int
+    link: SignedLink | None = Field(
+        default=None, description="Over HTTP: a URL that opens the full file without a key until it expires"
+    )
 
 
 class GenerateImageOutput(BaseModel):
@@ -71,12 +75,15 @@ def check_image_arguments(card: ModelCard, n: int, size: str | None) -> str | No
     return size
 
 
-def _summary(images: list[StoredImage], model: str, provider: str, output: Output) -> str:
+def _summary(
+    images: list[StoredImage], links: list[SignedLink | None], model: str, provider: str, output: Output
+) -> str:
     lines = [f"Generated {len(images)} image{'s' if len(images) != 1 else ''} with {model} via {provider}."]
-    for image in images:
+    for image, link in zip(images, links, strict=True):
         item = image.item
         lines.append(
             f"- {item.uri}: {image.width}x{image.height} {item.mime_type}, {item.bytes} bytes, saved at {item.path}"
+            + (f"; opens without a key at {link.url}" if link else "")
         )
     if output == "preview":
         lines.append(
@@ -93,16 +100,13 @@ def preview_budget(config: MediaConfig, n: int) -> int:
     return min(config.preview_max_bytes, config.preview_total_max_bytes // max(n, 1))
 
 
-def _link(image: StoredImage) -> ResourceLink:
-    item = image.item
-    return ResourceLink(
-        type="resource_link",
-        uri=item.uri,
-        name=item.id,
+def _link(image: StoredImage, link: SignedLink | None, links: MediaLinks | None) -> ResourceLink:
+    return resource_link(
+        image.item,
+        link,
+        links,
         title=f"Full image {image.width}x{image.height}",
-        description=f"The full generated image, saved at {item.path}",
-        mime_type=item.mime_type,
-        size=item.bytes,
+        description=f"The full generated image, saved at {image.item.path}",
     )
 
 
@@ -173,6 +177,12 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
             model_id=routed.card.id,
             config=config,
         )
+        caller = identity.current_caller()
+        signed = [
+            await publish(gateway.store, gateway.links, image.item, caller=caller, tool="generate_image",
+                          model=routed.card.id)
+            for image in stored
+        ]  # fmt: skip
         blocks: list[ContentBlock] = []
         if output == "full":
             inline: list[ImageContent | None] = list(_full_inline(stored, config))
@@ -184,10 +194,10 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
             ]
         else:
             inline = [None] * len(stored)
-        for image, inline_image in zip(stored, inline, strict=True):
+        for image, inline_image, link in zip(stored, inline, signed, strict=True):
             if inline_image is not None:
                 blocks.append(inline_image)
-            blocks.append(_link(image))
+            blocks.append(_link(image, link, gateway.links))
         price = routed.card.pricing.usd_per_image
         cost = routed.value.cost_usd
         if cost is None and price is not None:
@@ -195,8 +205,8 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
         revised = next((image.revised_prompt for image in routed.value.images if image.revised_prompt), None)
         result = GenerateImageOutput(
             images=[
-                ImageFile(**image.item.model_dump(), url=image.url, width=image.width, height=image.height)
-                for image in stored
+                ImageFile(**image.item.model_dump(), url=image.url, width=image.width, height=image.height, link=link)
+                for image, link in zip(stored, signed, strict=True)
             ],
             model=routed.card.id,
             provider=routed.provider,
@@ -204,4 +214,4 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
             revised_prompt=revised,
             cost_usd=cost,
         )
-        return ok(result, blocks, text=_summary(stored, routed.card.id, routed.provider, output))
+        return ok(result, blocks, text=_summary(stored, signed, routed.card.id, routed.provider, output))

@@ -6,7 +6,7 @@ import re
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp_types import CallToolResult, ResourceLink, ToolAnnotations
+from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from mcp_server.access import identity
@@ -15,6 +15,7 @@ from mcp_server.errors import invalid_argument
 from mcp_server.gateway import Gateway
 from mcp_server.media.job_records import elapsed_s
 from mcp_server.media.jobs import OnUpdate
+from mcp_server.media.links import MediaLinks, SignedLink, resource_link, signed_link
 from mcp_server.media.reference import load_reference_image
 from mcp_server.media.registry import MediaItem
 from mcp_server.store import JobRecord, VideoResult
@@ -40,6 +41,9 @@ class VideoJobOutput(BaseModel):
     duration: float | None = None
     cost_usd: float | None = None
     download_error: str | None = None
+    link: SignedLink | None = Field(
+        default=None, description="Over HTTP: a URL that opens the video without a key until it expires"
+    )
     deduplicated: bool = Field(default=False, description="True when client_request_id matched an existing job")
 
 
@@ -85,7 +89,7 @@ def progress_reporter(ctx: Context) -> OnUpdate:
     return report
 
 
-def job_result(job: JobRecord, *, deduplicated: bool = False) -> CallToolResult:
+async def job_result(job: JobRecord, links: MediaLinks | None, *, deduplicated: bool = False) -> CallToolResult:
     if job.status == "failed":
         result = failed(job.error or JobError(message="The video job failed.", type="upstream_error"))
         result.structured_content = {**(result.structured_content or {}), "job_id": job.id}
@@ -109,17 +113,18 @@ def job_result(job: JobRecord, *, deduplicated: bool = False) -> CallToolResult:
     output = output.model_copy(update=dict(done))  # the result's fields, as the job keeps them
     if done.video is None:
         return ok(output, text=f"Video job {job.id} is done, but {done.download_error} URL: {done.url}")
-    link = ResourceLink(
-        type="resource_link",
-        uri=done.video.uri,
-        name=done.video.id,
+    output.link = await signed_link(links, done.video)
+    link = resource_link(
+        done.video,
+        output.link,
+        links,
         title="Generated video",
         description=f"The generated video, saved at {done.video.path}",
-        mime_type=done.video.mime_type,
-        size=done.video.bytes,
     )
     duration = f"{done.duration:g} s " if done.duration is not None else ""
     text = f"Video job {job.id} is done: {duration}video saved at {done.video.path} ({done.video.uri})."
+    if output.link is not None:
+        text += f" It opens without a key at {output.link.url}"
     return ok(output, [link], text=text)
 
 
@@ -179,7 +184,7 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
             caller=identity.current(),
         )
         job = await gateway.jobs.wait(job.id, wait_s, progress_reporter(ctx))
-        return job_result(job, deduplicated=not created)
+        return await job_result(job, gateway.links, deduplicated=not created)
 
     @mcp.tool(
         name="get_video_status",
@@ -198,4 +203,4 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
     ) -> Annotated[CallToolResult, VideoJobOutput]:
         check_wait(wait_s, config.video_max_wait_s)
         job = await gateway.jobs.wait(job_id.strip(), wait_s, progress_reporter(ctx), caller=identity.current())
-        return job_result(job)
+        return await job_result(job, gateway.links)
