@@ -70,6 +70,10 @@ async def test_speak_then_transcribe_and_both_are_in_the_ledger(
     link = next(block for block in spoken.content if isinstance(block, ResourceLink))
     data = base64.b64decode(audio[0].data)
     assert audio[0].mime_type == "audio/wav" and link.uri == out["uri"] and out["inline"] is True
+    # over HTTP the file also opens without a key at a signed URL; stdio has no such link
+    assert (out["link"] is not None) == (transport == "http")
+    if out["link"] is not None:
+        assert f"/media/{out['id']}?" in out["link"]["url"] and "sig=" in out["link"]["url"]
     assert await anyio.Path(out["path"]).read_bytes() == data and out["bytes"] == len(data)
     with wave.open(out["path"], "rb") as reader:  # a real WAV, as long as the text takes to say
         assert reader.getnframes() / reader.getframerate() == pytest.approx(len(TEXT) / CHARS_PER_SECOND, abs=0.01)

@@ -122,7 +122,7 @@ def register_speech(mcp: MCPServer[Any], gateway: Gateway) -> None:
         extension = sniff_extension(audio[:16]) or _EXTENSION.get(chosen_format, chosen_format)
         item = await gateway.media.save(audio, routed.card.id, extension)
         link = await publish(
-            gateway.store, gateway.links, item, caller=caller, tool="generate_speech", model=routed.card.id
+            gateway.store, gateway.links, item, caller=caller.id, tool="generate_speech", model=routed.card.id
         )
         inline = b64_size(len(audio)) <= config.audio_inline_max_bytes
         duration = duration_seconds(audio, extension)
