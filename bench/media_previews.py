@@ -17,10 +17,10 @@ from pathlib import Path
 
 import anyio
 
+from emulator import Emulator
+from emulator.media import png_bytes
 from mcp_server.config import MediaConfig
 from mcp_server.media.previews import make_preview
-from tests.emulator import Emulator
-from tests.emulator_media import png_bytes
 from tests.support import EMU_KEY_ENV, base_config, in_memory_client
 from tests.support_media import IMAGE_MODEL, media_config
 

@@ -17,10 +17,10 @@ import httpx2
 import tomli_w
 from mcp import Client, StdioServerParameters
 
+from emulator import Emulator
 from mcp_server.config import parse_config
 from mcp_server.gateway import Gateway
 from mcp_server.server import build_server
-from tests.emulator import Emulator
 
 EMU_KEY_ENV = "GENROUTE_TEST_EMU_KEY"
 

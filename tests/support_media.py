@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from tests.emulator_media import png_bytes
+from emulator.media import png_bytes
 
 IMAGE_MODEL = "nano"  # url answers (ArkRoute's default)
 B64_IMAGE_MODEL = "nano-b64"  # asks for b64_json

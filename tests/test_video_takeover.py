@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from mcp import Client
 
+from emulator import Emulator
 from mcp_server.media.job_owner import is_gone, machine, process_holder_id
-from tests.emulator import Emulator
 from tests.support import GatewayProcess, two_replicas, write_config
 from tests.support_media import VIDEO_MODEL, media_config
 from tests.test_video import _submit_then_kill, eventually, read_json

@@ -3,7 +3,7 @@
 It listens on a loopback socket (uvicorn in a background thread) so the gateway under test, in-process
 or as a subprocess, talks to it exactly as it would to the real providers: same paths, bodies, auth and
 error shapes. Tests script misbehaviour with `fail_next` and read back what was sent in `requests`.
-Run `python -m tests.emulator --port 0` for a standalone server (prints `READY <base_url>`).
+Run `python -m emulator --port 0` for a standalone server (prints `READY <base_url>`).
 """
 
 from __future__ import annotations
@@ -30,12 +30,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-if __package__:  # imported as tests.emulator, or run as python -m tests.emulator
-    from . import emulator_chat as chat
-    from . import emulator_media as media
-else:  # imported as top-level `emulator` (tests/ itself on sys.path, pytest's default import mode)
-    import emulator_chat as chat
-    import emulator_media as media
+from emulator import chat, media
 
 ROUTES = frozenset(
     {"chat", "models", "images", "video_submit", "video_status", "usage", "status", "aki", "aki_key", "files"}
@@ -725,7 +720,7 @@ class Emulator:
 
 def main(argv: list[str] | None = None) -> int:
     """Standalone server for benchmarks and manual runs; prints `READY <base_url>` once it accepts."""
-    parser = argparse.ArgumentParser(prog="python -m tests.emulator", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m emulator", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--latency-ms", type=float, default=0.0)
