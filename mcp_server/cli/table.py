@@ -74,3 +74,11 @@ def provider_line(name: str, figures: ProviderFigures) -> str:
         text += f", estimated overage ${u.estimated_overage_cost:,.2f}"
     models = ", ".join(f"{model} {tokens:,}" for model, tokens in u.breakdown_by_model.items())
     return text + (f" (by model: {models})" if models else "")
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=False)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(lines)

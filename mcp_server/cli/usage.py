@@ -24,12 +24,12 @@ def add_usage_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
 
 async def usage_command(config: GatewayConfig, args: argparse.Namespace) -> int:
     from mcp_server.catalog import Catalog
+    from mcp_server.cli.table import render_table
     from mcp_server.errors import GatewayError
     from mcp_server.providers import build_adapter
     from mcp_server.providers.redact import redactor_for
     from mcp_server.store import StoreUnavailable, open_store_for
     from mcp_server.usage.report import build_report
-    from mcp_server.usage.table import render_table
 
     store = open_store_for(config)
     adapters: dict[str, ProviderAdapter] = {}

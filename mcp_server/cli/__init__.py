@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from mcp_server import __version__, loop
-from mcp_server.access import keys_cli
+from mcp_server.cli import keys as keys_cli
 
 if TYPE_CHECKING:
     import socket
@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     commands.add_parser("models", help="print the model catalog")
-    from mcp_server.usage.command import add_usage_parser
+    from mcp_server.cli.usage import add_usage_parser
 
     add_usage_parser(commands)
     commands.add_parser("check", help="validate the config and ask each provider what it can tell of its key, for free")
@@ -134,10 +134,10 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command == "keys":
         return anyio.run(keys_cli.run, config, args)
     if args.command == "usage":
-        from mcp_server.usage.command import usage_command
+        from mcp_server.cli.usage import usage_command
 
         return anyio.run(usage_command, config, args)
-    from mcp_server.check import check_command
+    from mcp_server.cli.check import check_command
 
     return anyio.run(check_command, config)
 
@@ -182,16 +182,9 @@ def _serve(config: GatewayConfig, args: argparse.Namespace, listener: socket.soc
     return 0
 
 
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=False)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
-    return "\n".join(lines)
-
-
 def _models(config: GatewayConfig) -> int:
     from mcp_server.catalog import Catalog
+    from mcp_server.cli.table import table
 
     rows = []
     for card in Catalog.from_config(config).cards():
