@@ -1,4 +1,7 @@
-"""The `genroute` command: serve (stdio or HTTP), models, usage, check."""
+"""The `genroute` command: global options, the parser, and dispatch to one module per command.
+
+serve.py (stdio or HTTP), models.py, usage.py, keys.py, check.py; table.py is their one table renderer.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +10,11 @@ import gc
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
 import anyio
 
-from mcp_server import __version__, loop
-from mcp_server.cli import keys as keys_cli
-
-if TYPE_CHECKING:
-    import socket
-
-    from mcp_server.config import GatewayConfig
-
-if TYPE_CHECKING:
-    pass
+from mcp_server import __version__
+from mcp_server.cli import keys, models, serve, usage
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,20 +23,12 @@ def _parser() -> argparse.ArgumentParser:
     _add_global_options(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="serve MCP over stdio (default) or streamable HTTP")
-    serve.add_argument("--http", action="store_true", help="serve streamable HTTP at /mcp instead of stdio")
-    serve.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
-    serve.add_argument(
-        "--no-auth", action="store_true", help="HTTP without bearer keys (refused unless --host is a loopback address)"
-    )
-
-    commands.add_parser("models", help="print the model catalog")
-    from mcp_server.cli.usage import add_usage_parser
-
-    add_usage_parser(commands)
+    serve.add_parser(commands)
+    models.add_parser(commands)
+    usage.add_parser(commands)
+    # check.py imports the config module: its parser is here, so that `serve --http` binds before that loads
     commands.add_parser("check", help="validate the config and ask each provider what it can tell of its key, for free")
-    keys_cli.add_parser(commands)
+    keys.add_parser(commands)
     _accept_global_options_after_commands(parser)
     return parser
 
@@ -128,83 +114,13 @@ def _main(argv: Sequence[str] | None) -> int:
 
     configure_logging(args.log_level, redactor_for(config))
     if args.command == "serve":
-        return _serve(config, args, listener)
+        return serve.run(config, args, listener)
     if args.command == "models":
-        return _models(config)
+        return models.run(config)
     if args.command == "keys":
-        return anyio.run(keys_cli.run, config, args)
+        return anyio.run(keys.run, config, args)
     if args.command == "usage":
-        from mcp_server.cli.usage import usage_command
-
-        return anyio.run(usage_command, config, args)
+        return anyio.run(usage.run, config, args)
     from mcp_server.cli.check import check_command
 
     return anyio.run(check_command, config)
-
-
-def _serve(config: GatewayConfig, args: argparse.Namespace, listener: socket.socket | None) -> int:
-    from mcp_server.providers.http import prepare_tls_context
-
-    if args.http:  # the CA store loads in a background thread while the SDK is imported
-        prepare_tls_context()
-    from mcp_server.gateway import Gateway
-    from mcp_server.server import build_server
-
-    if config.server.database_url:  # a database that is down: one clear line, not a startup traceback
-        from mcp_server.store import probe_store
-
-        problem = anyio.run(probe_store, config)
-        if problem:
-            print(f"genroute: {problem}", file=sys.stderr)
-            return 2
-    gateway = Gateway.from_config(config, metrics=args.http)  # GET /metrics is served over HTTP only
-    # Over stdio the client waits for `initialize` at every launch (Claude Desktop starts the server each
-    # time): the tools are built on its next request, and the CA store loads once that is answered (a thread
-    # loading it slows the start by far more than its own CPU time on a busy machine: docs/performance.md).
-    # Over HTTP both are done before the first connection is accepted.
-    mcp = build_server(gateway, defer_surface=not args.http, after_surface=prepare_tls_context)
-    # What was built so far (SDK, schemas, catalog) lives as long as the server: out of the collector's sight,
-    # a full collection no longer walks ~100,000 objects (a ~60 ms pause every few thousand calls, ~30 us a
-    # call on average; see docs/performance.md). Startup, collector off, leaves ~2,600 garbage objects (~0.4 MB):
-    # not worth a collect.
-    gc.freeze()
-    if listener is not None:
-        gc.enable()  # the surface is built: startup is over (over stdio, `DeferredSurface` turns it on)
-        from mcp_server.http_app import serve_http
-
-        return serve_http(mcp, gateway, listener, args.log_level, no_auth=args.no_auth)
-    if sys.stdin.isatty() or sys.stderr.isatty():  # a person ran it, not an MCP client: say what this is
-        from mcp_server.banner import stdio_line
-
-        print(stdio_line(gateway), file=sys.stderr, flush=True)
-    # On uvloop when installed (see mcp_server/loop.py); the SDK's own `mcp.run("stdio")` uses plain asyncio.
-    loop.run(mcp.run_stdio_async)
-    return 0
-
-
-def _models(config: GatewayConfig) -> int:
-    from mcp_server.catalog import Catalog
-    from mcp_server.cli.table import table
-
-    rows = []
-    for card in Catalog.from_config(config).cards():
-        p = card.pricing
-        if card.kind == "chat":
-            price = f"${p.input_usd_per_mtok or 0:g}/${p.output_usd_per_mtok or 0:g} per Mtok"
-        elif card.kind == "image":
-            price = f"${p.usd_per_image or 0:g}/image"
-        else:
-            price = f"${p.usd_per_second or 0:g}/s"
-        rows.append(
-            [
-                card.id,
-                card.kind,
-                card.provider,
-                card.upstream,
-                str(card.context_window or "-"),
-                price,
-                ", ".join(card.aliases) or "-",
-            ]
-        )
-    print(table(["ID", "KIND", "PROVIDER", "UPSTREAM", "CONTEXT", "PRICE", "ALIASES"], rows))
-    return 0

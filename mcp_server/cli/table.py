@@ -1,84 +1,33 @@
-"""`genroute usage` and get_usage's text: the report as a table and as one line."""
+"""The one table renderer of the command line (`models`, `keys list`, `usage`): aligned columns, plain text."""
 
 from __future__ import annotations
 
-from mcp_server.text import plural
-from mcp_server.usage.cost import usd
-from mcp_server.usage.report import ProviderFigures, UsageFigures, UsageReport
-
-_COLUMNS = ("REQUESTS", "ERRORS", "PROMPT TOK", "COMPL TOK", "IMAGES", "VIDEO S", "COST USD")
+from collections.abc import Sequence
 
 
-def _cells(figures: UsageFigures) -> list[str]:
-    return [
-        f"{figures.requests:,}",
-        f"{figures.errors:,}",
-        f"{figures.prompt_tokens:,}",
-        f"{figures.completion_tokens:,}",
-        f"{figures.images:,}",
-        f"{figures.video_seconds:,.1f}",
-        f"{figures.cost_usd:,.6f}",
-    ]
+def table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[object]],
+    *,
+    total: Sequence[object] | None = None,
+    right_from: int | None = None,
+) -> str:
+    """A header, a rule, the rows, and (given `total`) a rule and a total row.
 
-
-def budget_line(report: UsageReport) -> str:
-    b = report.budget
-    if b.limit_usd is None or b.remaining_usd is None:
-        return f"Budget {b.month}: {usd(b.spent_usd)} spent, no monthly limit set ([budget] monthly_usd)."
-    held = f", {usd(b.reserved_usd)} held by calls in flight" if b.reserved_usd else ""
-    return f"Budget {b.month}: {usd(b.spent_usd)} spent of {usd(b.limit_usd)}, {usd(b.remaining_usd)} left{held}."
-
-
-def summary_line(report: UsageReport) -> str:
-    errors = f" ({report.errors:,} failed or refused)" if report.errors else ""
-    media = ""
-    if report.images:
-        media += f", {plural(report.images, 'image')}"
-    if report.video_seconds:
-        media += f", {report.video_seconds:,.1f} s of video"
-    return (
-        f"{report.period.start} to {report.period.end}: {plural(report.requests, 'call')}{errors}, "
-        f"{plural(report.tokens_used, 'token')}{media}, {usd(report.cost_usd)}. {budget_line(report)}"
-    )
-
-
-def render_table(report: UsageReport) -> str:
-    """The breakdown as aligned columns (numbers right-aligned), a total row, the budget and provider figures."""
-    headers = [report.group_by.upper(), *_COLUMNS]
-    rows = [[key, *_cells(figures)] for key, figures in report.breakdown.items()]
-    total = ["TOTAL", *_cells(report)]
-    widths = [max(len(row[i]) for row in [headers, *rows, total]) for i in range(len(headers))]
+    Columns from index `right_from` on are right-aligned (numbers); the others are left-aligned and padded.
+    """
+    cells = [[str(c) for c in row] for row in [headers, *rows, *([total] if total is not None else [])]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     rule = ["-" * width for width in widths]
 
-    def line(cells: list[str]) -> str:
-        rest = (cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True))
-        return "  ".join([cells[0].ljust(widths[0]), *rest])
+    def line(row: Sequence[str]) -> str:
+        return "  ".join(
+            cell.rjust(width) if right_from is not None and i >= right_from else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        )
 
-    chosen = (("model", report.model), ("caller", report.caller))
-    filters = "".join(f", {name} {value}" for name, value in chosen if value)
-    out = [f"Usage {report.period.start} to {report.period.end} by {report.group_by}{filters}", ""]
-    out += [line(headers), line(rule), *(line(row) for row in rows)]
-    out += [line(rule), line(total), "", budget_line(report)]
-    out += [provider_line(name, figures) for name, figures in (report.provider or {}).items()]
-    return "\n".join(out)
-
-
-def provider_line(name: str, figures: ProviderFigures) -> str:
-    if figures.error is not None or figures.usage is None:
-        return f"Provider {name}: no report ({figures.error.message if figures.error else 'empty answer'})"
-    u = figures.usage
-    text = f"Provider {name}: {u.tokens_used or 0:,} tokens used"
-    if u.tokens_included is not None:
-        text += f" of {u.tokens_included:,} included"
-    if u.estimated_overage_cost:
-        text += f", estimated overage ${u.estimated_overage_cost:,.2f}"
-    models = ", ".join(f"{model} {tokens:,}" for model, tokens in u.breakdown_by_model.items())
-    return text + (f" (by model: {models})" if models else "")
-
-
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=False)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    body, last = (cells[1:-1], cells[-1]) if total is not None else (cells[1:], None)
+    lines = [line(cells[0]), line(rule), *(line(row) for row in body)]
+    if last is not None:
+        lines += [line(rule), line(last)]
     return "\n".join(lines)

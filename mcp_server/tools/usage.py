@@ -9,11 +9,11 @@ from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
 from mcp_server.access import identity
-from mcp_server.cli.table import summary_line
 from mcp_server.errors import Forbidden
 from mcp_server.gateway import Gateway
 from mcp_server.tools.results import guarded, ok
 from mcp_server.usage.report import UsageReport, build_report
+from mcp_server.usage.summary import summary_line
 
 DESCRIPTION = (
     "Show usage and spend: calls, errors, tokens, images, video seconds and cost in USD over a period, broken "
