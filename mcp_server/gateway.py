@@ -14,7 +14,6 @@ from mcp_server.catalog import Catalog, ModelCard, Pricing
 from mcp_server.config import LOCAL_PROVIDER, GatewayConfig, ProviderConfig
 from mcp_server.errors import GatewayError
 from mcp_server.media.fetch import GuardedFetcher
-from mcp_server.media.jobs import VideoJobs
 from mcp_server.media.registry import MediaRegistry
 from mcp_server.observability.observed import build_observer
 from mcp_server.observability.observer import Observer
@@ -28,6 +27,7 @@ from mcp_server.router import Router
 from mcp_server.store import Store, open_store_for
 from mcp_server.text import plural
 from mcp_server.usage.accountant import Accountant
+from mcp_server.video_jobs.engine import VideoJobs
 
 log = logging.getLogger("genroute")
 
