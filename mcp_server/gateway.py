@@ -21,6 +21,7 @@ from mcp_server.providers import ProviderAdapter, build_adapter, check_models
 from mcp_server.providers.base import ProviderModel
 from mcp_server.providers.redact import redactor_for
 from mcp_server.reliability.attempts import Reliability
+from mcp_server.reliability.health import Health
 from mcp_server.reliability.health_file import HealthFile
 from mcp_server.reliability.shared_cooldowns import share_cooldowns
 from mcp_server.router import Router
@@ -46,6 +47,9 @@ def health_dir(config: GatewayConfig) -> Path:
 
 @dataclass
 class Gateway:
+    """What the tools and transports use: the router for every provider call, and beside it the services they read
+    (provider health and adapters, the media registry and fetcher, video jobs, the store), each one attribute."""
+
     config: GatewayConfig
     catalog: Catalog
     router: Router
@@ -55,8 +59,12 @@ class Gateway:
     media: MediaRegistry = field(init=False)
     fetcher: GuardedFetcher = field(init=False)
     jobs: VideoJobs = field(init=False)
+    adapters: dict[str, ProviderAdapter] = field(init=False, repr=False)  # by provider name (the router's)
+    health: Health = field(init=False, repr=False)  # every provider's recent outcomes and cooldowns
 
     def __post_init__(self) -> None:
+        self.adapters = self.router.adapters
+        self.health = self.router.reliability.health
         server, media = self.config.server, self.config.media
         self.media = MediaRegistry(server.resolved_output_dir())
         self.fetcher = GuardedFetcher(
@@ -100,7 +108,7 @@ class Gateway:
     async def start(self) -> None:
         """Open the store, then add `discover = true` providers' own listings to the catalog."""
         await self.store.open()
-        self.health_file = HealthFile(self.health_dir, self.router.reliability.health, list(self.router.adapters))
+        self.health_file = HealthFile(self.health_dir, self.health, list(self.adapters))
         self.health_file.attach()
         missing_keys = self.router.reliability.missing_keys
         for name, variable in missing_keys.items():
@@ -114,7 +122,7 @@ class Gateway:
             if not provider.discover or name in missing_keys:
                 continue
             try:
-                models = await self.router.adapters[name].list_models()
+                models = await self.adapters[name].list_models()
             except GatewayError as error:
                 log.warning("discovery on provider %s failed: %s", name, error.message)
                 continue
@@ -132,7 +140,7 @@ class Gateway:
             try:
                 async with anyio.create_task_group() as group:
                     self.jobs.attach(group)
-                    group.start_soon(share_cooldowns, self.router.reliability.health, self.store)
+                    group.start_soon(share_cooldowns, self.health, self.store)
                     try:
                         await self.jobs.resume_unfinished()
                         yield self

@@ -68,6 +68,6 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
             caller=caller,
             group_by=group_by,
             source=source,
-            adapters=gateway.router.adapters,
+            adapters=gateway.adapters,
         )
         return ok(report, text=summary_line(report) + "\n\n" + report.model_dump_json(exclude_none=True))
