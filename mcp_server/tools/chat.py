@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from mcp_server.access import identity
 from mcp_server.errors import invalid_argument
 from mcp_server.gateway import Gateway
-from mcp_server.providers.base import ChatDelta, ChatMessage, Usage
+from mcp_server.providers.base import ChatDelta, ChatMessage, TokenCounts
 from mcp_server.tools.results import OptionalText, guarded, ok, progress_token
 from mcp_server.usage.allowance import BudgetCap, cap_note
 
@@ -27,7 +27,7 @@ class ChatCompleteOutput(BaseModel):
     )
     content: str
     finish_reason: str | None
-    usage: Usage
+    usage: TokenCounts
     latency_ms: float
     budget_capped: BudgetCap | None = Field(
         default=None, description="Set when a budget limited the answer's length and the answer reached that limit"
