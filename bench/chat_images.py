@@ -16,11 +16,11 @@ from pathlib import Path
 
 import anyio
 
+from emulator.media import png_bytes
 from mcp_server.media.chat_images import ImageSources, prepare_images
 from mcp_server.media.fetch import GuardedFetcher
 from mcp_server.media.registry import MediaRegistry
 from mcp_server.providers.messages import ChatMessage, ImagePart, TextPart
-from tests.emulator_media import png_bytes
 
 REPEAT = 7
 

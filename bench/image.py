@@ -4,7 +4,7 @@
 bench/bare_image_server.py (saves the file, returns the full PNG inline); (c) genroute's generate_image with its
 default output="preview" (file saved, a JPEG preview within the byte budget inline, a link); (d) the same with
 output="link" (file saved, no image data inline). For 1024 and 2048 px images, on a photograph-like picture and a
-detailed synthetic one (the emulator draws what the prompt names: tests/emulator_media.py): p50, server CPU per
+detailed synthetic one (the emulator draws what the prompt names: emulator/media.py): p50, server CPU per
 call and the result's bytes. The preview's own CPU is (c) minus (d): the same call without the preview.
 """
 

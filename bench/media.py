@@ -17,7 +17,7 @@ from mcp import Client
 from bench import procs
 from bench.cpu import peak_rss_bytes, reset_peak, rss_bytes
 from bench.stats import median
-from tests.emulator import Emulator
+from emulator import Emulator
 
 SIZE = "4096x4096"
 

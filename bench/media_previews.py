@@ -16,13 +16,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import anyio
+from mcp import Client
 
-from mcp_server.config import MediaConfig
+from emulator import Emulator
+from emulator.configs import EMU_KEY_ENV, IMAGE_MODEL, base_config, media_config
+from emulator.media import png_bytes
+from mcp_server.config import MediaConfig, parse_config
+from mcp_server.gateway import Gateway
 from mcp_server.media.previews import make_preview
-from tests.emulator import Emulator
-from tests.emulator_media import png_bytes
-from tests.support import EMU_KEY_ENV, base_config, in_memory_client
-from tests.support_media import IMAGE_MODEL, media_config
+from mcp_server.server import build_server
 
 REPEAT = 5
 
@@ -52,7 +54,7 @@ async def tool_calls() -> None:
     os.environ[EMU_KEY_ENV] = "test-key"
     with Emulator() as emulator, tempfile.TemporaryDirectory() as tmp:
         config = media_config(base_config(emulator, Path(tmp)))
-        async with in_memory_client(config) as client:
+        async with Client(build_server(Gateway.from_config(parse_config(config)))) as client:  # in-process
             for size in ("1024x1024", "4096x4096"):
                 arguments = {"prompt": "bench", "model": IMAGE_MODEL, "n": 4, "size": size}
                 await client.call_tool("generate_image", arguments)  # warm: the emulator renders once per size

@@ -93,8 +93,8 @@ def _spawn_ready(args: list[str], env: dict[str, str], timeout_s: float = 30.0) 
 
 @contextlib.contextmanager
 def emulator(latency_ms: float) -> Iterator[Proc]:
-    """`python -m tests.emulator` with a fixed upstream latency; `.url` is its base URL (OpenAI API at /v1)."""
-    args = [sys.executable, "-m", "tests.emulator", "--port", "0", "--latency-ms", str(latency_ms)]
+    """`python -m emulator` with a fixed upstream latency; `.url` is its base URL (OpenAI API at /v1)."""
+    args = [sys.executable, "-m", "emulator", "--port", "0", "--latency-ms", str(latency_ms)]
     args += ["--api-key", KEY, "--max-recorded", "100"]
     proc = _spawn_ready(args, child_env())
     try:

@@ -2,7 +2,7 @@
 
     python -m bench [--quick | --smoke] [--only overhead,throughput,...] [--out FILE]
 
-Starts the provider emulator (tests/emulator.py) at fixed upstream latencies and measures the same
+Starts the provider emulator (emulator/app.py) at fixed upstream latencies and measures the same
 chat call three ways: (a) straight to the emulator with httpx2, (b) the bare SDK forwarder in
 bench/bare_server.py, (c) genroute's chat_complete. Prints a table and writes JSON to bench/results/.
 Targets are reported as pass/fail in the output; nothing here asserts timings.

@@ -15,7 +15,7 @@ from typing import Any
 
 from bench import loadgen, procs
 from bench.cpu import cpu_seconds, rss_bytes
-from tests.emulator import Emulator
+from emulator import Emulator
 
 SETTLE_S = 12.0  # polls start at 1 s and back off by 1.5x to the 5 s cap: settled after about 11 s
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mcp_server.errors import ConfigError
+from mcp_server.netrules import parse_allow_entry
 from mcp_server.text import a_or_an
 
 Kind = Literal["chat", "image", "video", "speech", "transcription"]
@@ -256,8 +257,6 @@ class MediaConfig(_Strict):
     @field_validator("reference_allow_private")
     @classmethod
     def _allow_entries_parse(cls, entries: list[str]) -> list[str]:
-        from mcp_server.media.fetch import parse_allow_entry
-
         for entry in entries:
             parse_allow_entry(entry)  # ValueError names the entry and the accepted forms
         return entries

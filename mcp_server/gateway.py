@@ -14,7 +14,6 @@ from mcp_server.catalog import Catalog, ModelCard, Pricing
 from mcp_server.config import LOCAL_PROVIDER, GatewayConfig, ProviderConfig
 from mcp_server.errors import GatewayError
 from mcp_server.media.fetch import GuardedFetcher
-from mcp_server.media.jobs import VideoJobs
 from mcp_server.media.links import MediaLinks
 from mcp_server.media.registry import MediaRegistry
 from mcp_server.media.retention import prune_forever
@@ -24,12 +23,14 @@ from mcp_server.providers import ProviderAdapter, build_adapter, check_models
 from mcp_server.providers.base import ProviderModel
 from mcp_server.providers.redact import redactor_for
 from mcp_server.reliability.attempts import Reliability
+from mcp_server.reliability.health import Health
 from mcp_server.reliability.health_file import HealthFile
 from mcp_server.reliability.shared_cooldowns import share_cooldowns
 from mcp_server.router import Router
 from mcp_server.store import Store, open_store_for
 from mcp_server.text import plural
 from mcp_server.usage.accountant import Accountant
+from mcp_server.video_jobs.engine import VideoJobs
 
 log = logging.getLogger("genroute")
 
@@ -48,6 +49,9 @@ def health_dir(config: GatewayConfig) -> Path:
 
 @dataclass
 class Gateway:
+    """What the tools and transports use: the router for every provider call, and beside it the services they read
+    (provider health and adapters, the media registry and fetcher, video jobs, the store), each one attribute."""
+
     config: GatewayConfig
     catalog: Catalog
     router: Router
@@ -58,8 +62,12 @@ class Gateway:
     media: MediaRegistry = field(init=False)
     fetcher: GuardedFetcher = field(init=False)
     jobs: VideoJobs = field(init=False)
+    adapters: dict[str, ProviderAdapter] = field(init=False, repr=False)  # by provider name (the router's)
+    health: Health = field(init=False, repr=False)  # every provider's recent outcomes and cooldowns
 
     def __post_init__(self) -> None:
+        self.adapters = self.router.adapters
+        self.health = self.router.reliability.health
         server, media = self.config.server, self.config.media
         self.media = MediaRegistry(server.resolved_output_dir())
         self.fetcher = GuardedFetcher(
@@ -103,7 +111,7 @@ class Gateway:
     async def start(self) -> None:
         """Open the store, then add `discover = true` providers' own listings to the catalog."""
         await self.store.open()
-        self.health_file = HealthFile(self.health_dir, self.router.reliability.health, list(self.router.adapters))
+        self.health_file = HealthFile(self.health_dir, self.health, list(self.adapters))
         self.health_file.attach()
         missing_keys = self.router.reliability.missing_keys
         for name, variable in missing_keys.items():
@@ -117,7 +125,7 @@ class Gateway:
             if not provider.discover or name in missing_keys:
                 continue
             try:
-                models = await self.router.adapters[name].list_models()
+                models = await self.adapters[name].list_models()
             except GatewayError as error:
                 log.warning("discovery on provider %s failed: %s", name, error.message)
                 continue
@@ -135,7 +143,7 @@ class Gateway:
             try:
                 async with anyio.create_task_group() as group:
                     self.jobs.attach(group)
-                    group.start_soon(share_cooldowns, self.router.reliability.health, self.store)
+                    group.start_soon(share_cooldowns, self.health, self.store)
                     retention = self.config.server.media_retention_days
                     if retention is not None:
                         group.start_soon(prune_forever, self.store, self.media.root, retention)

@@ -104,8 +104,8 @@ class DeferredSurface:
         self._build()
         self._build = None
         self._mcp.middleware.remove(self)
-        gc.freeze()  # as after an eager build (cli.py): long-lived, out of the collector's sight
-        gc.enable()  # startup is over: `serve` kept the collector off until now (cli.py)
+        gc.freeze()  # as after an eager build (cli/serve.py): long-lived, out of the collector's sight
+        gc.enable()  # startup is over: `serve` kept the collector off until now (cli/serve.py)
         try:
             return await call_next(ctx)
         finally:

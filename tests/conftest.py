@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.emulator import Emulator
+from emulator import Emulator
 from tests.support import EMU_KEY_ENV, GatewayProcess, base_config, write_config
 
 __all__ = ["EMU_KEY_ENV", "GatewayProcess"]

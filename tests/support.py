@@ -17,59 +17,18 @@ import httpx2
 import tomli_w
 from mcp import Client, StdioServerParameters
 
+# re-exported: the tests import the emulator's gateway configs from here
+from emulator.configs import EMU_KEY_ENV as EMU_KEY_ENV
+from emulator.configs import base_config as base_config
 from mcp_server.config import parse_config
 from mcp_server.gateway import Gateway
 from mcp_server.server import build_server
-from tests.emulator import Emulator
-
-EMU_KEY_ENV = "GENROUTE_TEST_EMU_KEY"
 
 
 def genroute_command() -> str:
     """The installed console script, next to the interpreter running the tests."""
     script = Path(sys.executable).parent / "genroute"
     return str(script) if script.exists() else shutil.which("genroute") or "genroute"
-
-
-def base_config(emulator: Emulator, tmp_path: Path) -> dict[str, Any]:
-    return {
-        "server": {
-            "data_dir": str(tmp_path / "data"),
-            "output_dir": str(tmp_path / "media"),
-            "local_model": False,
-        },
-        # Real retry rules, short waits: tests never wait out the production backoff (0.5 s x 2^n).
-        "routing": {"backoff_base_s": 0.01, "backoff_max_s": 0.05},
-        "providers": {
-            "arkroute": {
-                "protocol": "openai",
-                "base_url": emulator.openai_url,
-                "api_key_env": EMU_KEY_ENV,
-                "timeout_s": 10,
-            },
-            "aki": {"protocol": "aki", "base_url": emulator.base_url, "api_key_env": EMU_KEY_ENV, "timeout_s": 10},
-        },
-        "models": {
-            "gpt-5.5": {
-                "provider": "arkroute",
-                "kind": "chat",
-                "context_window": 400000,
-                "description": "Frontier chat model",
-                "input_usd_per_mtok": 1.25,
-                "output_usd_per_mtok": 10.0,
-                "aliases": ["default-chat"],
-            },
-            "gpt-5.4": {"provider": "arkroute", "kind": "chat", "context_window": 200000},
-            "llama3-8b": {"provider": "aki", "upstream": "llama3_8b_chat", "kind": "chat"},
-        },
-        "presets": {
-            "blog-writer": {
-                "description": "Draft a blog post",
-                "template": "Write a blog post about {topic} for {audience}",
-                "model": "gpt-5.5",
-            }
-        },
-    }
 
 
 def write_config(path: Path, data: dict[str, Any]) -> Path:

@@ -1,4 +1,4 @@
-"""Test helpers for media: image/video models in the config, and a second loopback web site.
+"""Test helpers for media: file helpers, and a second loopback web site (models: emulator/configs.py).
 
 `LoopbackSite` is a real HTTP server on 127.0.0.1 (stdlib, in a thread) standing in for "some web site"
 a reference_image URL points at: it serves an image, redirects wherever a test says, loops, stalls or
@@ -17,44 +17,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from tests.emulator_media import png_bytes
-
-IMAGE_MODEL = "nano"  # url answers (ArkRoute's default)
-B64_IMAGE_MODEL = "nano-b64"  # asks for b64_json
-VIDEO_MODEL = "kling"
-
-
-def media_config(config: dict[str, Any], **media: Any) -> dict[str, Any]:
-    """Add image and video models (limits and prices as a real config would carry) and fast polling."""
-    config["models"].update(
-        {
-            IMAGE_MODEL: {
-                "provider": "arkroute",
-                "upstream": "nano-banana-2",
-                "kind": "image",
-                "sizes": ["256x256", "1024x1024", "1024x1536", "4096x4096"],
-                "max_n": 4,
-                "usd_per_image": 0.02,
-            },
-            B64_IMAGE_MODEL: {
-                "provider": "arkroute",
-                "upstream": "nano-banana-2",
-                "kind": "image",
-                "response_format": "b64_json",
-                "max_n": 2,
-            },
-            VIDEO_MODEL: {
-                "provider": "arkroute",
-                "upstream": "kling-v2-master",
-                "kind": "video",
-                "durations": [5, 10],
-                "aspect_ratios": ["16:9", "9:16", "1:1"],
-                "usd_per_second": 0.1,
-            },
-        }
-    )
-    config["media"] = {"video_poll_initial_s": 0.2, "video_poll_max_s": 0.5, **media}
-    return config
+from emulator.configs import B64_IMAGE_MODEL as B64_IMAGE_MODEL
+from emulator.configs import IMAGE_MODEL as IMAGE_MODEL
+from emulator.configs import VIDEO_MODEL as VIDEO_MODEL
+from emulator.configs import media_config as media_config
+from emulator.media import png_bytes
 
 
 def png_b64(width: int = 64, height: int = 64) -> str:

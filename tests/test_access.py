@@ -11,14 +11,14 @@ from typing import Any
 import httpx2
 import pytest
 
+from emulator import Emulator
+from emulator.access import AuthorizationServer, ThreadedServer
 from mcp_server.access import identity
 from mcp_server.access.hosts import security_settings
 from mcp_server.config import HttpConfig, parse_config
 from mcp_server.gateway import Gateway
 from mcp_server.http_app import build_http_app
 from mcp_server.server import build_server
-from tests.emulator import Emulator
-from tests.emulator_access import AuthorizationServer, ThreadedServer
 from tests.support import GatewayProcess, child_env, free_port, genroute_command, http_gateway, write_config
 from tests.support_access import MCP_HEADERS, TOOL_CALL, client, data_bytes, keys, new_key, post
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.emulator import Emulator
+from emulator import Emulator
 from tests.support import in_memory_client
 
 pytestmark = pytest.mark.anyio

@@ -12,11 +12,11 @@ import anyio
 import pytest
 from mcp_types import AudioContent, ResourceLink
 
+from emulator import Emulator
+from emulator.audio import CHARS_PER_SECOND, speech_wav
 from mcp_server.config import parse_config
 from mcp_server.errors import ConfigError
 from mcp_server.providers import check_models
-from tests.emulator import Emulator
-from tests.emulator_audio import CHARS_PER_SECOND, speech_wav
 from tests.support import in_memory_client
 from tests.support_audio import SPEECH_MODEL, TRANSCRIBE_MODEL, audio_config, served, tool_list
 from tests.support_media import media_config

@@ -13,7 +13,7 @@ import anyio
 import pytest
 from mcp import Client
 
-from tests.emulator import Emulator
+from emulator import Emulator
 from tests.support import in_memory_client, stdio_client, two_replicas, write_config
 from tests.support_media import IMAGE_MODEL, media_config
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from emulator import Emulator
 from mcp_server.catalog import Catalog
 from mcp_server.config import parse_config
 from mcp_server.errors import GatewayError
-from tests.emulator import Emulator
 from tests.support import in_memory_client
 
 pytestmark = pytest.mark.anyio

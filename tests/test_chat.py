@@ -11,7 +11,7 @@ import anyio
 import pytest
 from mcp import Client
 
-from tests.emulator import Emulator
+from emulator import Emulator
 from tests.support import http_gateway, in_memory_client, stdio_client, write_config
 
 pytestmark = pytest.mark.anyio

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
+from emulator import Emulator
 from mcp_server.providers.local import bundled_model_path
-from tests.emulator import Emulator
 from tests.support import in_memory_client
 
 pytestmark = pytest.mark.anyio

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from tests.emulator import Emulator
+from emulator import Emulator
 from tests.support import http_gateway, in_memory_client, write_config
 
 pytestmark = pytest.mark.anyio

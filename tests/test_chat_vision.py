@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from emulator import Emulator
+from emulator.media import png_bytes
 from mcp_server.config import parse_config
 from mcp_server.errors import ConfigError
 from mcp_server.gateway import Gateway
-from tests.emulator import Emulator
-from tests.emulator_media import png_bytes
 from tests.support import in_memory_client
 from tests.support_media import IMAGE_MODEL, media_config
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.emulator import Emulator
+from emulator import Emulator
 from tests.support import EMU_KEY_ENV, child_env, genroute_command, write_config
 
 

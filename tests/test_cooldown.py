@@ -12,9 +12,9 @@ import anyio
 import pytest
 from mcp import Client
 
+from emulator import Emulator
 from mcp_server.reliability.health import ProviderHealth
 from mcp_server.reliability.health_file import read_reports
-from tests.emulator import Emulator
 from tests.faults_support import (
     backup,
     backup_emulator_server,

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.emulator import Emulator
+from emulator import Emulator
 from tests.support import GatewayProcess, http_gateway, write_config
 from tests.support_access import client, new_key
 from tests.support_media import IMAGE_MODEL, VIDEO_MODEL, media_config

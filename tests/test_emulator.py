@@ -26,7 +26,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from PIL import Image
 
 try:
-    from tests.emulator import Emulator
+    from emulator import Emulator
 except ImportError:  # tests/ itself is on sys.path (pytest's default rootdir-less import mode)
     from emulator import Emulator
 
@@ -441,7 +441,7 @@ def test_start_stop_and_no_auth_mode(shared_client: httpx2.Client) -> None:
 def test_runs_as_its_own_process(shared_client: httpx2.Client) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.emulator", "--port", "0", "--latency-ms", "20"],
+        [sys.executable, "-m", "emulator", "--port", "0", "--latency-ms", "20"],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,

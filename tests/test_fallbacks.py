@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from emulator import Emulator
 from mcp_server.config import parse_config
 from mcp_server.errors import ConfigError
-from tests.emulator import Emulator
 from tests.faults_support import backup, backup_emulator_server, error_of, output_of, with_backup
 from tests.support import in_memory_client, stdio_client, write_config
 from tests.support_media import IMAGE_MODEL, media_config

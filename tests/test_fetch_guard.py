@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
+from emulator import Emulator
 from mcp_server.config import parse_config
 from mcp_server.errors import ConfigError, GatewayError
 from mcp_server.media.fetch import GuardedFetcher, is_public
-from tests.emulator import Emulator
 from tests.support import in_memory_client, stdio_client, write_config
 from tests.support_media import IMAGE_MODEL, LoopbackSite, media_config, png_b64
 

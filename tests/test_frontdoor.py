@@ -11,7 +11,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from tests.emulator_access import AuthorizationServer, ThreadedServer
+from emulator.access import AuthorizationServer, ThreadedServer
 from tests.support import GatewayProcess, child_env, http_gateway, write_config
 from tests.support_access import new_key, post
 

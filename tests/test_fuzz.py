@@ -22,7 +22,7 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp_types import Prompt, Tool
 
-from tests.emulator import Emulator
+from emulator import Emulator
 from tests.support import GatewayProcess, http_gateway, write_config
 from tests.support_access import INIT, MCP_HEADERS
 from tests.support_audio import audio_config

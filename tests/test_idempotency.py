@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.emulator import Emulator
+from emulator import Emulator
 from tests.faults_support import backup, backup_emulator_server, error_of, output_of
 from tests.support import EMU_KEY_ENV, in_memory_client, stdio_client, write_config
 from tests.support_media import IMAGE_MODEL, VIDEO_MODEL, media_config

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from emulator.access import AuthorizationServer, ThreadedServer
 from mcp_server.store import sqlite
 from mcp_server.store.base import ApiKeyRecord, JobRecord, UsageQuery, UsageRecord, utcnow
-from tests.emulator_access import AuthorizationServer, ThreadedServer
 from tests.store_backends import store_for
 from tests.support import GatewayProcess, child_env, http_gateway, write_config
 from tests.support_access import client, keys, new_key

@@ -12,8 +12,8 @@ import pytest
 from mcp_types import ImageContent, ResourceLink
 from PIL import Image
 
-from tests.emulator import Emulator
-from tests.emulator_media import kind_png_bytes, png_bytes
+from emulator import Emulator
+from emulator.media import kind_png_bytes, png_bytes
 from tests.support import in_memory_client, stdio_client, write_config
 from tests.support_media import B64_IMAGE_MODEL, IMAGE_MODEL, file_bytes, media_config, media_files, png_b64
 

@@ -11,9 +11,9 @@ import anyio
 import pytest
 from mcp_types import ImageContent, ResourceLink
 
-from tests.emulator import Emulator
-from tests.emulator_audio import decode_multipart
-from tests.emulator_media import png_bytes
+from emulator import Emulator
+from emulator.audio import decode_multipart
+from emulator.media import png_bytes
 from tests.support import in_memory_client
 from tests.support_audio import EDIT_MODEL, audio_config, mask_png, served
 from tests.support_media import IMAGE_MODEL

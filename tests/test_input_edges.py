@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from tests.emulator import Emulator
+from emulator import Emulator
 from tests.faults_support import error_of
 from tests.support import GatewayProcess, base_config, write_config
 from tests.support_media import IMAGE_MODEL, media_config

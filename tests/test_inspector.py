@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.emulator import Emulator
+from emulator import Emulator
 from tests.support import EMU_KEY_ENV, child_env, genroute_command, http_gateway
 from tests.support_access import new_key
 

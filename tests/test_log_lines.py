@@ -14,9 +14,9 @@ import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
+from emulator import Emulator
 from mcp_server.logs import configure_logging
 from mcp_server.providers.redact import Redactor
-from tests.emulator import Emulator
 from tests.faults_support import error_of
 from tests.support import GatewayProcess, base_config, write_config
 from tests.support_media import VIDEO_MODEL, media_config

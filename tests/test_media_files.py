@@ -12,9 +12,9 @@ import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
+from emulator import Emulator
+from emulator.media import png_bytes
 from mcp_server.config import load_config
-from tests.emulator import Emulator
-from tests.emulator_media import png_bytes
 from tests.support import http_gateway, in_memory_client, write_config
 from tests.support_media import IMAGE_MODEL, file_bytes, media_config, media_files
 

@@ -12,6 +12,7 @@ import anyio
 import httpx2
 import pytest
 
+from emulator import Emulator
 from mcp_server.config import HttpConfig
 from mcp_server.media.files import MediaRoot
 from mcp_server.media.links import MediaLinks
@@ -19,7 +20,6 @@ from mcp_server.media.retention import prune_once, pruned
 from mcp_server.store import Store
 from mcp_server.store.media_index import CallFilter, MediaRecord
 from mcp_server.store.usage import UsageRecord
-from tests.emulator import Emulator
 from tests.store_backends import store_for
 from tests.support import http_gateway, in_memory_client, write_config
 from tests.support_access import client, new_key

@@ -10,11 +10,11 @@ import httpx2
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from emulator import Emulator
+from emulator.chat import envelope
 from mcp_server import __version__
 from mcp_server.config import parse_config
 from mcp_server.gateway import Gateway
-from tests.emulator import Emulator
-from tests.emulator_chat import envelope
 from tests.support import http_gateway, write_config
 from tests.support_access import TOOL_CALL, client, new_key, post
 

@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
+from emulator.media import kind_png_bytes
 from mcp_server.media.previews import _JITTER, _MCU, _STRIDE, make_preview
-from tests.emulator_media import kind_png_bytes
 
 
 def _png(img: Image.Image) -> bytes:

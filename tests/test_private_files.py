@@ -15,8 +15,8 @@ import anyio
 import pytest
 from mcp import Client
 
+from emulator import Emulator
 from mcp_server.private_files import private_dir, write_private
-from tests.emulator import Emulator
 from tests.support import GatewayProcess, child_env, genroute_command, write_config
 from tests.support_media import IMAGE_MODEL, VIDEO_MODEL, media_config, png_b64
 

@@ -10,10 +10,10 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp_types import METHOD_NOT_FOUND, ResourceTemplateReference
 
+from emulator import Emulator
 from mcp_server.config import parse_config
 from mcp_server.gateway import Gateway
 from mcp_server.server import build_server
-from tests.emulator import Emulator
 
 pytestmark = pytest.mark.anyio
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from emulator import Emulator
 from mcp_server.providers.http import tls_context
-from tests.emulator import Emulator
 from tests.support import EMU_KEY_ENV, in_memory_client
 
 pytestmark = pytest.mark.anyio

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from emulator import Emulator
 from mcp_server.errors import GatewayError
 from mcp_server.reliability.retry import RetryPolicy
-from tests.emulator import Emulator
 from tests.faults_support import error_of, output_of
 from tests.support import in_memory_client, stdio_client, write_config
 

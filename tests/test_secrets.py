@@ -15,9 +15,9 @@ import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
+from emulator import Emulator
+from emulator.chat import aki_error, envelope
 from mcp_server.reliability.health_file import read_reports
-from tests.emulator import Emulator
-from tests.emulator_chat import aki_error, envelope
 from tests.support import EMU_KEY_ENV, child_env, genroute_command, http_gateway, write_config
 from tests.support_access import client, new_key
 from tests.support_media import IMAGE_MODEL, VIDEO_MODEL, media_config

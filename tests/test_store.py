@@ -15,10 +15,10 @@ import pytest
 from pydantic import ValidationError
 
 from mcp_server.errors import ErrorBody
-from mcp_server.media.job_records import public_view
 from mcp_server.store.base import JobRecord, Store, UsageQuery, UsageRecord, UsageTotals, VideoArguments, VideoResult
 from mcp_server.store.sqlite import MIGRATIONS, SQLiteStore
 from mcp_server.store.usage import month_of
+from mcp_server.video_jobs.records import public_view
 from tests.store_backends import store_for
 
 pytestmark = pytest.mark.anyio

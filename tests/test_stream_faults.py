@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.emulator import Emulator
+from emulator import Emulator
 from tests.faults_support import error_of, output_of
 from tests.support import stdio_client, write_config
 

@@ -10,8 +10,8 @@ import pytest
 from jsonschema import Draft202012Validator
 from mcp import Client
 
+from emulator import Emulator
 from mcp_server.schemas import compact_schema, declares_param_headers
-from tests.emulator import Emulator
 from tests.support import http_gateway, in_memory_client, write_config
 from tests.support_audio import audio_config
 

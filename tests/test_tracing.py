@@ -14,7 +14,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
-from tests.emulator import Emulator
+from emulator import Emulator
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.support import child_env, http_gateway, write_config
 

@@ -15,7 +15,7 @@ import httpx2
 import pytest
 from mcp import Client, StdioServerParameters
 
-from tests.emulator import Emulator
+from emulator import Emulator
 from tests.support import GatewayProcess, base_config, child_env, genroute_command, http_gateway, write_config
 
 pytestmark = pytest.mark.anyio

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.emulator import Emulator
+from emulator import Emulator
 from tests.support import child_env, free_port, genroute_command, in_memory_client, write_config
 
 pytestmark = pytest.mark.anyio

@@ -10,9 +10,9 @@ import anyio
 import pytest
 from mcp import Client
 
+from emulator import Emulator
 from mcp_server.store.base import UsageQuery
 from mcp_server.store.usage import utcnow
-from tests.emulator import Emulator
 from tests.store_backends import store_for
 from tests.support import GatewayProcess, write_config
 

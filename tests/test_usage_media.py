@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.emulator import Emulator
+from emulator import Emulator
 from tests.support import in_memory_client
 from tests.support_media import IMAGE_MODEL, VIDEO_MODEL, media_config
 

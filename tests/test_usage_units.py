@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from mcp_server.catalog import ModelCard, Pricing
 from mcp_server.errors import GatewayError
-from mcp_server.providers.base import ChatResult, Usage
+from mcp_server.providers.base import ChatResult, TokenCounts
 from mcp_server.providers.local import bundled_model_path
 from mcp_server.router import Routed
 from mcp_server.store.usage import LEDGER, plan_usage
@@ -113,7 +113,7 @@ class VideoResult(BaseModel):
 
 
 def test_measure_reads_chat_image_and_video_results() -> None:
-    chat = ChatResult(id="c", content="x", usage=Usage(prompt_tokens=7, completion_tokens=3), cost_usd=0.01)
+    chat = ChatResult(id="c", content="x", usage=TokenCounts(prompt_tokens=7, completion_tokens=3), cost_usd=0.01)
     assert measure(chat) == Quantities(prompt_tokens=7, completion_tokens=3, reported_cost_usd=0.01)
     assert measure(ImageResult(images=["a", "b"])).images == 2
     assert measure(VideoResult(job_id="j", duration=6.0)).video_seconds == 6.0
@@ -158,6 +158,6 @@ def test_an_answer_without_token_counts_is_charged_by_estimate_not_free() -> Non
     record = meter.success()
     assert (record.prompt_tokens, record.completion_tokens) == (estimate.prompt_tokens, 5)
     assert record.cost_usd == pytest.approx(estimate.prompt_tokens + 5)
-    counted = ChatResult(id="c", content="y" * 20, usage=Usage(prompt_tokens=3, completion_tokens=2))
+    counted = ChatResult(id="c", content="y" * 20, usage=TokenCounts(prompt_tokens=3, completion_tokens=2))
     meter.done(Routed(value=counted, card=model, latency_ms=5.0))
     assert meter.success().cost_usd == pytest.approx(5)  # reported counts win

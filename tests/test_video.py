@@ -13,8 +13,8 @@ import pytest
 from mcp import Client
 from mcp_types import ResourceLink
 
-from tests.emulator import Emulator
-from tests.emulator_media import MP4
+from emulator import Emulator
+from emulator.media import MP4
 from tests.support import GatewayProcess, in_memory_client, stdio_client, two_replicas, write_config
 from tests.support_media import VIDEO_MODEL, file_bytes, media_config, media_files, png_b64
 

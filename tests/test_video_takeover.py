@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from mcp_server.media.job_owner import is_gone, machine, process_holder_id
-from tests.emulator import Emulator
+from emulator import Emulator
+from mcp_server.video_jobs.owner import is_gone, machine, process_holder_id
 from tests.support import GatewayProcess, two_replicas, write_config
 from tests.support_media import VIDEO_MODEL, media_config
 from tests.test_video import _submit_then_kill, eventually, read_json
@@ -95,7 +95,7 @@ async def test_a_live_process_takes_over_a_killed_ones_job_when_asked(
 @needs_proc
 def test_holder_liveness_is_proven_or_not_claimed() -> None:
     """A real process: alive while it runs, gone once killed; anything unprovable counts as alive."""
-    code = "from mcp_server.media.job_owner import process_holder_id; import sys, time; print(process_holder_id());"
+    code = "from mcp_server.video_jobs.owner import process_holder_id; import sys, time; print(process_holder_id());"
     child = subprocess.Popen(
         [sys.executable, "-c", code + " sys.stdout.flush(); time.sleep(60)"], stdout=subprocess.PIPE, text=True
     )

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from tests.emulator import Emulator
+from emulator import Emulator
 from tests.faults_support import error_of, output_of
 from tests.support import GatewayProcess, stdio_client, write_config
 from tests.support_media import IMAGE_MODEL, VIDEO_MODEL, media_config

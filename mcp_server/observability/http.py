@@ -173,8 +173,7 @@ def _sources(mcp: MCPServer[Any], gateway: Gateway) -> list[Callable[[], Awaitab
         return [gauge("genroute_open_sessions", "Open MCP sessions (2025-11-25 protocol)", [], [([], open_now)])]
 
     async def cooling() -> list[Metric]:
-        health = gateway.router.reliability.health
-        values = (([name], float(health.cooling_down(name))) for name in sorted(gateway.router.adapters))
+        values = (([name], float(gateway.health.cooling_down(name))) for name in sorted(gateway.adapters))
         return [gauge("genroute_provider_cooling_down", "1 while a provider is cooling down", ["provider"], values)]
 
     return [video_jobs, sessions, cooling]

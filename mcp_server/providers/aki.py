@@ -18,7 +18,7 @@ from mcp_server.providers.base import (
     KeyCheck,
     ProviderAdapter,
     ProviderModel,
-    Usage,
+    TokenCounts,
 )
 from mcp_server.providers.http import (
     build_client,
@@ -86,7 +86,7 @@ class AkiAdapter(ProviderAdapter):
         if not answer.success or answer.text is None:
             failure = read_failure(self.redact, {"error": answer.error}, "the call did not succeed")
             raise AkiCallFailed(self.name, response.status_code, failure)
-        usage = Usage(
+        usage = TokenCounts(
             prompt_tokens=answer.prompt_length,
             completion_tokens=answer.num_generated_tokens,
             total_tokens=answer.prompt_length + answer.num_generated_tokens,

@@ -48,7 +48,10 @@ class ChatRequest(BaseModel):
         return self.model_dump(exclude_none=True, exclude={"upstream_model"})
 
 
-class Usage(BaseModel):
+# One call's token counts: the `usage` object of OpenAI-style answers and of chat_complete's result (the field keeps
+# that name). Elsewhere "usage" means the ledger and its reports (usage/, get_usage). No docstring: it would become
+# the description of chat_complete's `usage` in its output schema.
+class TokenCounts(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
@@ -58,7 +61,7 @@ class ChatResult(BaseModel):
     id: str
     content: str
     finish_reason: str | None = None
-    usage: Usage = Field(default_factory=Usage)
+    usage: TokenCounts = Field(default_factory=TokenCounts)
     upstream_model: str | None = None
     cost_usd: float | None = None  # set only when the upstream reports its own charge
     tool_calls: list[ToolCall] | None = None  # the tools the model called (finish_reason "tool_calls")
@@ -69,7 +72,7 @@ class ChatDelta(BaseModel):
 
     text: str = ""
     finish_reason: str | None = None
-    usage: Usage | None = None
+    usage: TokenCounts | None = None
     id: str | None = None
     tool_calls: list[ToolCallFragment] | None = None
 
@@ -284,7 +287,7 @@ class ProviderAdapter(ABC):
         models = await self.list_models()
         return KeyCheck(key="unchecked", detail=f"its model list answers ({plural(len(models), 'model')})")
 
-    async def usage(self, start: date, end: date) -> ProviderUsage:
+    async def usage_report(self, start: date, end: date) -> ProviderUsage:
         """The provider's own usage figures for [start, end] (whole days); most providers have none."""
         raise self.unsupported("usage reports")
 

@@ -30,7 +30,7 @@ from mcp_server.providers.base import (
     KeyCheck,
     ProviderAdapter,
     ProviderModel,
-    Usage,
+    TokenCounts,
 )
 from mcp_server.providers.redact import Redactor
 
@@ -115,7 +115,7 @@ class LocalAdapter(ProviderAdapter):
             id=last.id or f"local-{uuid.uuid4().hex[:24]}",
             content="".join(parts),
             finish_reason=last.finish_reason or "stop",
-            usage=last.usage or Usage(),
+            usage=last.usage or TokenCounts(),
             upstream_model="smollm2",
         )
 
@@ -201,7 +201,7 @@ def _too_long(exc: Exception) -> GatewayError | None:
     )
 
 
-def _usage(llama: Any, messages: list[dict[str, str]], answer: str) -> Usage:
+def _usage(llama: Any, messages: list[dict[str, str]], answer: str) -> TokenCounts:
     prompt = len(llama.tokenize("\n".join(m["content"] for m in messages).encode(), add_bos=False))
     completion = len(llama.tokenize(answer.encode(), add_bos=False)) if answer else 0
-    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+    return TokenCounts(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)

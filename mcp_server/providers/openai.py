@@ -32,9 +32,9 @@ from mcp_server.providers.base import (
     ProviderAdapter,
     ProviderModel,
     ProviderUsage,
+    TokenCounts,
     ToolCall,
     ToolCallFragment,
-    Usage,
     VideoRequest,
     VideoStatus,
 )
@@ -65,7 +65,7 @@ class _Completion(BaseModel):
     id: str | None = None
     model: str | None = None
     choices: list[_Choice]
-    usage: Usage | None = None
+    usage: TokenCounts | None = None
     cost: float | None = None  # some gateways report the charge
 
 
@@ -97,7 +97,7 @@ class _ChunkChoice(BaseModel):
 class _Chunk(BaseModel):
     id: str | None = None
     choices: list[_ChunkChoice] = []
-    usage: Usage | None = None
+    usage: TokenCounts | None = None
 
 
 class _ModelList(BaseModel):
@@ -164,7 +164,7 @@ class OpenAIAdapter(OpenAIAudio, ProviderAdapter):
         if not completion.choices:
             raise malformed(self.name, "chat completion without choices")
         choice = completion.choices[0]
-        usage = completion.usage or Usage()
+        usage = completion.usage or TokenCounts()
         return ChatResult(
             id=completion.id or f"chatcmpl-{uuid.uuid4().hex[:24]}",
             content=(choice.message.content if choice.message else None) or "",
@@ -234,7 +234,7 @@ class OpenAIAdapter(OpenAIAudio, ProviderAdapter):
             return KeyCheck(key="verified", detail=f"{listed}; a wrong key gets HTTP {probe.status_code}")
         return KeyCheck(key="unchecked", detail=f"{listed}, but answers a wrong key too (HTTP {probe.status_code})")
 
-    async def usage(self, start: date, end: date) -> ProviderUsage:
+    async def usage_report(self, start: date, end: date) -> ProviderUsage:
         """ARKA AI's GET /v1/usage?start_date=&end_date= (ISO dates); other gateways answer 404."""
         response = await self._get("/usage", {"start_date": start.isoformat(), "end_date": end.isoformat()})
         return self._json(response, ProviderUsage, "usage report")

@@ -114,7 +114,7 @@ class Store(ABC):
         """Lease an unfinished job to the process `owner` for `lease_s` seconds, unless another process holds an
         unexpired lease on it: the job when `owner` holds the lease now, None when it is finished, unknown or
         tracked by another live process. One process at a time submits, polls and downloads a job. A lease held
-        by one of the `stopped` holders (known to be gone, see media/job_owner.py) is taken at once."""
+        by one of the `stopped` holders (known to be gone, see video_jobs/owner.py) is taken at once."""
 
     @abstractmethod
     async def claim_orphaned_jobs(

@@ -30,7 +30,7 @@ class VideoArguments(BaseModel):
     duration: float | None = None
     aspect_ratio: str | None = None
     has_image: bool = False
-    image_file: str | None = None  # the first frame, saved until the submission is answered (media/job_inputs.py)
+    image_file: str | None = None  # the first frame, saved until the submission is answered (video_jobs/inputs.py)
     idempotency_key: str | None = None  # every (re)submission of the job sends this one
 
     def public(self) -> dict[str, Any]:

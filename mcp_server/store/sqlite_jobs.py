@@ -1,4 +1,4 @@
-"""SQLite queries for video jobs and their leases (see media/jobs.py): plain functions of a connection."""
+"""SQLite queries for video jobs and their leases (see video_jobs/engine.py): plain functions of a connection."""
 
 from __future__ import annotations
 

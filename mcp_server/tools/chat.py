@@ -15,7 +15,7 @@ from mcp_server.chat_features import ResponseFormat, parse_json_answer, require_
 from mcp_server.errors import invalid_argument
 from mcp_server.gateway import Gateway
 from mcp_server.media.chat_images import ImageSources, check_count, count_images, prepare_images
-from mcp_server.providers.base import ChatDelta, ChatMessage, Usage
+from mcp_server.providers.base import ChatDelta, ChatMessage, TokenCounts
 from mcp_server.providers.messages import ImagePart, TextPart, ToolCall
 from mcp_server.tools.results import OptionalText, guarded, ok, progress_token
 from mcp_server.usage.allowance import BudgetCap, cap_note
@@ -38,7 +38,7 @@ class ChatCompleteOutput(BaseModel):
     json_value: Any = Field(
         default=None, alias="json", description="The answer parsed as JSON, when response_format asked for JSON"
     )
-    usage: Usage
+    usage: TokenCounts
     latency_ms: float
     budget_capped: BudgetCap | None = Field(
         default=None, description="Set when a budget limited the answer's length and the answer reached that limit"

@@ -15,8 +15,8 @@ from mcp_server.access import identity
 from mcp_server.errors import GatewayError
 from mcp_server.gateway import Gateway
 from mcp_server.media.files import MIME_TYPES
-from mcp_server.media.job_records import public_view
 from mcp_server.sdk_internals import SdkChanged, add_template_copy, resource_templates
+from mcp_server.video_jobs.records import public_view
 
 log = logging.getLogger("genroute")
 RECENT_JOBS = 20

@@ -21,7 +21,7 @@ class ProviderStatus(BaseModel):
 def provider_status(gateway: Gateway, *, admin: bool) -> ProviderStatus:
     """Every provider's health; upstream error texts only for admins, as another key's call may have caused them
     (they can quote its request). Others see each provider's state and counts."""
-    providers = gateway.router.reliability.health.snapshot(gateway.router.adapters)
+    providers = gateway.health.snapshot(gateway.adapters)
     if not admin:
         providers = [item.model_copy(update={"last_error": None, "last_error_at": None}) for item in providers]
     return ProviderStatus(providers=providers, routing=gateway.config.routing)

@@ -13,7 +13,7 @@ from mcp_server.errors import Forbidden
 from mcp_server.gateway import Gateway
 from mcp_server.tools.results import guarded, ok
 from mcp_server.usage.report import UsageReport, build_report
-from mcp_server.usage.table import summary_line
+from mcp_server.usage.summary import summary_line
 
 DESCRIPTION = (
     "Show usage and spend: calls, errors, tokens, images, video seconds, speech characters, audio seconds "
@@ -69,6 +69,6 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
             caller=caller,
             group_by=group_by,
             source=source,
-            adapters=gateway.router.adapters,
+            adapters=gateway.adapters,
         )
         return ok(report, text=summary_line(report) + "\n\n" + report.model_dump_json(exclude_none=True))

@@ -13,8 +13,6 @@ from mcp_server.access import identity
 from mcp_server.catalog import ModelCard
 from mcp_server.errors import invalid_argument
 from mcp_server.gateway import Gateway
-from mcp_server.media.job_records import elapsed_s
-from mcp_server.media.jobs import OnUpdate
 from mcp_server.media.links import MediaLinks, SignedLink, resource_link, signed_link
 from mcp_server.media.reference import load_reference_image
 from mcp_server.media.registry import MediaItem
@@ -22,6 +20,8 @@ from mcp_server.store import JobRecord, VideoResult
 from mcp_server.store.job_record import JobError
 from mcp_server.tools.image import check_prompt
 from mcp_server.tools.results import failed, guarded, ok, progress_token
+from mcp_server.video_jobs.engine import OnUpdate
+from mcp_server.video_jobs.records import elapsed_s
 
 DEFAULT_WAIT_S = 45.0
 _RATIO = re.compile(r"^\d{1,3}:\d{1,3}$")

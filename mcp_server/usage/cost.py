@@ -99,7 +99,7 @@ def cost(card: ModelCard, used: Quantities) -> float:
 
 
 def measure(value: object) -> Quantities:
-    """Usage of a provider result, read by convention: `usage.prompt_tokens`, `usage.completion_tokens`,
+    """What a provider result counts, read by convention: `usage.prompt_tokens`, `usage.completion_tokens`,
     `images` (a list or a count), a duration field for video, `cost_usd`."""
     fields = _fields(value)
     usage = _fields(fields.get("usage"))

@@ -223,7 +223,7 @@ async def provider_figures(
     async def ask(name: str, adapter: ProviderAdapter) -> None:
         try:
             with anyio.fail_after(PROVIDER_TIMEOUT_S):
-                figures[name] = ProviderFigures(usage=await adapter.usage(period.first_day, period.last_day))
+                figures[name] = ProviderFigures(usage=await adapter.usage_report(period.first_day, period.last_day))
         except GatewayError as error:
             figures[name] = ProviderFigures(error=error.body())
         except TimeoutError:

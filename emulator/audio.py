@@ -1,6 +1,6 @@
 """The emulator's multipart and audio routes: /images/edits, /audio/speech, /audio/transcriptions.
 
-Hooked into tests/emulator.py by two lines (ROUTES and the route list); the handlers take the Emulator as their
+Hooked into emulator/app.py by two lines (ROUTES and the route list); the handlers take the Emulator as their
 first argument. Everything is real bytes: edits decode every multipart part (images through Pillow) and echo what
 they received; speech answers a real WAV (16 kHz mono, 16-bit) whose length follows the text, and carries the
 text in a `gtxt` chunk (which readers skip); transcription reads the upload's real duration with `wave`, and gives
@@ -25,15 +25,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-if __package__:
-    from . import emulator_chat as chat
-    from . import emulator_media as media
-else:
-    import emulator_chat as chat
-    import emulator_media as media
+from emulator import chat, media
 
 if TYPE_CHECKING:
-    from tests.emulator import Emulator, Fault, RecordedRequest
+    from emulator.app import Emulator, Fault, RecordedRequest
 
 ROUTES = frozenset({"image_edits", "speech", "transcriptions"})
 VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse")

@@ -31,7 +31,7 @@ async def check_command(config: GatewayConfig) -> int:
     health = _health_lines(gateway)
     failures = 0
     try:
-        for name, adapter in gateway.router.adapters.items():
+        for name, adapter in gateway.adapters.items():
             line, ok = await probe(name, adapter, config.providers.get(name))
             print(line)
             failures += not ok

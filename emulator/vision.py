@@ -1,7 +1,7 @@
 """The emulator's multimodal chat: it decodes the images it is sent (Pillow) and says what it saw, answers JSON that
 fits `response_format`'s schema, and calls a tool when `tools` are given (streamed as fragments, as OpenAI does).
 
-Hooked into `emulator.py`'s chat route in two places; everything else about chat stays in emulator_chat.py.
+Hooked into `emulator/app.py`'s chat route in two places; everything else about chat stays in emulator/chat.py.
 """
 
 from __future__ import annotations
@@ -17,10 +17,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
-try:
-    from . import emulator_chat as chat
-except ImportError:  # tests/ itself on sys.path
-    import emulator_chat as chat  # type: ignore[no-redef]
+from emulator import chat
 
 IMAGE_TOKENS = 100  # what one image adds to the emulator's prompt_tokens
 

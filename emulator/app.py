@@ -3,7 +3,7 @@
 It listens on a loopback socket (uvicorn in a background thread) so the gateway under test, in-process
 or as a subprocess, talks to it exactly as it would to the real providers: same paths, bodies, auth and
 error shapes. Tests script misbehaviour with `fail_next` and read back what was sent in `requests`.
-Run `python -m tests.emulator --port 0` for a standalone server (prints `READY <base_url>`).
+Run `python -m emulator --port 0` for a standalone server (prints `READY <base_url>`).
 """
 
 from __future__ import annotations
@@ -30,21 +30,12 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-if __package__:  # imported as tests.emulator, or run as python -m tests.emulator
-    from . import emulator_audio as audio
-    from . import emulator_chat as chat
-    from . import emulator_media as media
-    from . import emulator_vision as vision
-else:  # imported as top-level `emulator` (tests/ itself on sys.path, pytest's default import mode)
-    import emulator_audio as audio
-    import emulator_chat as chat
-    import emulator_media as media
-    import emulator_vision as vision
+from emulator import audio, chat, media, vision
 
 ROUTES = frozenset(
     {"chat", "models", "images", "video_submit", "video_status", "usage", "status", "aki", "aki_key", "files"}
 )
-ROUTES |= audio.ROUTES  # /images/edits, /audio/speech, /audio/transcriptions (tests/emulator_audio.py)
+ROUTES |= audio.ROUTES  # /images/edits, /audio/speech, /audio/transcriptions (emulator/audio.py)
 DEFAULT_MODELS = ("gpt-5.5", "gpt-5.4", "nano-banana-2", "kling-v2-master")
 # GET /v1/models lists prices: ArcaneAPI ("List available models and pricing") and ArkRoute ("Returns model IDs,
 # providers, types, and pricing") say so without showing the JSON, so the emulator uses the `pricing` object of
@@ -740,7 +731,7 @@ class Emulator:
 
 def main(argv: list[str] | None = None) -> int:
     """Standalone server for benchmarks and manual runs; prints `READY <base_url>` once it accepts."""
-    parser = argparse.ArgumentParser(prog="python -m tests.emulator", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m emulator", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--latency-ms", type=float, default=0.0)

@@ -7,7 +7,7 @@ import sys
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # `genroute` builds its parser before anything heavy is imported (cli.py)
+if TYPE_CHECKING:  # `genroute` builds its parser before anything heavy is imported (cli/__init__.py)
     from mcp_server.config import GatewayConfig
     from mcp_server.store import ApiKeyRecord, Store
 
@@ -76,7 +76,7 @@ async def _dispatch(store: Store, config: GatewayConfig, args: argparse.Namespac
     if not rows:
         print("No keys yet. Create one: genroute keys create NAME")
         return 0
-    from mcp_server.cli import table
+    from mcp_server.cli.table import table
 
     print(table(["NAME", "CREATED", "REVOKED", "ADMIN", "RATE LIMIT", "LAST USED", "ID"], rows))
     return 0

@@ -9,7 +9,7 @@ of them tracks a job, the one holding its lease in the store (`video_job_lease_s
 Another process asked about the job follows it through the store instead of submitting or downloading it again.
 A job whose lease ran out (its process stopped) is taken over: at start, by a sweep every third of the lease, or
 by the next call that asks for it; so is, at once, a job whose lease holder is provably gone (a process on this
-host that was killed: see job_owner.py). One caught mid-submission is sent again (with the same Idempotency-Key) only
+host that was killed: see owner.py). One caught mid-submission is sent again (with the same Idempotency-Key) only
 to a provider known to honour that key, else it fails with an explanation.
 """
 
@@ -31,10 +31,6 @@ from mcp_server.access.principals import Caller
 from mcp_server.catalog import Catalog, ModelCard
 from mcp_server.config import MediaConfig
 from mcp_server.errors import GatewayError, ServerFault, SubmissionOutcomeUnknown, invalid_argument
-from mcp_server.media.job_download import download_video
-from mcp_server.media.job_inputs import JobInputs
-from mcp_server.media.job_owner import is_gone, process_holder_id
-from mcp_server.media.job_records import generation_failed, outcome_unknown, timeout_error
 from mcp_server.media.owners import remember
 from mcp_server.media.reference import ReferenceImage
 from mcp_server.media.registry import MediaRegistry
@@ -42,6 +38,10 @@ from mcp_server.providers.base import VideoStatus
 from mcp_server.router import Router, new_idempotency_key
 from mcp_server.store import JobRecord, Store, VideoArguments
 from mcp_server.store.job_record import JobError
+from mcp_server.video_jobs.download import download_video
+from mcp_server.video_jobs.inputs import JobInputs
+from mcp_server.video_jobs.owner import is_gone, process_holder_id
+from mcp_server.video_jobs.records import generation_failed, outcome_unknown, timeout_error
 
 log = logging.getLogger("genroute.jobs")
 JOB_ID = re.compile(r"^vid-[0-9a-f]{20}$")
