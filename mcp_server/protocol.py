@@ -33,6 +33,7 @@ from mcp_types import (
 )
 from pydantic import ValidationError
 
+from mcp_server.access import identity
 from mcp_server.catalog import Catalog
 from mcp_server.errors import ErrorBody, GatewayError, invalid_argument
 from mcp_server.schemas import compact_schema
@@ -53,7 +54,7 @@ def complete_model_ids(catalog: Catalog, prefix: str) -> Completion:
     """Catalog ids and aliases starting with `prefix` (case-insensitive), ids first."""
     wanted = prefix.lower()
     names: list[str] = []
-    for card in catalog.cards():
+    for card in catalog.cards(None, identity.current().policy.allows):  # only the caller's models
         for name in (card.id, *card.aliases):
             if name.lower().startswith(wanted) and name not in names:
                 names.append(name)

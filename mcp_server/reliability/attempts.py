@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar
 
 import anyio
 
-from mcp_server.catalog import Catalog, ModelCard
+from mcp_server.catalog import Catalog, ModelCard, Visible
 from mcp_server.config import ProviderConfig, RoutingConfig
 from mcp_server.errors import (
     DeadlineExceeded,
@@ -110,11 +110,14 @@ class Reliability:
     def policy(self, provider: str) -> RetryPolicy:
         return RetryPolicy.for_provider(self.routing, self.providers.get(provider))
 
-    def candidates(self, card: ModelCard) -> list[ModelCard]:
-        """The model, then each of its fallbacks (resolved through the catalog, same kind, no repeats)."""
+    def candidates(self, card: ModelCard, visible: Visible | None = None) -> list[ModelCard]:
+        """The model, then each of its fallbacks (resolved through the catalog, same kind, no repeats); only those
+        `visible` to the caller (a key's allowlist), when given."""
         chain = [card]
         for name in card.fallbacks:
             fallback = self.catalog.get(name)
+            if fallback is not None and visible is not None and not visible(fallback):
+                continue  # not a model for this caller: never reached, not even through a fallback
             if fallback is None or fallback.kind != card.kind:
                 log.warning(
                     "model %s: fallback %s is not %s model in the catalog; skipped", card.id, name, a_or_an(card.kind)
@@ -130,10 +133,11 @@ class Reliability:
         call: Callable[[ModelCard], Awaitable[T]],
         *,
         resend_if_lost: bool = True,
+        visible: Visible | None = None,
     ) -> Attempted[T]:
         """Run `call` until one candidate answers; raise the most useful GatewayError otherwise."""
         deadline = anyio.current_time() + self.routing.deadline_s
-        chain = self.candidates(card)
+        chain = self.candidates(card, visible)
         trail = _Trail()
         for index, candidate in enumerate(chain):
             has_later = index + 1 < len(chain)

@@ -26,6 +26,7 @@ from mcp_server.store.base import (
     ApiKeyRecord,
     BudgetStatus,
     JobRecord,
+    KeyBudget,
     Reservation,
     Store,
     StoreUnavailable,
@@ -75,6 +76,8 @@ MIGRATIONS: list[str] = [
     " (provider TEXT PRIMARY KEY, until TIMESTAMPTZ NOT NULL, reason TEXT NOT NULL);",
     # 7: jobs and usage belong to a key's stable identity, not its name
     CALLER_IDENTITY_MIGRATION,
+    # 8: per-key limits (budget, ceiling per call, model allowlist) and each key's spend per month
+    postgres_keys.LIMITS_MIGRATION + postgres_usage.KEY_BUDGET_MIGRATION,
 ]
 
 MIGRATION_LOCK = 0x67656E726F757465  # "genroute": the advisory lock key held while migrating
@@ -269,21 +272,22 @@ class PostgresStore(Store):
         async with self.connection() as conn:
             return await postgres_usage.summary(conn, query)
 
-    async def budget_status(self, month: str) -> BudgetStatus:
+    async def budget_status(self, month: str, *, caller: str | None = None) -> BudgetStatus:
         async with self.connection() as conn:
-            return await postgres_usage.status(conn, month)
+            return await postgres_usage.status(conn, month, caller)
 
     async def reserve_budget(
         self,
         month: str,
-        limit_usd: float,
+        limit_usd: float | None,
         amount_usd: float,
         *,
         at_least: float | None = None,
         ttl: timedelta = timedelta(hours=2),
+        key: KeyBudget | None = None,
     ) -> Reservation:
         async with self.connection() as conn:
-            return await postgres_usage.reserve(conn, month, limit_usd, amount_usd, ttl, at_least)
+            return await postgres_usage.reserve(conn, month, limit_usd, amount_usd, ttl, at_least, key)
 
     async def release_reservation(self, reservation_id: str) -> None:
         async with self.connection() as conn:
@@ -301,6 +305,10 @@ class PostgresStore(Store):
     async def revoke_key(self, name: str) -> ApiKeyRecord | None:
         async with self.connection() as conn:
             return await postgres_keys.revoke(conn, name)
+
+    async def update_key(self, name: str, changes: dict[str, Any]) -> ApiKeyRecord | None:
+        async with self.connection() as conn:
+            return await postgres_keys.update(conn, name, changes)
 
     async def find_key_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
         async with self.connection() as conn:

@@ -30,6 +30,7 @@ from mcp_server.store.base import (
     ApiKeyRecord,
     BudgetStatus,
     JobRecord,
+    KeyBudget,
     Reservation,
     Store,
     StoreUnavailable,
@@ -93,6 +94,8 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     " (provider TEXT PRIMARY KEY, until REAL NOT NULL, reason TEXT NOT NULL)",
     # 8: jobs and usage belong to a key's stable identity, not its name
     CALLER_IDENTITY_MIGRATION,
+    # 9: per-key limits (budget, ceiling per call, model allowlist) and each key's spend per month
+    lambda conn: _key_limits(conn),
 ]
 
 
@@ -218,6 +221,9 @@ class SQLiteStore(Store):
     async def revoke_key(self, name: str) -> ApiKeyRecord | None:
         return await self.run(sqlite_keys.revoke, name)
 
+    async def update_key(self, name: str, changes: dict[str, Any]) -> ApiKeyRecord | None:
+        return await self.run(sqlite_keys.update, name, changes)
+
     async def find_key_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
         return await self.inline(sqlite_keys.find_by_hash, key_hash)  # on every authenticated request
 
@@ -245,19 +251,20 @@ class SQLiteStore(Store):
     async def usage_summary(self, query: UsageQuery) -> UsageSummary:
         return await self.run(sqlite_usage.summary, query)
 
-    async def budget_status(self, month: str) -> BudgetStatus:
-        return await self.run(sqlite_usage.status, month)
+    async def budget_status(self, month: str, *, caller: str | None = None) -> BudgetStatus:
+        return await self.run(sqlite_usage.status, month, caller)
 
     async def reserve_budget(
         self,
         month: str,
-        limit_usd: float,
+        limit_usd: float | None,
         amount_usd: float,
         *,
         at_least: float | None = None,
         ttl: timedelta = timedelta(hours=2),
+        key: KeyBudget | None = None,
     ) -> Reservation:
-        return await self.inline(sqlite_usage.reserve, month, limit_usd, amount_usd, ttl, at_least)
+        return await self.inline(sqlite_usage.reserve, month, limit_usd, amount_usd, ttl, at_least, key)
 
     async def release_reservation(self, reservation_id: str) -> None:
         await self.inline(sqlite_usage.release, reservation_id)
@@ -292,6 +299,13 @@ def _add_columns(conn: sqlite3.Connection, table: str, columns: dict[str, str]) 
     for name, kind in columns.items():
         if name not in present:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+
+
+def _key_limits(conn: sqlite3.Connection) -> None:
+    _add_columns(conn, "api_keys", sqlite_keys.LIMIT_COLUMNS)
+    _add_columns(conn, "budget_reservations", {"caller": "TEXT"})
+    for statement in filter(str.strip, sqlite_usage.KEY_BUDGET_MIGRATION.split(";")):
+        conn.execute(statement)
 
 
 def _use_wal(conn: sqlite3.Connection, timeout_s: float = 30.0) -> None:

@@ -152,7 +152,8 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
         output: Annotated[Output, Field(description="preview | link | full")] = "preview",
     ) -> Annotated[CallToolResult, GenerateImageOutput]:
         check_prompt(prompt)
-        card = gateway.router.resolve(model, "image")
+        caller = identity.current()
+        card = gateway.router.resolve(model, "image", caller)
         size = check_image_arguments(card, n, size)
         reference = None
         if reference_image is not None:
@@ -165,7 +166,7 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
             )
         routed = await gateway.router.generate_image(
             card,
-            caller=identity.current(),
+            caller=caller,
             prompt=prompt,
             n=n,
             size=size,
