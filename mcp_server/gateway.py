@@ -88,7 +88,8 @@ class Gateway:
         }
         store = open_store_for(config)
         observer = build_observer(metrics=metrics)
-        reliability = Reliability(catalog, config.routing, providers, observer)
+        pools = {name: adapter.keys for name, adapter in adapters.items()}
+        reliability = Reliability(catalog, config.routing, providers, observer, pools)
         router = Router(catalog, adapters, reliability, Accountant(store, config.budget, observer), observer)
         return cls(config=config, catalog=catalog, router=router, store=store, observer=observer)
 
@@ -111,6 +112,9 @@ class Gateway:
                 variable,
             )
         for name, provider in self.config.providers.items():
+            unset = [env for env in provider.key_envs() if env not in dict(provider.api_keys())]
+            if unset and name not in missing_keys:
+                log.warning("provider %s: %s not set; its other keys serve it", name, " and ".join(unset))
             if not provider.discover or name in missing_keys:
                 continue
             try:

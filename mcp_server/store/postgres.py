@@ -78,6 +78,8 @@ MIGRATIONS: list[str] = [
     CALLER_IDENTITY_MIGRATION,
     # 8: per-key limits (budget, ceiling per call, model allowlist) and each key's spend per month
     postgres_keys.LIMITS_MIGRATION + postgres_usage.KEY_BUDGET_MIGRATION,
+    # 9: which of a provider's keys (its variable's name) served each call
+    "ALTER TABLE usage_ledger ADD COLUMN IF NOT EXISTS api_key_env TEXT;",
 ]
 
 MIGRATION_LOCK = 0x67656E726F757465  # "genroute": the advisory lock key held while migrating

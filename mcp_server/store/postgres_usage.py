@@ -77,7 +77,7 @@ MIGRATION = (
 
 _LEDGER_COLUMNS = (
     "at, tool, model, provider, upstream_model, outcome, prompt_tokens, completion_tokens, images, video_seconds,"
-    " cost_usd, latency_ms, caller, job_id"
+    " cost_usd, latency_ms, caller, job_id, api_key_env"
 )
 
 
@@ -116,7 +116,7 @@ async def record(conn: AsyncConnection, records: list[UsageRecord], reservation_
                 for r in records:
                     await copy.write_row(_ledger_row(r))
         else:
-            values = ", ".join(["%s"] * 14)
+            values = ", ".join(["%s"] * 15)
             await cur.executemany(
                 f"INSERT INTO usage_ledger ({_LEDGER_COLUMNS}) VALUES ({values})", [_ledger_row(r) for r in records]
             )

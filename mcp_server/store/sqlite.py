@@ -96,6 +96,8 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     CALLER_IDENTITY_MIGRATION,
     # 9: per-key limits (budget, ceiling per call, model allowlist) and each key's spend per month
     lambda conn: _key_limits(conn),
+    # 10: which of a provider's keys (its variable's name) served each call
+    lambda conn: _add_columns(conn, "usage_ledger", {"api_key_env": "TEXT"}),
 ]
 
 

@@ -91,7 +91,8 @@ FOLD_MIGRATION = """
 
 _LEDGER_INSERT = (
     "INSERT INTO usage_ledger (at, tool, model, provider, upstream_model, outcome, prompt_tokens, completion_tokens,"
-    " images, video_seconds, cost_usd, latency_ms, caller, job_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " images, video_seconds, cost_usd, latency_ms, caller, job_id, api_key_env)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 

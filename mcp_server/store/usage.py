@@ -64,6 +64,7 @@ class UsageRecord(BaseModel):
     latency_ms: float = Field(default=0.0, ge=0)
     caller: str = "stdio"
     job_id: str | None = None
+    api_key_env: str | None = None  # the variable whose key the provider was called with (never the key)
 
     _at_aware = field_validator("at")(_aware)
 
@@ -319,6 +320,7 @@ def ledger_row(r: UsageRecord, at: object) -> tuple[object, ...]:
         r.latency_ms,
         r.caller,
         r.job_id,
+        r.api_key_env,
     )
 
 

@@ -25,6 +25,7 @@ from mcp_server.catalog import ModelCard
 from mcp_server.config import BudgetConfig
 from mcp_server.errors import BudgetRefused, GatewayError, ServerFault
 from mcp_server.observability.observer import Observer
+from mcp_server.providers.keys import SERVED_KEY
 from mcp_server.store.base import Store, StoreUnavailable, UsageRecord
 from mcp_server.store.usage import COST_EPSILON, month_of, utcnow
 from mcp_server.usage.allowance import AnswerAllowance, Limit, needs_text, unpriced_error
@@ -83,6 +84,7 @@ class Meter:
             latency_ms=max(latency, 0.0),
             caller=self.caller,
             job_id=self.job_id,
+            api_key_env=SERVED_KEY.get(),  # set by the last attempt's request (providers/keys.py)
         )
 
     def success(self) -> UsageRecord:
@@ -296,6 +298,7 @@ class Metered:
         self.enabled = enabled  # False: no budget check, no record (free calls that are part of another one)
 
     async def __aenter__(self) -> Meter:
+        SERVED_KEY.set(None)  # not a key an earlier call in this task used
         if self.enabled:
             await self.accountant._admit(self.meter)
         return self.meter
