@@ -42,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_usage_parser(commands)
     commands.add_parser("check", help="validate the config and ask each provider what it can tell of its key, for free")
+    commands.add_parser("reload", help="make the servers running on this config's data_dir re-read the config")
     keys_cli.add_parser(commands)
     _accept_global_options_after_commands(parser)
     return parser
@@ -133,6 +134,10 @@ def _main(argv: Sequence[str] | None) -> int:
         return _models(config)
     if args.command == "keys":
         return anyio.run(keys_cli.run, config, args)
+    if args.command == "reload":
+        from mcp_server.reload import reload_command
+
+        return reload_command(config)
     if args.command == "usage":
         from mcp_server.usage.command import usage_command
 
@@ -162,7 +167,13 @@ def _serve(config: GatewayConfig, args: argparse.Namespace, listener: socket.soc
     # time): the tools are built on its next request, and the CA store loads once that is answered (a thread
     # loading it slows the start by far more than its own CPU time on a busy machine: docs/performance.md).
     # Over HTTP both are done before the first connection is accepted.
-    mcp = build_server(gateway, defer_surface=not args.http, after_surface=prepare_tls_context)
+    mcp = build_server(
+        gateway,
+        defer_surface=not args.http,
+        after_surface=prepare_tls_context,
+        reload_on_sighup=True,  # and `genroute reload` (reload.py)
+        config_path=args.config,
+    )
     # What was built so far (SDK, schemas, catalog) lives as long as the server: out of the collector's sight,
     # a full collection no longer walks ~100,000 objects (a ~60 ms pause every few thousand calls, ~30 us a
     # call on average; see docs/performance.md). Startup, collector off, leaves ~2,600 garbage objects (~0.4 MB):

@@ -15,7 +15,7 @@ Also three fixes at the protocol edge, in server middleware (so they cover every
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
@@ -175,7 +175,8 @@ def _admitting_errors(tool: Any) -> Any:
     return tool
 
 
-def register(mcp: MCPServer[Any], catalog: Catalog) -> None:
+def register(mcp: MCPServer[Any], catalog: Callable[[], Catalog]) -> None:
+    """`catalog` gives the catalog of the request being served (a reload may have replaced it)."""
     mcp.middleware.append(ProtocolShaping(mcp))
     add_request_handler(mcp, "logging/setLevel", SetLevelRequestParams, set_level)
 
@@ -186,5 +187,5 @@ def register(mcp: MCPServer[Any], catalog: Catalog) -> None:
         context: CompletionContext | None,
     ) -> Completion | None:
         if isinstance(ref, ResourceTemplateReference) and ref.uri == MODEL_TEMPLATE and argument.name == "model_id":
-            return complete_model_ids(catalog, argument.value)
+            return complete_model_ids(catalog(), argument.value)
         return None  # preset arguments are free text: nothing to suggest

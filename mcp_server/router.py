@@ -84,6 +84,7 @@ class Router:
         self.reliability = reliability or Reliability(catalog)
         self.accountant = accountant or Accountant(None)
         self.observer = observer or Observer()
+        self.in_flight = 0  # calls in `run` now: a reload closes this router's adapters once it is 0
         if self.observer.tracing:  # a span around each logical call; with traces off, not even a check per call
             self.run = self.observer.traced(self.run)  # type: ignore[method-assign]
 
@@ -130,6 +131,24 @@ class Router:
         calls that cost nothing and are part of another call (video status polls): no budget, no record;
         `allowance` (chat) lets a budget bound the answer: `operation` reads its max_tokens once admitted.
         """
+        self.in_flight += 1
+        try:
+            return await self._run(card, operation, caller, tool, estimate, job_id, metered, resend_if_lost, allowance)
+        finally:
+            self.in_flight -= 1
+
+    async def _run(
+        self,
+        card: ModelCard,
+        operation: Operation[T],
+        caller: Caller,
+        tool: str | None,
+        estimate: Quantities | None,
+        job_id: str | None,
+        metered: bool,
+        resend_if_lost: bool,
+        allowance: AnswerAllowance | None,
+    ) -> Routed[T]:
         self.route_for(card)  # an unconfigured provider fails here, before any attempt
         policy = caller.policy
         if policy.restricts_models and not policy.allows(card):  # callers resolve first; this is the backstop

@@ -96,13 +96,20 @@ class Reliability:
         providers: dict[str, ProviderConfig] | None = None,
         observer: Observer | None = None,
         key_pools: dict[str, KeyPool] | None = None,
+        *,
+        health: Health | None = None,
     ) -> None:
+        """`health`: the tracker of the configuration this one replaces (a reload), kept with its counts."""
         self.catalog = catalog
         self.routing = routing or RoutingConfig()
         self.providers = providers or {}
         self.observer = observer or Observer()
         self.key_pools = {name: pool for name, pool in (key_pools or {}).items() if pool.several}
-        self.health = Health(self.cooldown_s, key_pools=self.key_pools)
+        if health is None:
+            health = Health(self.cooldown_s, key_pools=self.key_pools)
+        else:
+            health.configure(self.cooldown_s, self.key_pools)
+        self.health = health
         # Providers none of whose key variables is set (read once, as the adapters read their keys): calls routed
         # to them fail before anything is sent, and their fallbacks are tried.
         self.missing_keys = {

@@ -120,6 +120,10 @@ class Health:
         self.listeners: list[Callable[[bool], None]] = []  # called after each record; True on a failure
         self.on_cooldown: Callable[[str], None] | None = None  # called when a provider starts to cool down
 
+    def configure(self, cooldown_s: Callable[[str], float], key_pools: dict[str, KeyPool]) -> None:
+        """The settings of a reloaded config; the counts, cooldowns and listeners stay."""
+        self._cooldown_s, self._pools = cooldown_s, key_pools
+
     def _tracker(self, provider: str) -> _Tracker:
         tracker = self._trackers.get(provider)
         if tracker is None:
