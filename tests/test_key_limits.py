@@ -4,6 +4,7 @@ PostgreSQL."""
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 from collections import Counter
@@ -18,7 +19,7 @@ from mcp_server.store.base import UsageRecord
 from mcp_server.store.usage import KeyBudget, month_of, utcnow
 from tests.emulator import Emulator
 from tests.store_backends import store_for
-from tests.support import genroute_command, http_gateway, write_config
+from tests.support import genroute_command, http_gateway, two_replicas, write_config
 from tests.support_access import client, keys, new_key
 from tests.support_media import IMAGE_MODEL, media_config
 
@@ -181,3 +182,52 @@ async def test_two_stores_racing_never_overspend_a_key_or_the_month(database_set
     finally:
         await first.close()
         await second.close()
+
+
+@pytest.mark.anyio
+async def test_two_keys_on_two_replicas_each_keep_to_their_own_budget_and_models(
+    config_data: dict[str, Any], database_settings: dict[str, Any], emulator: Emulator, tmp_path: Path
+) -> None:
+    """Two keys, $0.01 each, 12 racing 300-token answers at $0.003 per key through two servers on one database:
+    each key gets three in full and one cut to the 100 tokens its last $0.001 buys, the rest refused naming that
+    key; neither sees the other's models."""
+    config_data["models"]["flat"] = {"provider": "arkroute", "kind": "chat", "output_usd_per_mtok": 10.0}
+    config_data["models"]["level"] = {"provider": "arkroute", "upstream": "flat", "output_usd_per_mtok": 10.0}
+    config_data["server"].update(database_settings)
+    path = write_config(tmp_path / "genroute.toml", config_data)
+    keys_by_name = {
+        "red": (new_key(path, "red", "--monthly-usd", "0.01", "--models", "flat"), "flat"),
+        "blue": (new_key(path, "blue", "--monthly-usd", "0.01", "--models", "level,gpt-5.4"), "level"),
+    }
+    emulator.reply = LONG_REPLY
+    emulator.latency_ms = 300  # every call of the wave is in flight at once
+    outcomes: dict[str, list[Any]] = {"red": [], "blue": []}
+    seen: dict[str, list[str]] = {}
+    first, second = two_replicas(path, auth=True)
+    try:
+        async with anyio.create_task_group() as starting:
+            starting.start_soon(anyio.to_thread.run_sync, functools.partial(first.start, 90))
+            starting.start_soon(anyio.to_thread.run_sync, functools.partial(second.start, 90))
+        for name, (key, model) in keys_by_name.items():
+            async with client(first.mcp_url, key) as one, client(second.mcp_url, key) as two:
+                seen[name] = [m["id"] for m in (await one.call_tool("list_models", {})).structured_content["models"]]
+
+                async def chat(session: Any, name: str = name, model: str = model) -> None:
+                    result = await session.call_tool(
+                        "chat_complete", {"prompt": "go", "model": model, "max_tokens": 300}
+                    )
+                    outcomes[name].append(error_of(result) if result.is_error else result.structured_content)
+
+                with anyio.fail_after(120):
+                    async with anyio.create_task_group() as group:
+                        for n in range(12):
+                            group.start_soon(chat, one if n % 2 else two)
+    finally:
+        first.stop()
+        second.stop()
+    assert seen == {"red": ["flat"], "blue": ["gpt-5.4", "level"]}
+    for name, results in outcomes.items():
+        answered = [r["usage"]["completion_tokens"] for r in results if "usage" in r]
+        refused = [r for r in results if "usage" not in r]
+        assert Counter(answered) == {300: 3, 100: 1}, name
+        assert len(refused) == 8 and all(f"monthly budget of key '{name}'" in r["message"] for r in refused)
