@@ -182,6 +182,8 @@ class Emulator:
     def reset(self) -> None:
         """Back to the constructor's state: no requests, faults, tasks, files or usage; default knobs."""
         self.api_key: str | None = self._defaults["api_key"]
+        # More bearer keys: None is accepted like api_key; a status (401, 402, 429) is what that key is answered
+        self.other_keys: dict[str, int | None] = {}
         self.latency_ms: float = self._defaults["latency_ms"]
         self.reply: str | None = self._defaults["reply"]
         self.echo_secrets = False  # errors repeat the credential they got (see _echo) in...
@@ -425,8 +427,12 @@ class Emulator:
                 bearer_needed = auth == "bearer" or (auth == "models" and self.models_need_key)
                 if bearer_needed and self.api_key is not None:
                     scheme, _, token = rec.headers.get("authorization", "").partition(" ")
-                    if scheme.lower() != "bearer" or token.strip() != self.api_key:
+                    token = token.strip()
+                    refused = self.other_keys.get(token, 401) if token != self.api_key else None
+                    if scheme.lower() != "bearer" or refused == 401:
                         raise chat.Invalid(None, "Invalid API key provided", status=401, code="invalid_api_key")
+                    if refused is not None:
+                        raise chat.Invalid(None, f"This key is refused ({refused})", status=refused, code=None)
                 if auth == "aki" and self.api_key is not None:
                     key = parsed.get("key") if isinstance(parsed, dict) else None
                     if key != self.api_key:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -140,6 +140,13 @@ LOCAL_CARD = ModelCard(
 )
 
 
+Visible = Callable[[ModelCard], bool]  # a caller's view: a model it may not use does not exist for it
+
+
+def _everything(_: ModelCard) -> bool:
+    return True
+
+
 class Catalog:
     def __init__(self, cards: Iterable[ModelCard], defaults: dict[Kind, str | None] | None = None) -> None:
         self._cards: dict[str, ModelCard] = {}
@@ -180,26 +187,32 @@ class Catalog:
         for alias in card.aliases:
             self._names[alias] = card.id
 
-    def cards(self, kind: Kind | None = None) -> list[ModelCard]:
-        return [card for card in self._cards.values() if kind is None or card.kind == kind]
+    def cards(self, kind: Kind | None = None, visible: Visible = _everything) -> list[ModelCard]:
+        return [card for card in self._cards.values() if (kind is None or card.kind == kind) and visible(card)]
 
-    def get(self, model_id: str) -> ModelCard | None:
+    def get(self, model_id: str, visible: Visible = _everything) -> ModelCard | None:
         canonical = self._names.get(model_id)
-        return self._cards[canonical] if canonical else None
+        card = self._cards[canonical] if canonical else None
+        return card if card is not None and visible(card) else None
 
-    def default_for(self, kind: Kind) -> ModelCard | None:
+    def default_for(self, kind: Kind, visible: Visible = _everything) -> ModelCard | None:
+        """The configured default, else the first configured model of that kind (in file order), else any; for a
+        caller who may not use the default, the first of those it may use."""
         configured = self._defaults.get(kind)
-        if configured:
-            return self.get(configured)
-        for card in self._cards.values():  # first configured model of that kind, in file order
-            if card.kind == kind and not card.discovered:
+        if configured and (card := self.get(configured, visible)) is not None:
+            return card
+        if configured and visible is _everything:
+            return None
+        for card in self._cards.values():
+            if card.kind == kind and not card.discovered and visible(card):
                 return card
-        return next((card for card in self._cards.values() if card.kind == kind), None)
+        return next((card for card in self._cards.values() if card.kind == kind and visible(card)), None)
 
-    def resolve(self, requested: str | None, kind: Kind) -> ModelCard:
-        """The card for `requested` (or the kind's default), or a GatewayError that says what exists."""
+    def resolve(self, requested: str | None, kind: Kind, visible: Visible = _everything) -> ModelCard:
+        """The card for `requested` (or the kind's default), or a GatewayError that says what exists; `visible`
+        hides the models a caller may not use, from the answer and from the error alike."""
         if requested is None or not requested.strip():
-            card = self.default_for(kind)
+            card = self.default_for(kind, visible)
             if card is None:
                 raise invalid_argument(
                     "model",
@@ -208,11 +221,12 @@ class Catalog:
                     code="no_model_configured",
                 )
             return card
-        card = self.get(requested.strip())
+        card = self.get(requested.strip(), visible)
         if card is None:
-            close = difflib.get_close_matches(requested, list(self._names), n=3, cutoff=0.4)
+            names = [name for name, canonical in self._names.items() if visible(self._cards[canonical])]
+            close = difflib.get_close_matches(requested, names, n=3, cutoff=0.4)
             hint = f" Closest: {', '.join(close)}." if close else ""
-            available = ", ".join(c.id for c in self.cards(kind)) or "none"
+            available = ", ".join(c.id for c in self.cards(kind, visible)) or "none"
             raise NotFound(
                 f"Unknown model '{requested}'.{hint} Available {kind} models: {available}. "
                 "Call list_models to see them all.",
@@ -224,7 +238,7 @@ class Catalog:
                 "model",
                 f"Model '{card.id}' is {a_or_an(card.kind)} model and cannot be used here, which needs "
                 f"{a_or_an(kind)} model. "
-                f"Available {kind} models: {', '.join(c.id for c in self.cards(kind)) or 'none'}.",
+                f"Available {kind} models: {', '.join(c.id for c in self.cards(kind, visible)) or 'none'}.",
                 code="wrong_model_kind",
             )
         return card

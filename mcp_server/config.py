@@ -70,7 +70,7 @@ class ServerConfig(_Strict):
 class ProviderConfig(_Strict):
     protocol: Protocol
     base_url: str | None = None
-    api_key_env: str | None = None
+    api_key_env: str | list[str] | None = None  # a list: several keys, calls spread over them (providers/keys.py)
     timeout_s: float = Field(default=120.0, gt=0, le=3600)
     connect_timeout_s: float = Field(default=10.0, gt=0, le=120)
     discover: bool = False
@@ -93,11 +93,27 @@ class ProviderConfig(_Strict):
             raise ValueError("base_url must start with http:// or https://")
         return self
 
-    def api_key(self) -> str | None:
-        """The key from the environment; None when no variable is configured or it is unset."""
+    def key_envs(self) -> list[str]:
+        """The variable names `api_key_env` gives, one or several."""
         if not self.api_key_env:
-            return None
-        return os.environ.get(self.api_key_env) or None
+            return []
+        return [self.api_key_env] if isinstance(self.api_key_env, str) else list(self.api_key_env)
+
+    def api_keys(self) -> list[tuple[str, str]]:
+        """(variable, key) for each variable that is set."""
+        return [(env, value) for env in self.key_envs() if (value := os.environ.get(env))]
+
+    def api_key(self) -> str | None:
+        """The first key the environment has; None when no variable is configured or none is set."""
+        keys = self.api_keys()
+        return keys[0][1] if keys else None
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _key_names(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and (not value or len(set(value)) != len(value) or not all(value)):
+            raise ValueError("api_key_env takes a variable name or a non-empty list of distinct names")
+        return value
 
 
 class ModelConfig(_Strict):

@@ -1,10 +1,17 @@
-"""The running gateway: config, catalog, adapters and router, built once and shared by every transport."""
+"""The running gateway: config, catalog, adapters and router, shared by every transport.
+
+What a config builds (its catalog, adapters and router) is one immutable `Snapshot`. A reload (reload.py) builds
+a new one and swaps it in whole; each request reads the snapshot it started with (`pinned`), so a call in flight
+finishes on what it began with while new calls use the new one. The store, the media registry and the video jobs
+live as long as the process.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,14 +54,56 @@ def health_dir(config: GatewayConfig) -> Path:
     return config.server.resolved_data_dir() / "health"
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """What one config builds. `requests` counts the requests that started on it (reload.py waits for them)."""
+
+    config: GatewayConfig
+    catalog: Catalog
+    router: Router
+    requests: list[int] = field(default_factory=lambda: [0], compare=False)  # a cell: the snapshot is frozen
+
+    @property
+    def busy(self) -> bool:
+        return self.requests[0] > 0 or self.router.in_flight > 0
+
+
+def build_snapshot(
+    config: GatewayConfig,
+    store: Store,
+    observer: Observer,
+    *,
+    reuse: dict[str, ProviderAdapter] | None = None,
+    health: Health | None = None,
+) -> Snapshot:
+    """Catalog, adapters and router for `config`. An adapter in `reuse` whose provider's settings are unchanged is
+    kept (its connections and key cooldowns with it); `health` carries provider health over a reload.
+    Raises ConfigError when a model is of a kind its provider's adapter does not serve."""
+    check_models(config)
+    catalog = Catalog.from_config(config)
+    providers = dict(config.providers)
+    if any(card.provider == LOCAL_PROVIDER for card in catalog.cards()) and LOCAL_PROVIDER not in providers:
+        providers[LOCAL_PROVIDER] = ProviderConfig(protocol="local")
+    redact = redactor_for(config)
+    adapters: dict[str, ProviderAdapter] = {}
+    for name, cfg in providers.items():
+        kept = (reuse or {}).get(name)
+        adapters[name] = kept if kept is not None and kept.config == cfg else build_adapter(name, cfg, redact)
+    pools = {name: adapter.keys for name, adapter in adapters.items()}
+    reliability = Reliability(catalog, config.routing, providers, observer, pools, health=health)
+    router = Router(catalog, adapters, reliability, Accountant(store, config.budget, observer), observer)
+    return Snapshot(config, catalog, router)
+
+
+_PINNED: ContextVar[Snapshot | None] = ContextVar("genroute_snapshot", default=None)
+
+
 @dataclass
 class Gateway:
     """What the tools and transports use: the router for every provider call, and beside it the services they read
     (provider health and adapters, the media registry and fetcher, video jobs, the store), each one attribute."""
 
-    config: GatewayConfig
-    catalog: Catalog
-    router: Router
+    current: Snapshot
     store: Store
     health_file: HealthFile | None = field(default=None, repr=False)
     observer: Observer = field(default_factory=Observer, repr=False)
@@ -62,12 +111,53 @@ class Gateway:
     media: MediaRegistry = field(init=False)
     fetcher: GuardedFetcher = field(init=False)
     jobs: VideoJobs = field(init=False)
-    adapters: dict[str, ProviderAdapter] = field(init=False, repr=False)  # by provider name (the router's)
-    health: Health = field(init=False, repr=False)  # every provider's recent outcomes and cooldowns
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The snapshot this request started on (see `pinned`), else the current one."""
+        return _PINNED.get() or self.current
+
+    @property
+    def config(self) -> GatewayConfig:
+        return self.snapshot.config
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.snapshot.catalog
+
+    @property
+    def router(self) -> Router:
+        return self.snapshot.router
+
+    @property
+    def adapters(self) -> dict[str, ProviderAdapter]:
+        """By provider name (the router's)."""
+        return self.snapshot.router.adapters
+
+    @property
+    def health(self) -> Health:
+        """Every provider's recent outcomes and cooldowns (carried over a reload)."""
+        return self.snapshot.router.reliability.health
+
+    @contextmanager
+    def pinned(self) -> Iterator[Snapshot]:
+        """One request on the current snapshot, from start to end, whatever reloads meanwhile."""
+        snapshot = self.current
+        snapshot.requests[0] += 1
+        token = _PINNED.set(snapshot)
+        try:
+            yield snapshot
+        finally:
+            _PINNED.reset(token)
+            snapshot.requests[0] -= 1
+
+    def swap(self, snapshot: Snapshot) -> Snapshot:
+        """Make `snapshot` current (new requests and video jobs use it); the one it replaces."""
+        old, self.current = self.current, snapshot
+        self.jobs.router, self.jobs.catalog = snapshot.router, snapshot.catalog
+        return old
 
     def __post_init__(self) -> None:
-        self.adapters = self.router.adapters
-        self.health = self.router.reliability.health
         server, media = self.config.server, self.config.media
         self.media = MediaRegistry(server.resolved_output_dir())
         self.fetcher = GuardedFetcher(
@@ -88,20 +178,9 @@ class Gateway:
     def from_config(cls, config: GatewayConfig, *, metrics: bool = False) -> Gateway:
         """`metrics`: keep Prometheus metrics (only `serve --http` serves them); traces follow OTEL_* variables.
         Raises ConfigError when a model is of a kind its provider's adapter does not serve."""
-        check_models(config)
-        catalog = Catalog.from_config(config)
-        providers = dict(config.providers)
-        if any(card.provider == LOCAL_PROVIDER for card in catalog.cards()) and LOCAL_PROVIDER not in providers:
-            providers[LOCAL_PROVIDER] = ProviderConfig(protocol="local")
-        redact = redactor_for(config)
-        adapters: dict[str, ProviderAdapter] = {
-            name: build_adapter(name, cfg, redact) for name, cfg in providers.items()
-        }
         store = open_store_for(config)
         observer = build_observer(metrics=metrics)
-        reliability = Reliability(catalog, config.routing, providers, observer)
-        router = Router(catalog, adapters, reliability, Accountant(store, config.budget, observer), observer)
-        return cls(config=config, catalog=catalog, router=router, store=store, observer=observer)
+        return cls(current=build_snapshot(config, store, observer), store=store, observer=observer)
 
     @property
     def health_dir(self) -> Path:
@@ -113,27 +192,7 @@ class Gateway:
         await self.store.open()
         self.health_file = HealthFile(self.health_dir, self.health, list(self.adapters))
         self.health_file.attach()
-        missing_keys = self.router.reliability.missing_keys
-        for name, variable in missing_keys.items():
-            log.warning(
-                "provider %s: environment variable %s is not set; calls routed to it fail (missing_api_key) and go "
-                "to their fallbacks",
-                name,
-                variable,
-            )
-        for name, provider in self.config.providers.items():
-            if not provider.discover or name in missing_keys:
-                continue
-            try:
-                models = await self.adapters[name].list_models()
-            except GatewayError as error:
-                log.warning("discovery on provider %s failed: %s", name, error.message)
-                continue
-            cards = [_discovered(name, model) for model in models]
-            for card in cards:
-                self.catalog.add(card)
-            priced = sum(card.pricing.covers("chat") for card in cards)
-            log.info("discovered %s on provider %s, %d with prices", plural(len(cards), "model"), name, priced)
+        await discover(self.current)
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[Gateway]:
@@ -160,7 +219,35 @@ class Gateway:
     async def aclose(self) -> None:
         if self.health_file is not None:
             self.health_file.detach()
-        await self.router.aclose()
+        await self.current.router.aclose()
         await self.fetcher.aclose()
         await self.store.close()
         await self.observer.flush()
+
+
+async def discover(snapshot: Snapshot) -> None:
+    """Warn of unset key variables, and add `discover = true` providers' own listings to the snapshot's catalog."""
+    missing_keys = snapshot.router.reliability.missing_keys
+    for name, variable in missing_keys.items():
+        log.warning(
+            "provider %s: environment variable %s is not set; calls routed to it fail (missing_api_key) and go "
+            "to their fallbacks",
+            name,
+            variable,
+        )
+    for name, provider in snapshot.config.providers.items():
+        unset = [env for env in provider.key_envs() if env not in dict(provider.api_keys())]
+        if unset and name not in missing_keys:
+            log.warning("provider %s: %s not set; its other keys serve it", name, " and ".join(unset))
+        if not provider.discover or name in missing_keys:
+            continue
+        try:
+            models = await snapshot.router.adapters[name].list_models()
+        except GatewayError as error:
+            log.warning("discovery on provider %s failed: %s", name, error.message)
+            continue
+        cards = [_discovered(name, model) for model in models]
+        for card in cards:
+            snapshot.catalog.add(card)
+        priced = sum(card.pricing.covers("chat") for card in cards)
+        log.info("discovered %s on provider %s, %d with prices", plural(len(cards), "model"), name, priced)

@@ -15,7 +15,7 @@ Also three fixes at the protocol edge, in server middleware (so they cover every
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
@@ -33,6 +33,7 @@ from mcp_types import (
 )
 from pydantic import ValidationError
 
+from mcp_server.access import identity
 from mcp_server.catalog import Catalog
 from mcp_server.errors import ErrorBody, GatewayError, invalid_argument
 from mcp_server.schemas import compact_schema
@@ -53,7 +54,7 @@ def complete_model_ids(catalog: Catalog, prefix: str) -> Completion:
     """Catalog ids and aliases starting with `prefix` (case-insensitive), ids first."""
     wanted = prefix.lower()
     names: list[str] = []
-    for card in catalog.cards():
+    for card in catalog.cards(None, identity.current().policy.allows):  # only the caller's models
         for name in (card.id, *card.aliases):
             if name.lower().startswith(wanted) and name not in names:
                 names.append(name)
@@ -174,7 +175,8 @@ def _admitting_errors(tool: Any) -> Any:
     return tool
 
 
-def register(mcp: MCPServer[Any], catalog: Catalog) -> None:
+def register(mcp: MCPServer[Any], catalog: Callable[[], Catalog]) -> None:
+    """`catalog` gives the catalog of the request being served (a reload may have replaced it)."""
     mcp.middleware.append(ProtocolShaping(mcp))
     add_request_handler(mcp, "logging/setLevel", SetLevelRequestParams, set_level)
 
@@ -185,5 +187,5 @@ def register(mcp: MCPServer[Any], catalog: Catalog) -> None:
         context: CompletionContext | None,
     ) -> Completion | None:
         if isinstance(ref, ResourceTemplateReference) and ref.uri == MODEL_TEMPLATE and argument.name == "model_id":
-            return complete_model_ids(catalog, argument.value)
+            return complete_model_ids(catalog(), argument.value)
         return None  # preset arguments are free text: nothing to suggest

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
 from mcp_server.access.principals import Caller
-from mcp_server.catalog import Catalog, ModelCard
+from mcp_server.catalog import Catalog, ModelCard, Visible
 from mcp_server.config import Kind
 from mcp_server.errors import GatewayError, ServerFault
 from mcp_server.observability.observer import Observer
@@ -97,11 +97,17 @@ class Router:
         self.reliability = reliability or Reliability(catalog)
         self.accountant = accountant or Accountant(None)
         self.observer = observer or Observer()
+        self.in_flight = 0  # calls in `run` now: a reload closes this router's adapters once it is 0
         if self.observer.tracing:  # a span around each logical call; with traces off, not even a check per call
             self.run = self.observer.traced(self.run)  # type: ignore[method-assign]
 
-    def resolve(self, requested: str | None, kind: Kind) -> ModelCard:
-        card = self.catalog.resolve(requested, kind)
+    def resolve(self, requested: str | None, kind: Kind, caller: Caller | None = None) -> ModelCard:
+        """The card a caller asks for; a model outside its key's allowlist is unknown to it."""
+        policy = caller.policy if caller is not None else None
+        if policy is not None and policy.restricts_models:
+            card = self.catalog.resolve(requested, kind, policy.allows)
+        else:
+            card = self.catalog.resolve(requested, kind)
         self.observer.resolved(card.id)
         return card
 
@@ -138,7 +144,28 @@ class Router:
         calls that cost nothing and are part of another call (video status polls): no budget, no record;
         `allowance` (chat) lets a budget bound the answer: `operation` reads its max_tokens once admitted.
         """
+        self.in_flight += 1
+        try:
+            return await self._run(card, operation, caller, tool, estimate, job_id, metered, resend_if_lost, allowance)
+        finally:
+            self.in_flight -= 1
+
+    async def _run(
+        self,
+        card: ModelCard,
+        operation: Operation[T],
+        caller: Caller,
+        tool: str | None,
+        estimate: Quantities | None,
+        job_id: str | None,
+        metered: bool,
+        resend_if_lost: bool,
+        allowance: AnswerAllowance | None,
+    ) -> Routed[T]:
         self.route_for(card)  # an unconfigured provider fails here, before any attempt
+        policy = caller.policy
+        if policy.restricts_models and not policy.allows(card):  # callers resolve first; this is the backstop
+            self.catalog.resolve(card.id, card.kind, policy.allows)  # raises the "unknown model" a caller sees
         async with self.accountant.metered(
             card,
             tool=tool or card.kind,
@@ -147,9 +174,12 @@ class Router:
             job_id=job_id,
             enabled=metered,
             allowance=allowance,
+            policy=policy,
         ) as meter:
             started = time.perf_counter()
-            done = await self._attempt(card, operation, resend_if_lost)
+            done = await self._attempt(
+                card, operation, resend_if_lost, policy.allows if policy.restricts_models else None
+            )
             routed = Routed(
                 value=done.value,
                 card=done.card,
@@ -160,13 +190,16 @@ class Router:
             meter.done(routed)
         return routed
 
-    async def _attempt(self, card: ModelCard, operation: Operation[T], resend_if_lost: bool) -> Attempted[T]:
-        """The retry loop (reliability/attempts.py) around `operation`, one route per candidate model."""
+    async def _attempt(
+        self, card: ModelCard, operation: Operation[T], resend_if_lost: bool, visible: Visible | None
+    ) -> Attempted[T]:
+        """The retry loop (reliability/attempts.py) around `operation`, one route per candidate model; `visible`
+        keeps a key's calls off the fallbacks it may not use."""
 
         async def call(candidate: ModelCard) -> T:
             return await operation(self.route_for(candidate))
 
-        return await self.reliability.attempt(card, call, resend_if_lost=resend_if_lost)
+        return await self.reliability.attempt(card, call, resend_if_lost=resend_if_lost, visible=visible)
 
     async def chat(
         self,
@@ -179,7 +212,7 @@ class Router:
         **sampling: object,
     ) -> Routed[ChatResult]:
         """A chat completion; with `on_delta` the upstream streams and each piece is passed on as it arrives."""
-        card = self.resolve(requested, "chat")
+        card = self.resolve(requested, "chat", caller)
         delivered: list[str] = []  # text already passed to the client, across attempts
         asked = sampling.pop("max_tokens", None)
         max_tokens = asked if isinstance(asked, int) else None

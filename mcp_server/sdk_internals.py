@@ -137,6 +137,30 @@ def guard_session_admission(
 # ----- the check -----------------------------------------------------------------------------------------------
 
 
+def advertise_list_changes(mcp: MCPServer[Any]) -> None:
+    """Declare tools, resources and prompts `listChanged` at `initialize` (2025-11-25): a config reload changes
+    them and tells the sessions. MCPServer builds its initialize answer from `_lowlevel_server`'s
+    `create_initialization_options()` with no NotificationOptions (all false), on stdio and HTTP alike."""
+    from mcp.server.lowlevel.server import NotificationOptions
+
+    lowlevel = _reach(mcp, "_lowlevel_server", "declare listChanged")
+    create = lowlevel.create_initialization_options
+    changes = NotificationOptions(prompts_changed=True, resources_changed=True, tools_changed=True)
+
+    @functools.wraps(create)
+    def with_list_changes(notification_options: Any = None, *args: Any, **kwargs: Any) -> Any:
+        return create(notification_options or changes, *args, **kwargs)
+
+    lowlevel.create_initialization_options = with_list_changes
+
+
+def connection_of(session: Any) -> Any:
+    """The connection a request's ServerSession belongs to (ServerSession._connection): a ServerSession lives for
+    one request, its connection as long as the client stays; `send_tool_list_changed()` and its siblings on the
+    connection reach the client outside any request (reload.py)."""
+    return _reach(session, "_connection", "tell connected clients that the lists changed")
+
+
 def verify(mcp: MCPServer[Any]) -> None:
     """Raise SdkChanged naming every private attribute (or shape) used above that `mcp` lacks. `mcp` should have
     tools (one with an output schema) and a resource template registered, and its streamable HTTP app built."""
@@ -183,6 +207,10 @@ def verify(mcp: MCPServer[Any]) -> None:
             lambda: _parameters(lowlevel.get_tool_input_schema) == 1,
         )
         found(
+            "Server.create_initialization_options(notification_options, ...)",
+            lambda: "notification_options" in inspect.signature(lowlevel.create_initialization_options).parameters,
+        )
+        found(
             "Server.add_request_handler(method, params_type, handler)",
             lambda: _parameters(lowlevel.add_request_handler) == 3,
         )
@@ -205,6 +233,19 @@ def verify(mcp: MCPServer[Any]) -> None:
             "StreamableHTTPSessionManager._session_owners is a dict",
             lambda: isinstance(_reach(manager, "_session_owners", "cap sessions per key"), dict),
         )
+    from mcp.server.connection import Connection
+    from mcp.server.session import ServerSession
+
+    found(
+        "ServerSession sets _connection in __init__, and Connection has send_{tool,resource,prompt}_list_changed",
+        lambda: (
+            "self._connection = connection" in inspect.getsource(ServerSession.__init__)
+            and all(
+                callable(getattr(Connection, f"send_{kind}_list_changed", None))
+                for kind in ("tool", "resource", "prompt")
+            )
+        ),
+    )
     if problems:
         raise SdkChanged(*problems)
 

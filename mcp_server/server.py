@@ -7,12 +7,14 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 
 from mcp_server import __version__, protocol
 from mcp_server.gateway import Gateway
 from mcp_server.http_app import add_media_route
+from mcp_server.sdk_internals import advertise_list_changes
 
 INSTRUCTIONS = (
     "genroute routes generation requests to AI providers. Call list_models to see what is on offer, "
@@ -24,17 +26,34 @@ INSTRUCTIONS = (
 
 
 def build_server(
-    gateway: Gateway, *, defer_surface: bool = False, after_surface: Callable[[], None] | None = None
+    gateway: Gateway,
+    *,
+    defer_surface: bool = False,
+    after_surface: Callable[[], None] | None = None,
+    reload_on_sighup: bool = False,
+    config_path: str | None = None,
 ) -> MCPServer[Any]:
     """The server; with `defer_surface`, its tools, resources and prompts are built on the first request
     after `initialize` (see `DeferredSurface`), so a stdio client gets its `initialize` answer sooner, and
     `after_surface` runs once that request is answered (work worth doing early, but not before `initialize`).
+    With `reload_on_sighup` (`genroute serve`), SIGHUP reloads the config from `config_path` (reload.py).
     """
+    from mcp.server.subscriptions import InMemorySubscriptionBus
+
+    from mcp_server.reload import Reloader, SnapshotPin
+
+    pin = SnapshotPin(gateway)
+    bus = InMemorySubscriptionBus()
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[Any]) -> AsyncIterator[Gateway]:
-        async with gateway.running():
-            yield gateway
+        async with gateway.running(), anyio.create_task_group() as group:
+            if reload_on_sighup:
+                group.start_soon(Reloader(mcp, gateway, pin, config_path, bus).watch)
+            try:
+                yield gateway
+            finally:
+                group.cancel_scope.cancel()
 
     mcp: MCPServer[Any] = MCPServer(
         "genroute",
@@ -43,15 +62,16 @@ def build_server(
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         log_level="WARNING",
-        # No resource, tool or prompt list of genroute's changes while it runs, so subscriptions/listen
-        # (2026-07-28) would hold streams open that never carry anything: not served, and not advertised.
-        subscriptions=False,
+        # A reload changes the model lists and presets: 2026-07-28 clients hear of it on subscriptions/listen
+        subscriptions=bus,
     )
+    mcp.middleware.append(pin)  # outermost: a request keeps its snapshot through every other layer
+    advertise_list_changes(mcp)  # 2025-11-25 sessions are told too (reload.py)
     # Capabilities (completions, logging) come from these handlers: they are in place before
     # `initialize`. Its middleware looks tools up when a request comes, so it covers tools registered later.
     if defer_surface:  # before protocol's middleware, which looks tools up
         mcp.middleware.append(DeferredSurface(mcp, lambda: register_surface(mcp, gateway), after_surface))
-    protocol.register(mcp, gateway.catalog)
+    protocol.register(mcp, lambda: gateway.catalog)
     add_media_route(mcp, gateway.media, gateway.config.server.media_retention_days)
     if not defer_surface:
         register_surface(mcp, gateway)

@@ -150,11 +150,11 @@ class GatewayProcess:
         self.stop()
 
 
-def two_replicas(config_path: Path) -> tuple[GatewayProcess, GatewayProcess]:
+def two_replicas(config_path: Path, *, auth: bool = False) -> tuple[GatewayProcess, GatewayProcess]:
     """Two `serve --http` processes on one config (so one database), on different ports; neither started."""
-    first, second = GatewayProcess(config_path), GatewayProcess(config_path)
+    first, second = GatewayProcess(config_path, auth=auth), GatewayProcess(config_path, auth=auth)
     while second.port == first.port:
-        second = GatewayProcess(config_path)
+        second = GatewayProcess(config_path, auth=auth)
     return first, second
 
 

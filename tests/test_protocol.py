@@ -41,8 +41,10 @@ async def test_set_level_and_complete_are_answered(config_data: dict[str, Any]) 
 
 
 @pytest.mark.filterwarnings("ignore:.*2026-07-28")
-async def test_resource_subscriptions_are_not_advertised_as_no_resource_notifies(config_data: dict[str, Any]) -> None:
-    """Nothing would ever be sent to a subscriber, so neither protocol's subscriptions are offered."""
+async def test_list_changes_are_advertised_and_resource_subscriptions_are_not(config_data: dict[str, Any]) -> None:
+    """A config reload changes the lists (reload.py), so both protocols say so: listChanged on 2025-11-25, and
+    subscriptions/listen served on 2026-07-28 (where the SDK derives every flag from it). No resource is ever
+    updated, so resources/subscribe stays unserved."""
     async with legacy_client(config_data) as client:
         legacy = client.server_capabilities
         with pytest.raises(MCPError) as refused:
@@ -50,12 +52,12 @@ async def test_resource_subscriptions_are_not_advertised_as_no_resource_notifies
     gateway = Gateway.from_config(parse_config(config_data))
     async with Client(build_server(gateway)) as client:
         modern = client.server_capabilities
-        with pytest.raises(MCPError) as not_served:
-            async with client.listen(resource_subscriptions=["jobs://recent"]):
-                pass
+        async with client.listen(tools_list_changed=True):
+            pass
     assert legacy is not None and legacy.resources is not None and not legacy.resources.subscribe
-    assert modern is not None and modern.resources is not None and not modern.resources.subscribe
-    assert refused.value.error.code == not_served.value.error.code == METHOD_NOT_FOUND
+    assert legacy.tools is not None and legacy.tools.list_changed and legacy.prompts and legacy.prompts.list_changed
+    assert modern is not None and modern.tools is not None and modern.tools.list_changed
+    assert refused.value.error.code == METHOD_NOT_FOUND
 
 
 async def test_bad_arguments_name_the_argument_in_the_error_envelope(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from mcp.server.auth.middleware.auth_context import get_access_token
 
+from mcp_server.access.policy import UNRESTRICTED
 from mcp_server.access.principals import STDIO, Caller
 
 # Without authentication: stdio (the local user), or HTTP with --no-auth (loopback only). Both are the
@@ -28,7 +29,12 @@ def current() -> Caller:
     if token is None:
         return _unauthenticated
     claims = token.claims or {}
-    return Caller(id=token.client_id, name=str(claims.get("name") or token.client_id), admin=bool(claims.get("admin")))
+    return Caller(
+        id=token.client_id,
+        name=str(claims.get("name") or token.client_id),
+        admin=bool(claims.get("admin")),
+        policy=claims.get("policy") or UNRESTRICTED,  # set by keys.ApiKeyVerifier; OAuth tokens have none
+    )
 
 
 def current_caller() -> str:

@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
 import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from mcp.server.auth.provider import AccessToken
 
+from mcp_server.access.policy import KeyPolicy
 from mcp_server.access.principals import RESERVED_NAMES, key_identity
 from mcp_server.errors import NotFound, invalid_argument
 from mcp_server.store import ApiKeyRecord, Store
+from mcp_server.store.base import KEY_LIMIT_FIELDS
 
 log = logging.getLogger("genroute.access")
 
@@ -54,34 +58,64 @@ def check_name(name: str) -> str:
     return name
 
 
-async def create_key(
-    store: Store, name: str, *, admin: bool = False, rate_limit_per_min: int | None = None
-) -> tuple[ApiKeyRecord, str]:
-    """A new key: the record (as stored, hash only) and the key itself, which is never stored."""
-    check_name(name)
-    if rate_limit_per_min is not None and rate_limit_per_min < 0:
+MAX_MODEL_PATTERNS = 100
+MAX_PATTERN_CHARS = 200
+
+
+def check_limits(limits: dict[str, Any]) -> dict[str, Any]:
+    """A key's limits as given (any of KEY_LIMIT_FIELDS), checked: what each one allows when it is wrong."""
+    rate = limits.get("rate_limit_per_min")
+    if rate is not None and rate < 0:
         raise invalid_argument("rate_limit", "The rate limit is requests per minute: 0 (unlimited) or more.")
+    for field, flag in (("monthly_usd", "monthly_usd"), ("max_usd_per_call", "max_usd_per_call")):
+        value = limits.get(field)
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise invalid_argument(flag, f"{flag} is an amount in USD, 0 or more; got {value}.")
+    models = limits.get("models")
+    if models is not None:
+        patterns = [p.strip() for p in models if p.strip()]
+        if len(patterns) > MAX_MODEL_PATTERNS or any(len(p) > MAX_PATTERN_CHARS for p in patterns):
+            raise invalid_argument(
+                "models",
+                f"models takes at most {MAX_MODEL_PATTERNS} ids, aliases or globs of at most "
+                f"{MAX_PATTERN_CHARS} characters each.",
+            )
+        limits = {**limits, "models": list(dict.fromkeys(patterns)) or None}  # none left: every model
+    return limits
+
+
+async def create_key(store: Store, name: str, **limits: Any) -> tuple[ApiKeyRecord, str]:
+    """A new key: the record (as stored, hash only) and the key itself, which is never stored. `limits`: any of
+    admin, rate_limit_per_min, monthly_usd, max_usd_per_call and models (store.base.KEY_LIMIT_FIELDS)."""
+    check_name(name)
+    limits = check_limits({k: v for k, v in limits.items() if k in KEY_LIMIT_FIELDS})
     key = new_key()
-    record = ApiKeyRecord(
-        id=uuid.uuid4().hex,
-        name=name,
-        key_hash=hash_key(key),
-        admin=admin,
-        rate_limit_per_min=rate_limit_per_min,
-    )
+    record = ApiKeyRecord(id=uuid.uuid4().hex, name=name, key_hash=hash_key(key), **limits)
     return await store.create_key(record), key
+
+
+async def update_key(store: Store, name: str, changes: dict[str, Any]) -> ApiKeyRecord:
+    """Change some of an active key's limits (a None value lifts that limit); the key as it is now."""
+    record = await store.update_key(name, check_limits(changes))
+    if record is None:
+        raise await _no_active_key(store, name)
+    return record
 
 
 async def revoke_key(store: Store, name: str) -> ApiKeyRecord:
     record = await store.revoke_key(name)
     if record is None:
-        active = [k.name for k in await store.list_keys(include_revoked=False)]
-        raise NotFound(
-            f"No active key named '{name}'. Active keys: {', '.join(active) or 'none'}.",
-            code="key_not_found",
-            param="name",
-        )
+        raise await _no_active_key(store, name)
     return record
+
+
+async def _no_active_key(store: Store, name: str) -> NotFound:
+    active = [k.name for k in await store.list_keys(include_revoked=False)]
+    return NotFound(
+        f"No active key named '{name}'. Active keys: {', '.join(active) or 'none'}.",
+        code="key_not_found",
+        param="name",
+    )
 
 
 class ApiKeyVerifier:
@@ -112,6 +146,7 @@ class ApiKeyVerifier:
                 "genroute_key_id": record.id,
                 "admin": record.admin,
                 "rate_limit_per_min": self.default_rate_limit_per_min if limit is None else limit,
+                "policy": KeyPolicy.of_record(record, identity),  # read on every request: updates apply at once
             },
         )
 

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mcp_server.access.policy import UNRESTRICTED, KeyPolicy
 from mcp_server.store.base import ApiKeyRecord, Store
+from mcp_server.store.usage import KEY_CALLER_PREFIX
 
 STDIO = "stdio"
 LOCAL = "local"
 RESERVED_NAMES = frozenset({STDIO, LOCAL})
-KEY_IDENTITY_PREFIX = "key:"
+KEY_IDENTITY_PREFIX = KEY_CALLER_PREFIX
 OAUTH_SUBJECT_PREFIX = "oauth-sub:"
 OAUTH_CLIENT_PREFIX = "oauth-client:"
 _SHORT_ID = 8  # the part of a key's id shown after '#' when several keys share a name
@@ -32,6 +34,7 @@ class Caller:
     id: str  # stable: `key:<key id>`, `oauth-sub:<sub>`, `oauth-client:<id>`, `stdio` or `local`
     name: str  # the key's name (or the identity where there is no other name)
     admin: bool  # may see everyone's usage and jobs
+    policy: KeyPolicy = UNRESTRICTED  # the key's own budget, ceiling per call and models (access/policy.py)
 
     @property
     def jobs_scope(self) -> str | None:
@@ -39,9 +42,10 @@ class Caller:
         return None if self.admin else self.id
 
     @classmethod
-    def of_record(cls, identity: str) -> Caller:
-        """The caller a stored record (a job) names: its identity only, for work done on its behalf later."""
-        return cls(id=identity, name=identity, admin=False)
+    def of_record(cls, identity: str, policy: KeyPolicy = UNRESTRICTED) -> Caller:
+        """The caller a stored record (a job) names: its identity (and its key's limits, when looked up), for work
+        done on its behalf later."""
+        return cls(id=identity, name=identity, admin=False, policy=policy)
 
 
 def key_identity(key_id: str) -> str:

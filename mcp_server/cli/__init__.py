@@ -28,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     usage.add_parser(commands)
     # check.py imports the config module: its parser is here, so that `serve --http` binds before that loads
     commands.add_parser("check", help="validate the config and ask each provider what it can tell of its key, for free")
+    commands.add_parser("reload", help="make the servers running on this config's data_dir re-read the config")
     keys.add_parser(commands)
     _accept_global_options_after_commands(parser)
     return parser
@@ -121,6 +122,10 @@ def _main(argv: Sequence[str] | None) -> int:
         return anyio.run(keys.run, config, args)
     if args.command == "usage":
         return anyio.run(usage.run, config, args)
+    if args.command == "reload":
+        from mcp_server.reload import reload_command
+
+        return reload_command(config)
     from mcp_server.cli.check import check_command
 
     return anyio.run(check_command, config)

@@ -46,8 +46,8 @@ async def check_command(config: GatewayConfig) -> int:
 
 async def probe(name: str, adapter: ProviderAdapter, provider: ProviderConfig | None) -> tuple[str, bool]:
     """One provider's line and whether it passed, from the cheapest calls that tell (nothing is generated)."""
-    if provider and provider.api_key_env and provider.api_key() is None:
-        return f"{name}: missing key: environment variable {provider.api_key_env} is not set", False
+    if provider and provider.key_envs() and provider.api_key() is None:
+        return f"{name}: missing key: environment variable {' or '.join(provider.key_envs())} is not set", False
     try:
         with anyio.fail_after(PROBE_TIMEOUT_S):
             checked = await adapter.check_key()

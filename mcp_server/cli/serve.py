@@ -47,7 +47,13 @@ def run(config: GatewayConfig, args: argparse.Namespace, listener: socket.socket
     # time): the tools are built on its next request, and the CA store loads once that is answered (a thread
     # loading it slows the start by far more than its own CPU time on a busy machine: docs/performance.md).
     # Over HTTP both are done before the first connection is accepted.
-    mcp = build_server(gateway, defer_surface=not args.http, after_surface=prepare_tls_context)
+    mcp = build_server(
+        gateway,
+        defer_surface=not args.http,
+        after_surface=prepare_tls_context,
+        reload_on_sighup=True,  # and `genroute reload` (reload.py)
+        config_path=args.config,
+    )
     # What was built so far (SDK, schemas, catalog) lives as long as the server: out of the collector's sight,
     # a full collection no longer walks ~100,000 objects (a ~60 ms pause every few thousand calls, ~30 us a
     # call on average; see docs/performance.md). Startup, collector off, leaves ~2,600 garbage objects (~0.4 MB):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -58,12 +59,11 @@ class AkiAdapter(ProviderAdapter):
 
     def __init__(self, name: str, config: ProviderConfig, redact: Redactor | None = None) -> None:
         super().__init__(name, config, redact)
-        self._key = config.api_key()
         self.client = build_client(config)
 
-    def _body(self, request: ChatRequest) -> dict[str, Any]:
+    def _body(self, request: ChatRequest, key: str) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "key": self._key or "",
+            "key": key,
             "prompt_input": render_prompt(request.messages),
             "wait_for_result": True,
         }
@@ -78,7 +78,8 @@ class AkiAdapter(ProviderAdapter):
     async def chat(self, request: ChatRequest) -> ChatResult:
         self.refuse_unsupported(request)  # one prompt string: no images, JSON mode or tools
         path = f"/api/call/{request.upstream_model}"
-        response = await fetch(self.client, self.name, self.redact, "POST", path, json=self._body(request))
+        with self._key() as key:  # AKI takes its key in the body
+            response = await fetch(self.client, self.name, self.redact, "POST", path, json=self._body(request, key))
         try:
             answer = _AkiAnswer.model_validate_json(response.content)
         except ValidationError:
@@ -113,14 +114,13 @@ class AkiAdapter(ProviderAdapter):
     async def check_key(self) -> KeyCheck:
         """AKI.IO's GET /api/validate_key?key=... (what its own client library calls at start): free, and it
         answers whether the key is valid. A host without it (404) is reachable but the key is not checked."""
-        if not self._key:
+        if not self.keys:
             await self.list_models()
             return KeyCheck(key="no_key", detail="the host answers")
-        request = self.client.build_request(
-            "GET", "/api/validate_key", params={"key": self._key, "version": "genroute"}
-        )
-        async with stream(self.client, self.name, self.redact, request, any_status=True) as response:
-            await response.aread()
+        with self._key() as key:
+            request = self.client.build_request("GET", "/api/validate_key", params={"key": key, "version": "genroute"})
+            async with stream(self.client, self.name, self.redact, request, any_status=True) as response:
+                await response.aread()
         if response.status_code == 404:
             return KeyCheck(key="unchecked", detail="the host answers, but has no /api/validate_key")
         if response.status_code >= 400:
@@ -133,6 +133,15 @@ class AkiAdapter(ProviderAdapter):
             failure = read_failure(self.redact, {"error": answer.error}, "the key was not accepted")
             raise KeyRefused(self.name, 401, failure)
         return KeyCheck(key="verified", detail="GET /api/validate_key accepted it")
+
+    @contextmanager
+    def _key(self) -> Iterator[str]:
+        """A key from the pool for one request ("" without one: AKI then says what is missing)."""
+        if not self.keys:
+            yield ""
+            return
+        with self.keys.lease() as key:
+            yield key.value
 
     async def aclose(self) -> None:
         await self.client.aclose()

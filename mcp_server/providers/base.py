@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from mcp_server.config import Kind, ProviderConfig
 from mcp_server.errors import Unsupported
+from mcp_server.providers.keys import KeyPool
 from mcp_server.providers.messages import ChatMessage, ToolCall, ToolCallFragment
 from mcp_server.providers.redact import Redactor
 from mcp_server.text import plural
@@ -266,10 +267,11 @@ class ProviderAdapter(ABC):
     transcription: ClassVar[bool] = False  # speech to text
 
     def __init__(self, name: str, config: ProviderConfig, redact: Redactor | None = None) -> None:
-        """`redact` scrubs this provider's failures: every configured secret (`redactor_for`), else its own key."""
+        """`redact` scrubs this provider's failures: every configured secret (`redactor_for`), else its own keys."""
         self.name = name
         self.config = config
-        self.redact = redact or Redactor(config.api_key())
+        self.keys = KeyPool(config.api_keys())  # the keys it sends, one per request (providers/keys.py)
+        self.redact = redact or Redactor(*(value for _, value in config.api_keys()))
 
     @abstractmethod
     async def chat(self, request: ChatRequest) -> ChatResult: ...

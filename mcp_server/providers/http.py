@@ -92,9 +92,12 @@ class LazyClient:
     Building it needs the shared TLS context; deferring it keeps that off the way to `initialize`.
     """
 
-    def __init__(self, config: ProviderConfig, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, config: ProviderConfig, headers: dict[str, str] | None = None, auth: httpx2.Auth | None = None
+    ) -> None:
         self._config = config
         self._headers = headers or {}
+        self._auth = auth
         self._client: httpx2.AsyncClient | None = None
 
     def _real(self) -> httpx2.AsyncClient:
@@ -110,6 +113,7 @@ class LazyClient:
             self._client = httpx2.AsyncClient(
                 base_url=config.base_url or "",
                 headers=self._headers,
+                auth=self._auth,
                 timeout=httpx2.Timeout(config.timeout_s, connect=config.connect_timeout_s),
                 transport=transport,
                 follow_redirects=False,
@@ -134,9 +138,12 @@ class LazyClient:
             await client.aclose()
 
 
-def build_client(config: ProviderConfig, headers: dict[str, str] | None = None) -> LazyClient:
-    """One pooled client per provider for the server's lifetime: per-call clients cost a TCP+TLS setup each."""
-    return LazyClient(config, headers)
+def build_client(
+    config: ProviderConfig, headers: dict[str, str] | None = None, auth: httpx2.Auth | None = None
+) -> LazyClient:
+    """One pooled client per provider for the server's lifetime: per-call clients cost a TCP+TLS setup each.
+    `auth` sets each request's credentials (a key from the provider's pool: providers/keys.py)."""
+    return LazyClient(config, headers, auth)
 
 
 def retry_after_seconds(headers: httpx2.Headers) -> float | None:

@@ -39,6 +39,7 @@ from mcp_server.providers.base import (
     VideoStatus,
 )
 from mcp_server.providers.http import build_client, fetch, malformed, read_failure, retry_after_seconds, stream
+from mcp_server.providers.keys import BearerFromPool
 from mcp_server.providers.openai_audio import OpenAIAudio
 from mcp_server.providers.redact import Redactor
 from mcp_server.text import plural
@@ -134,9 +135,8 @@ class OpenAIAdapter(OpenAIAudio, ProviderAdapter):
 
     def __init__(self, name: str, config: ProviderConfig, redact: Redactor | None = None) -> None:
         super().__init__(name, config, redact)
-        key = config.api_key()
-        self.keyed = key is not None
-        self.client = build_client(config, {"Authorization": f"Bearer {key}"} if key else None)
+        self.keyed = bool(self.keys)
+        self.client = build_client(config, auth=BearerFromPool(self.keys) if self.keys else None)
 
     def _body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {"model": request.upstream_model, **request.messages_and_sampling()}

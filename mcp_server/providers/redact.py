@@ -77,7 +77,7 @@ class Redactor:
 def redactor_for(config: GatewayConfig) -> Redactor:
     """Every secret the config points at (each provider's key, the OAuth client's credentials), for the logs and
     for every provider's failures: an upstream may echo any key it was ever sent, not just its own."""
-    secrets = [provider.api_key() for provider in config.providers.values()]
+    secrets = [value for provider in config.providers.values() for _, value in provider.api_keys()]
     if config.http.oauth is not None:
         secrets.extend(config.http.oauth.client_credentials() or ())
     return Redactor(*secrets)

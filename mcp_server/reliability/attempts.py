@@ -18,17 +18,21 @@ from typing import Any, Generic, TypeVar
 
 import anyio
 
-from mcp_server.catalog import Catalog, ModelCard
+from mcp_server.catalog import Catalog, ModelCard, Visible
 from mcp_server.config import ProviderConfig, RoutingConfig
 from mcp_server.errors import (
     DeadlineExceeded,
     GatewayError,
+    InsufficientBalance,
+    KeyRefused,
     MissingApiKey,
+    RateLimited,
     ServerFault,
     SubmissionOutcomeUnknown,
     UpstreamHTTPError,
 )
 from mcp_server.observability.observer import Observer
+from mcp_server.providers.keys import SERVED_KEY, KeyPool
 from mcp_server.reliability.health import Health
 from mcp_server.reliability.retry import RetryPolicy, Verdict, classify
 from mcp_server.text import a_or_an
@@ -71,7 +75,12 @@ class _Trail:
             self.errors.append((card, error))
 
 
+# What one key of several is refused for: set aside, the provider's other keys carry on (providers/keys.py).
+_KEY_FAILURES = (KeyRefused, InsufficientBalance, RateLimited)
+
+
 class _Step(Enum):
+    AGAIN = "again"  # at once, with another of the provider's keys: no wait, no retry counted
     RETRY = "retry"
     NEXT = "next"  # the next candidate, if any
     STOP = "stop"
@@ -86,18 +95,27 @@ class Reliability:
         routing: RoutingConfig | None = None,
         providers: dict[str, ProviderConfig] | None = None,
         observer: Observer | None = None,
+        key_pools: dict[str, KeyPool] | None = None,
+        *,
+        health: Health | None = None,
     ) -> None:
+        """`health`: the tracker of the configuration this one replaces (a reload), kept with its counts."""
         self.catalog = catalog
         self.routing = routing or RoutingConfig()
         self.providers = providers or {}
         self.observer = observer or Observer()
-        self.health = Health(self.cooldown_s)
-        # Providers whose key variable is unset (read once, as the adapters read their keys): calls routed to
-        # them fail before anything is sent, and their fallbacks are tried.
+        self.key_pools = {name: pool for name, pool in (key_pools or {}).items() if pool.several}
+        if health is None:
+            health = Health(self.cooldown_s, key_pools=self.key_pools)
+        else:
+            health.configure(self.cooldown_s, self.key_pools)
+        self.health = health
+        # Providers none of whose key variables is set (read once, as the adapters read their keys): calls routed
+        # to them fail before anything is sent, and their fallbacks are tried.
         self.missing_keys = {
-            name: provider.api_key_env
+            name: " or ".join(provider.key_envs())
             for name, provider in self.providers.items()
-            if provider.api_key_env and provider.api_key() is None
+            if provider.key_envs() and provider.api_key() is None
         }
         self.health.on_cooldown = self.observer.cooled_down
 
@@ -110,11 +128,14 @@ class Reliability:
     def policy(self, provider: str) -> RetryPolicy:
         return RetryPolicy.for_provider(self.routing, self.providers.get(provider))
 
-    def candidates(self, card: ModelCard) -> list[ModelCard]:
-        """The model, then each of its fallbacks (resolved through the catalog, same kind, no repeats)."""
+    def candidates(self, card: ModelCard, visible: Visible | None = None) -> list[ModelCard]:
+        """The model, then each of its fallbacks (resolved through the catalog, same kind, no repeats); only those
+        `visible` to the caller (a key's allowlist), when given."""
         chain = [card]
         for name in card.fallbacks:
             fallback = self.catalog.get(name)
+            if fallback is not None and visible is not None and not visible(fallback):
+                continue  # not a model for this caller: never reached, not even through a fallback
             if fallback is None or fallback.kind != card.kind:
                 log.warning(
                     "model %s: fallback %s is not %s model in the catalog; skipped", card.id, name, a_or_an(card.kind)
@@ -130,10 +151,11 @@ class Reliability:
         call: Callable[[ModelCard], Awaitable[T]],
         *,
         resend_if_lost: bool = True,
+        visible: Visible | None = None,
     ) -> Attempted[T]:
         """Run `call` until one candidate answers; raise the most useful GatewayError otherwise."""
         deadline = anyio.current_time() + self.routing.deadline_s
-        chain = self.candidates(card)
+        chain = self.candidates(card, visible)
         trail = _Trail()
         for index, candidate in enumerate(chain):
             has_later = index + 1 < len(chain)
@@ -152,6 +174,8 @@ class Reliability:
                     policy = self.policy(candidate.provider)  # only failures need it
                     step, reported = self._decide(candidate, error, retry, policy, has_later, resend_if_lost)
                     trail.add(candidate, reported)
+                    if step is _Step.AGAIN:
+                        continue
                     if step is _Step.STOP:
                         raise self._final(trail, reported) from None
                     if step is _Step.RETRY and await self._wait(policy, error, retry, deadline, trail):
@@ -189,6 +213,8 @@ class Reliability:
         if isinstance(error, DeadlineExceeded):  # the caller's time budget, not the provider's fault
             return _Step.STOP, error
         provider = candidate.provider
+        if isinstance(error, _KEY_FAILURES) and self._another_key(provider, error):
+            return _Step.AGAIN, error
         if error.provider_fault:
             self.health.record_failure(provider, error)
         verdict = classify(error)
@@ -206,6 +232,18 @@ class Reliability:
             return _Step.RETRY, error
         return _Step.NEXT, error
 
+    def _another_key(self, provider: str, error: GatewayError) -> bool:
+        """Set the key that was refused aside, when the provider has several: True when another is ready. Every
+        refusal sets one key aside, so a call tries each key at most once before the provider's own rules apply."""
+        pool, cooldown = self.key_pools.get(provider), self.cooldown_s(provider)
+        if pool is None or cooldown <= 0:
+            return False
+        served = SERVED_KEY.get()
+        reason = f"the provider answered HTTP {error.status} ({error.code or error.type})"
+        ready = pool.cool(served, cooldown, reason)
+        log.info("provider %s: key %s set aside for %g s: %s", provider, served, cooldown, reason)
+        return ready
+
     async def _once(
         self,
         candidate: ModelCard,
@@ -215,6 +253,7 @@ class Reliability:
         retry: int = 0,
     ) -> T:
         time_left = anyio.current_time() < deadline
+        SERVED_KEY.set(None)  # this attempt's request names its key, if it has one
         if time_left:
             # the deadline as is: no second clock read for a delay
             with anyio.CancelScope(deadline=deadline), self.observer.attempt(candidate.provider, candidate.id, retry):

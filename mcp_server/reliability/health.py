@@ -18,6 +18,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from mcp_server.errors import GatewayError, KeyRefused, UpstreamError
+from mcp_server.providers.keys import KeyPool, KeyState
 
 WINDOW_S = 60
 MIN_FAILURES = 3
@@ -38,6 +39,7 @@ class ProviderHealth(BaseModel):
     cooldown_reason: str | None = None
     last_error: str | None = None
     last_error_at: datetime | None = None
+    keys: list[KeyState] | None = None  # a provider with several keys: each one's state, by variable name
 
     def aged(self, age_s: float, now: datetime) -> ProviderHealth:
         """This view read `age_s` seconds after it was taken: counts older than the window are gone,
@@ -105,8 +107,10 @@ class Health:
         *,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        key_pools: dict[str, KeyPool] | None = None,
     ) -> None:
         self._cooldown_s = cooldown_s
+        self._pools = key_pools or {}  # providers with several keys: cooling while every key is
         self._clock = clock
         self._wall = wall_clock
         self._trackers: dict[str, _Tracker] = {}
@@ -115,6 +119,10 @@ class Health:
         self._started: dict[str, tuple[float, str]] = {}
         self.listeners: list[Callable[[bool], None]] = []  # called after each record; True on a failure
         self.on_cooldown: Callable[[str], None] | None = None  # called when a provider starts to cool down
+
+    def configure(self, cooldown_s: Callable[[str], float], key_pools: dict[str, KeyPool]) -> None:
+        """The settings of a reloaded config; the counts, cooldowns and listeners stay."""
+        self._cooldown_s, self._pools = cooldown_s, key_pools
 
     def _tracker(self, provider: str) -> _Tracker:
         tracker = self._trackers.get(provider)
@@ -153,7 +161,10 @@ class Health:
         if tracker is not None and tracker.cooling_until > now:
             return True
         shared = self._shared.get(provider)
-        return shared is not None and shared[0] > now
+        if shared is not None and shared[0] > now:
+            return True
+        pool = self._pools.get(provider)
+        return pool is not None and pool.all_cooling()
 
     def take_started(self) -> dict[str, tuple[float, str]]:
         """The cooldowns started here since the last call: provider -> (wall-clock until, reason)."""
@@ -176,6 +187,11 @@ class Health:
         if shared_until > max(tracker.cooling_until + OWN_COOLDOWN_SLACK_S, now):
             reason = f"{shared_reason} (seen by another genroute process)"
             tracker = replace(tracker, cooling_until=shared_until, cooldown_reason=reason)
+        pool = self._pools.get(provider)
+        if pool is not None and pool.all_cooling() and tracker.cooling_until <= now:
+            until = min(key.cooling_until for key in pool.keys)
+            reason = f"all {len(pool.keys)} of its keys are set aside after refusals (401, 402 or 429)"
+            tracker = replace(tracker, cooling_until=until, cooldown_reason=reason)
         cooling = tracker.cooling_until > now
         state: Literal["ok", "degraded", "cooling_down"] = (
             "cooling_down" if cooling else "degraded" if failures else "ok"
@@ -191,6 +207,7 @@ class Health:
             cooldown_reason=tracker.cooldown_reason if cooling else None,
             last_error=tracker.last_error if recent_error else None,
             last_error_at=_utc(tracker.last_error_wall) if recent_error and tracker.last_error_wall else None,
+            keys=pool.states(wall) if pool is not None else None,
         )
 
     def _notify(self, failed: bool) -> None:

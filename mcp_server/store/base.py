@@ -6,13 +6,14 @@ One interface, two implementations (SQLite in data_dir by default, PostgreSQL wi
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import anyio
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from mcp_server.errors import Conflict
 from mcp_server.store.job_record import FINISHED, JobRecord, JobStatus, VideoArguments, VideoResult
@@ -20,6 +21,7 @@ from mcp_server.store.media_index import CallFilter, MediaRecord
 from mcp_server.store.usage import (
     BudgetStatus,
     GroupBy,
+    KeyBudget,
     Reservation,
     UsageQuery,
     UsageRecord,
@@ -62,6 +64,9 @@ class ApiKeyRecord(BaseModel):
     key_hash: str
     admin: bool = False
     rate_limit_per_min: int | None = None  # None: the config's [http] rate_limit_per_min; 0: unlimited
+    monthly_usd: float | None = None  # this key's own monthly budget, on top of [budget] monthly_usd
+    max_usd_per_call: float | None = None  # this key's own ceiling per call, on top of each model's
+    models: list[str] | None = None  # ids, aliases or globs this key may use; None: every model
     created_at: datetime = Field(default_factory=utcnow)
     revoked_at: datetime | None = None
     last_used_at: datetime | None = None
@@ -69,6 +74,15 @@ class ApiKeyRecord(BaseModel):
     @property
     def revoked(self) -> bool:
         return self.revoked_at is not None
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _models_from_json(cls, value: object) -> object:
+        """SQLite keeps the list as JSON text (PostgreSQL as a text[])."""
+        return json.loads(value) if isinstance(value, str) else value
+
+
+KEY_LIMIT_FIELDS = ("admin", "rate_limit_per_min", "monthly_usd", "max_usd_per_call", "models")
 
 
 def key_name_taken(name: str) -> Conflict:
@@ -164,6 +178,11 @@ class Store(ABC):
         """Revoke the unrevoked key called `name`; None when there is none."""
 
     @abstractmethod
+    async def update_key(self, name: str, changes: dict[str, Any]) -> ApiKeyRecord | None:
+        """Set some of KEY_LIMIT_FIELDS on the unrevoked key called `name`; the key as it is now, None when there
+        is none. Running servers see the change on the key's next request."""
+
+    @abstractmethod
     async def find_key_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
         """The unrevoked key with this hash, or None."""
 
@@ -203,24 +222,27 @@ class Store(ABC):
 
     # --- budgets ---
     @abstractmethod
-    async def budget_status(self, month: str) -> BudgetStatus:
-        """What `month` ("YYYY-MM", UTC) has spent so far and what calls in flight have reserved."""
+    async def budget_status(self, month: str, *, caller: str | None = None) -> BudgetStatus:
+        """What `month` ("YYYY-MM", UTC) has spent so far and what calls in flight have reserved; with `caller`
+        (a key's identity), that key's own share."""
 
     @abstractmethod
     async def reserve_budget(
         self,
         month: str,
-        limit_usd: float,
+        limit_usd: float | None,
         amount_usd: float,
         *,
         at_least: float | None = None,
         ttl: timedelta = timedelta(hours=2),
+        key: KeyBudget | None = None,
     ) -> Reservation:
-        """Atomically reserve `amount_usd` when spent + reserved + amount stays within `limit_usd`; with
-        `at_least`, reserve what is left instead when that is less but at least `at_least` (`amount_usd` of the
-        answer says how much was granted).
+        """Atomically reserve `amount_usd` when spent + reserved + amount stays within `limit_usd` (None: no global
+        limit); with `at_least`, reserve what is left instead when that is less but at least `at_least`
+        (`amount_usd` of the answer says how much was granted). With `key`, the key's own month must hold it too,
+        checked in the same transaction (`scope` of the answer says which limit refused or cut it).
 
-        Concurrent callers (other tasks, processes or replicas) are serialised so the limit holds for all of
+        Concurrent callers (other tasks, processes or replicas) are serialised so the limits hold for all of
         them together. A reservation not settled within `ttl` (its process died) stops counting."""
 
     @abstractmethod
@@ -261,6 +283,7 @@ __all__ = [
     "GroupBy",
     "JobRecord",
     "JobStatus",
+    "KeyBudget",
     "MediaRecord",
     "Reservation",
     "Store",

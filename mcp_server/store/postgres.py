@@ -27,6 +27,7 @@ from mcp_server.store.base import (
     BudgetStatus,
     CallFilter,
     JobRecord,
+    KeyBudget,
     MediaRecord,
     Reservation,
     Store,
@@ -81,6 +82,10 @@ MIGRATIONS: list[str] = [
     postgres_usage.AUDIO_MIGRATION,
     # 9: shared settings (the media-link secret) and who made which media file
     media_index.postgres_migration(),
+    # 10: per-key limits (budget, ceiling per call, model allowlist) and each key's spend per month
+    postgres_keys.LIMITS_MIGRATION + postgres_usage.KEY_BUDGET_MIGRATION,
+    # 11: which of a provider's keys (its variable's name) served each call
+    "ALTER TABLE usage_ledger ADD COLUMN IF NOT EXISTS api_key_env TEXT;",
 ]
 
 MIGRATION_LOCK = 0x67656E726F757465  # "genroute": the advisory lock key held while migrating
@@ -275,21 +280,22 @@ class PostgresStore(Store):
         async with self.connection() as conn:
             return await postgres_usage.summary(conn, query)
 
-    async def budget_status(self, month: str) -> BudgetStatus:
+    async def budget_status(self, month: str, *, caller: str | None = None) -> BudgetStatus:
         async with self.connection() as conn:
-            return await postgres_usage.status(conn, month)
+            return await postgres_usage.status(conn, month, caller)
 
     async def reserve_budget(
         self,
         month: str,
-        limit_usd: float,
+        limit_usd: float | None,
         amount_usd: float,
         *,
         at_least: float | None = None,
         ttl: timedelta = timedelta(hours=2),
+        key: KeyBudget | None = None,
     ) -> Reservation:
         async with self.connection() as conn:
-            return await postgres_usage.reserve(conn, month, limit_usd, amount_usd, ttl, at_least)
+            return await postgres_usage.reserve(conn, month, limit_usd, amount_usd, ttl, at_least, key)
 
     async def release_reservation(self, reservation_id: str) -> None:
         async with self.connection() as conn:
@@ -332,6 +338,10 @@ class PostgresStore(Store):
     async def revoke_key(self, name: str) -> ApiKeyRecord | None:
         async with self.connection() as conn:
             return await postgres_keys.revoke(conn, name)
+
+    async def update_key(self, name: str, changes: dict[str, Any]) -> ApiKeyRecord | None:
+        async with self.connection() as conn:
+            return await postgres_keys.update(conn, name, changes)
 
     async def find_key_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
         async with self.connection() as conn:

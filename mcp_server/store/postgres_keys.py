@@ -9,7 +9,7 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-from mcp_server.store.base import ApiKeyRecord, key_name_taken, utcnow
+from mcp_server.store.base import KEY_LIMIT_FIELDS, ApiKeyRecord, key_name_taken, utcnow
 
 MIGRATION = """
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -24,11 +24,16 @@ CREATE TABLE IF NOT EXISTS api_keys (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS api_keys_active_name ON api_keys (name) WHERE revoked_at IS NULL;
 """
+# Per-key limits: a monthly budget, a ceiling per call and the models (ids, aliases, globs) the key may use.
+LIMITS_MIGRATION = """
+ALTER TABLE api_keys ADD COLUMN IF NOT EXISTS monthly_usd DOUBLE PRECISION,
+    ADD COLUMN IF NOT EXISTS max_usd_per_call DOUBLE PRECISION, ADD COLUMN IF NOT EXISTS models TEXT[];
+"""
 
 _COLUMNS = tuple(ApiKeyRecord.model_fields)
 
 
-async def _one(conn: AsyncConnection[Any], sql: str, params: tuple[Any, ...]) -> ApiKeyRecord | None:
+async def _one(conn: AsyncConnection[Any], sql: str, params: tuple[Any, ...] | dict[str, Any]) -> ApiKeyRecord | None:
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(sql, params)
         row = await cur.fetchone()
@@ -56,6 +61,16 @@ async def revoke(conn: AsyncConnection[Any], name: str) -> ApiKeyRecord | None:
         conn,
         "UPDATE api_keys SET revoked_at = %s WHERE name = %s AND revoked_at IS NULL RETURNING *",
         (utcnow(), name),
+    )
+
+
+async def update(conn: AsyncConnection[Any], name: str, changes: dict[str, Any]) -> ApiKeyRecord | None:
+    fields = [field for field in changes if field in KEY_LIMIT_FIELDS]
+    assignments = ", ".join(f"{field} = %({field})s" for field in fields) or "name = name"
+    return await _one(
+        conn,
+        f"UPDATE api_keys SET {assignments} WHERE name = %(name)s AND revoked_at IS NULL RETURNING *",
+        {**{field: changes[field] for field in fields}, "name": name},
     )
 
 

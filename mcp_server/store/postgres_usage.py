@@ -13,16 +13,19 @@ from datetime import UTC, datetime, timedelta
 from psycopg import AsyncConnection
 
 from mcp_server.store.usage import (
+    KEY_CALLER_PREFIX,
     ROLLUPS,
     BudgetStatus,
     Dialect,
+    KeyBudget,
     Reservation,
     Rollup,
     UsageQuery,
     UsageRecord,
     UsageSummary,
     audio_columns_sql,
-    grantable,
+    decide,
+    key_month_spend,
     ledger_row,
     merge_rows,
     month_spend,
@@ -75,7 +78,7 @@ MIGRATION = (
 
 _LEDGER_COLUMNS = (
     "at, tool, model, provider, upstream_model, outcome, prompt_tokens, completion_tokens, images, video_seconds,"
-    " characters, audio_seconds, cost_usd, latency_ms, caller, job_id"
+    " characters, audio_seconds, cost_usd, latency_ms, caller, job_id, api_key_env"
 )
 
 # Speech characters and transcribed audio seconds (see store/usage.py AUDIO_COLUMNS); idempotent
@@ -104,6 +107,10 @@ _MONTH_UPSERT = (
     "INSERT INTO budget_months AS b (month, spent_usd) VALUES (%s, %s) "
     "ON CONFLICT (month) DO UPDATE SET spent_usd = b.spent_usd + excluded.spent_usd"
 )
+_KEY_MONTH_UPSERT = (
+    "INSERT INTO budget_key_months AS b (month, caller, spent_usd) VALUES (%s, %s, %s) "
+    "ON CONFLICT (month, caller) DO UPDATE SET spent_usd = b.spent_usd + excluded.spent_usd"
+)
 _COPY_ABOVE = 64  # records; COPY beats a pipelined INSERT for bulk loads
 
 
@@ -118,7 +125,7 @@ async def record(conn: AsyncConnection, records: list[UsageRecord], reservation_
                 for r in records:
                     await copy.write_row(_ledger_row(r))
         else:
-            values = ", ".join(["%s"] * 16)
+            values = ", ".join(["%s"] * 17)
             await cur.executemany(
                 f"INSERT INTO usage_ledger ({_LEDGER_COLUMNS}) VALUES ({values})", [_ledger_row(r) for r in records]
             )
@@ -133,6 +140,9 @@ async def record(conn: AsyncConnection, records: list[UsageRecord], reservation_
         spend = list(month_spend(records).items())
         if spend:
             await cur.executemany(_MONTH_UPSERT, spend)
+        key_spend = [(month, caller, usd) for (month, caller), usd in key_month_spend(records).items()]
+        if key_spend:  # after the month's row, as a reservation locks them: one order for every writer
+            await cur.executemany(_KEY_MONTH_UPSERT, key_spend)
 
 
 async def summary(conn: AsyncConnection, query: UsageQuery) -> UsageSummary:
@@ -154,38 +164,79 @@ async def _spent_and_reserved(conn: AsyncConnection, month: str, *, lock: bool) 
     return (float(row[0]) if row else 0.0), float(reserved[0] if reserved else 0.0)
 
 
-async def status(conn: AsyncConnection, month: str) -> BudgetStatus:
-    spent, reserved = await _spent_and_reserved(conn, month, lock=False)
+async def _key_figures(conn: AsyncConnection, month: str, caller: str, *, lock: bool) -> tuple[float, float]:
+    """(spent, reserved) of one key in `month`; with `lock`, its month row stays locked to the transaction's end."""
+    cur = await conn.execute(
+        f"SELECT spent_usd FROM budget_key_months WHERE month = %s AND caller = %s{' FOR UPDATE' if lock else ''}",
+        (month, caller),
+    )
+    row = await cur.fetchone()
+    cur = await conn.execute(
+        "SELECT COALESCE(SUM(amount_usd), 0) FROM budget_reservations"
+        " WHERE month = %s AND caller = %s AND expires_at > now()",
+        (month, caller),
+    )
+    reserved = await cur.fetchone()
+    return (float(row[0]) if row else 0.0), float(reserved[0] if reserved else 0.0)
+
+
+async def status(conn: AsyncConnection, month: str, caller: str | None = None) -> BudgetStatus:
+    if caller is not None:
+        spent, reserved = await _key_figures(conn, month, caller, lock=False)
+    else:
+        spent, reserved = await _spent_and_reserved(conn, month, lock=False)
     return BudgetStatus(month=month, spent_usd=spent, reserved_usd=reserved)
 
 
 async def reserve(
     conn: AsyncConnection,
     month: str,
-    limit_usd: float,
+    limit_usd: float | None,
     amount_usd: float,
     ttl: timedelta,
     at_least: float | None = None,
+    key: KeyBudget | None = None,
 ) -> Reservation:
     await conn.execute("DELETE FROM budget_reservations WHERE expires_at <= now()")  # its own transaction
     async with conn.transaction():
-        await conn.execute(
-            "INSERT INTO budget_months (month, spent_usd) VALUES (%s, 0) ON CONFLICT (month) DO NOTHING", (month,)
-        )
-        spent, reserved = await _spent_and_reserved(conn, month, lock=True)  # the month row serialises replicas
-        held = grantable(spent, reserved, limit_usd, amount_usd, at_least)
-        granted = held is not None
-        amount_usd = amount_usd if held is None else held
-        reservation_id = uuid.uuid4().hex if granted else None
-        if granted:
+        figures = key_figures = (0.0, 0.0)
+        if limit_usd is not None:  # the month row serialises replicas; locked before a key's row, as writers do
             await conn.execute(
-                "INSERT INTO budget_reservations (id, month, amount_usd, created_at, expires_at) "
-                "VALUES (%s, %s, %s, now(), now() + make_interval(secs => %s))",
-                (reservation_id, month, amount_usd, ttl.total_seconds()),
+                "INSERT INTO budget_months (month, spent_usd) VALUES (%s, 0) ON CONFLICT (month) DO NOTHING", (month,)
             )
-    return Reservation(
-        granted=granted, id=reservation_id, month=month, amount_usd=amount_usd, spent_usd=spent, reserved_usd=reserved
-    )
+            figures = await _spent_and_reserved(conn, month, lock=True)
+        if key is not None:
+            await conn.execute(
+                "INSERT INTO budget_key_months (month, caller, spent_usd) VALUES (%s, %s, 0)"
+                " ON CONFLICT (month, caller) DO NOTHING",
+                (month, key.caller),
+            )
+            key_figures = await _key_figures(conn, month, key.caller, lock=True)
+        reservation = decide(month, amount_usd, at_least, limit_usd, figures, key, key_figures)
+        if reservation.granted:
+            reservation.id = uuid.uuid4().hex
+            await conn.execute(
+                "INSERT INTO budget_reservations (id, month, amount_usd, created_at, expires_at, caller) "
+                "VALUES (%s, %s, %s, now(), now() + make_interval(secs => %s), %s)",
+                (reservation.id, month, reservation.amount_usd, ttl.total_seconds(), key and key.caller),
+            )
+    return reservation
+
+
+# Each key's spend per month, kept with the ledger like budget_months, and which key a reservation holds for.
+KEY_BUDGET_MIGRATION = f"""
+ALTER TABLE budget_reservations ADD COLUMN IF NOT EXISTS caller TEXT;
+CREATE TABLE IF NOT EXISTS budget_key_months (
+    month TEXT NOT NULL,
+    caller TEXT NOT NULL,
+    spent_usd DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (month, caller)
+);
+INSERT INTO budget_key_months (month, caller, spent_usd)
+SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM'), caller, SUM(cost_usd) FROM usage_ledger
+WHERE cost_usd > 0 AND starts_with(caller, '{KEY_CALLER_PREFIX}')
+GROUP BY 1, 2 ON CONFLICT (month, caller) DO NOTHING;
+"""
 
 
 async def release(conn: AsyncConnection, reservation_id: str) -> None:

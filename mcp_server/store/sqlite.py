@@ -31,6 +31,7 @@ from mcp_server.store.base import (
     BudgetStatus,
     CallFilter,
     JobRecord,
+    KeyBudget,
     MediaRecord,
     Reservation,
     Store,
@@ -100,6 +101,10 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     lambda conn: _add_audio_columns(conn),
     # 10: shared settings (the media-link secret) and who made which media file
     media_index.sqlite_migration(),
+    # 11: per-key limits (budget, ceiling per call, model allowlist) and each key's spend per month
+    lambda conn: _key_limits(conn),
+    # 12: which of a provider's keys (its variable's name) served each call
+    lambda conn: _add_columns(conn, "usage_ledger", {"api_key_env": "TEXT"}),
 ]
 
 
@@ -225,6 +230,9 @@ class SQLiteStore(Store):
     async def revoke_key(self, name: str) -> ApiKeyRecord | None:
         return await self.run(sqlite_keys.revoke, name)
 
+    async def update_key(self, name: str, changes: dict[str, Any]) -> ApiKeyRecord | None:
+        return await self.run(sqlite_keys.update, name, changes)
+
     async def find_key_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
         return await self.inline(sqlite_keys.find_by_hash, key_hash)  # on every authenticated request
 
@@ -252,19 +260,20 @@ class SQLiteStore(Store):
     async def usage_summary(self, query: UsageQuery) -> UsageSummary:
         return await self.run(sqlite_usage.summary, query)
 
-    async def budget_status(self, month: str) -> BudgetStatus:
-        return await self.run(sqlite_usage.status, month)
+    async def budget_status(self, month: str, *, caller: str | None = None) -> BudgetStatus:
+        return await self.run(sqlite_usage.status, month, caller)
 
     async def reserve_budget(
         self,
         month: str,
-        limit_usd: float,
+        limit_usd: float | None,
         amount_usd: float,
         *,
         at_least: float | None = None,
         ttl: timedelta = timedelta(hours=2),
+        key: KeyBudget | None = None,
     ) -> Reservation:
-        return await self.inline(sqlite_usage.reserve, month, limit_usd, amount_usd, ttl, at_least)
+        return await self.inline(sqlite_usage.reserve, month, limit_usd, amount_usd, ttl, at_least, key)
 
     async def release_reservation(self, reservation_id: str) -> None:
         await self.inline(sqlite_usage.release, reservation_id)
@@ -323,6 +332,13 @@ def _add_columns(conn: sqlite3.Connection, table: str, columns: dict[str, str]) 
 def _add_audio_columns(conn: sqlite3.Connection) -> None:
     for table, columns in audio_columns_sql(count="INTEGER", real="REAL").items():
         _add_columns(conn, table, columns)
+
+
+def _key_limits(conn: sqlite3.Connection) -> None:
+    _add_columns(conn, "api_keys", sqlite_keys.LIMIT_COLUMNS)
+    _add_columns(conn, "budget_reservations", {"caller": "TEXT"})
+    for statement in filter(str.strip, sqlite_usage.KEY_BUDGET_MIGRATION.split(";")):
+        conn.execute(statement)
 
 
 def _use_wal(conn: sqlite3.Connection, timeout_s: float = 30.0) -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import UTC, datetime
+from typing import Any
 
-from mcp_server.store.base import ApiKeyRecord, key_name_taken
+from mcp_server.store.base import KEY_LIMIT_FIELDS, ApiKeyRecord, key_name_taken
 
 _KEY_COLUMNS = tuple(ApiKeyRecord.model_fields)
 _KEY_TIMES = ("created_at", "revoked_at", "last_used_at")
+LIMIT_COLUMNS = {"monthly_usd": "REAL", "max_usd_per_call": "REAL", "models": "TEXT"}  # models: a JSON list
 
 
 def _epoch(value: datetime | None) -> float | None:
@@ -25,10 +28,17 @@ def from_row(row: sqlite3.Row | None) -> ApiKeyRecord | None:
     return ApiKeyRecord.model_validate(data)
 
 
+def _column(name: str, value: Any) -> Any:
+    """A field as its column keeps it."""
+    if name in _KEY_TIMES:
+        return _epoch(value)
+    if name == "models":
+        return None if value is None else json.dumps(value)
+    return value
+
+
 def create(conn: sqlite3.Connection, key: ApiKeyRecord) -> ApiKeyRecord:
-    row = key.model_dump()
-    for name in _KEY_TIMES:
-        row[name] = _epoch(row[name])
+    row = {name: _column(name, value) for name, value in key.model_dump().items()}
     try:
         conn.execute(
             f"INSERT INTO api_keys ({', '.join(_KEY_COLUMNS)}) VALUES ({', '.join(':' + c for c in _KEY_COLUMNS)})",
@@ -53,6 +63,18 @@ def revoke(conn: sqlite3.Connection, name: str) -> ApiKeyRecord | None:
     key.revoked_at = datetime.now(UTC)
     conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (_epoch(key.revoked_at), key.id))
     return key
+
+
+def update(conn: sqlite3.Connection, name: str, changes: dict[str, Any]) -> ApiKeyRecord | None:
+    fields = [field for field in changes if field in KEY_LIMIT_FIELDS]
+    if fields:
+        conn.execute(
+            f"UPDATE api_keys SET {', '.join(f'{field} = ?' for field in fields)}"
+            " WHERE name = ? AND revoked_at IS NULL",
+            (*(_column(field, changes[field]) for field in fields), name),
+        )
+    row = conn.execute("SELECT * FROM api_keys WHERE name = ? AND revoked_at IS NULL", (name,)).fetchone()
+    return from_row(row)
 
 
 def find_by_hash(conn: sqlite3.Connection, key_hash: str) -> ApiKeyRecord | None:

@@ -20,15 +20,17 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from mcp_server.store.usage import (
+    KEY_CALLER_PREFIX,
     ROLLUPS,
     BudgetStatus,
     Dialect,
+    KeyBudget,
     Reservation,
     Rollup,
     UsageQuery,
     UsageRecord,
     UsageSummary,
-    grantable,
+    decide,
     ledger_row,
     merge_rows,
     rollup_tables_sql,
@@ -89,8 +91,8 @@ FOLD_MIGRATION = """
 
 _LEDGER_INSERT = (
     "INSERT INTO usage_ledger (at, tool, model, provider, upstream_model, outcome, prompt_tokens, completion_tokens,"
-    " images, video_seconds, characters, audio_seconds, cost_usd, latency_ms, caller, job_id)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " images, video_seconds, characters, audio_seconds, cost_usd, latency_ms, caller, job_id, api_key_env)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -118,8 +120,28 @@ _FOLDS = [_rollup_fold(level) for level in ROLLUPS] + [
     "INSERT INTO budget_months (month, spent_usd)"
     " SELECT strftime('%Y-%m', at, 'unixepoch'), SUM(cost_usd) FROM usage_ledger"
     " WHERE id > ? AND id <= ? AND cost_usd > 0 GROUP BY 1"
-    " ON CONFLICT (month) DO UPDATE SET spent_usd = spent_usd + excluded.spent_usd"
+    " ON CONFLICT (month) DO UPDATE SET spent_usd = spent_usd + excluded.spent_usd",
+    "INSERT INTO budget_key_months (month, caller, spent_usd)"
+    " SELECT strftime('%Y-%m', at, 'unixepoch'), caller, SUM(cost_usd) FROM usage_ledger"
+    f" WHERE id > ? AND id <= ? AND cost_usd > 0 AND substr(caller, 1, 4) = '{KEY_CALLER_PREFIX}' GROUP BY 1, 2"
+    " ON CONFLICT (month, caller) DO UPDATE SET spent_usd = spent_usd + excluded.spent_usd",
 ]
+
+# Each key's spend per month (kept from the ledger like budget_months), and which key a reservation holds for.
+# Rows already folded are counted in; later ones come with the next fold.
+KEY_BUDGET_MIGRATION = f"""
+    CREATE TABLE IF NOT EXISTS budget_key_months (
+        month TEXT NOT NULL,
+        caller TEXT NOT NULL,
+        spent_usd REAL NOT NULL,
+        PRIMARY KEY (month, caller)
+    ) WITHOUT ROWID;
+    INSERT INTO budget_key_months (month, caller, spent_usd)
+    SELECT strftime('%Y-%m', at, 'unixepoch'), caller, SUM(cost_usd) FROM usage_ledger
+    WHERE id <= (SELECT ledger_id FROM usage_folded) AND cost_usd > 0
+        AND substr(caller, 1, 4) = '{KEY_CALLER_PREFIX}'
+    GROUP BY 1, 2 ON CONFLICT (month, caller) DO NOTHING
+"""
 
 
 @contextmanager
@@ -193,38 +215,53 @@ def _reserved(conn: sqlite3.Connection, month: str, now: float) -> float:
     return float(row[0])
 
 
-def status(conn: sqlite3.Connection, month: str) -> BudgetStatus:
+def _key_figures(conn: sqlite3.Connection, month: str, caller: str, now: float) -> tuple[float, float]:
+    """(spent, reserved) of one key in `month`."""
+    spent = conn.execute(
+        "SELECT spent_usd FROM budget_key_months WHERE month = ? AND caller = ?", (month, caller)
+    ).fetchone()
+    reserved = conn.execute(
+        "SELECT COALESCE(SUM(amount_usd), 0) FROM budget_reservations WHERE month = ? AND caller = ?"
+        " AND expires_at > ?",
+        (month, caller, now),
+    ).fetchone()
+    return (float(spent[0]) if spent else 0.0), float(reserved[0])
+
+
+def status(conn: sqlite3.Connection, month: str, caller: str | None = None) -> BudgetStatus:
     with immediate(conn):
         _fold(conn)
-        return BudgetStatus(month=month, spent_usd=_spent(conn, month), reserved_usd=_reserved(conn, month, _now()))
+        now = _now()
+        if caller is not None:
+            spent, reserved = _key_figures(conn, month, caller, now)
+            return BudgetStatus(month=month, spent_usd=spent, reserved_usd=reserved)
+        return BudgetStatus(month=month, spent_usd=_spent(conn, month), reserved_usd=_reserved(conn, month, now))
 
 
 def reserve(
     conn: sqlite3.Connection,
     month: str,
-    limit_usd: float,
+    limit_usd: float | None,
     amount_usd: float,
     ttl: timedelta,
     at_least: float | None = None,
+    key: KeyBudget | None = None,
 ) -> Reservation:
     now = _now()
-    with immediate(conn):
+    with immediate(conn):  # the write lock: no other reservation or fold interleaves, in any process
         _fold(conn)
         conn.execute("DELETE FROM budget_reservations WHERE expires_at <= ?", (now,))
-        spent, reserved = _spent(conn, month), _reserved(conn, month, now)
-        held = grantable(spent, reserved, limit_usd, amount_usd, at_least)
-        granted = held is not None
-        amount_usd = amount_usd if held is None else held
-        reservation_id = uuid.uuid4().hex if granted else None
-        if granted:
+        figures = (_spent(conn, month), _reserved(conn, month, now))
+        key_figures = _key_figures(conn, month, key.caller, now) if key is not None else (0.0, 0.0)
+        reservation = decide(month, amount_usd, at_least, limit_usd, figures, key, key_figures)
+        if reservation.granted:
+            reservation.id = uuid.uuid4().hex
             conn.execute(
-                "INSERT INTO budget_reservations (id, month, amount_usd, created_at, expires_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (reservation_id, month, amount_usd, now, now + ttl.total_seconds()),
+                "INSERT INTO budget_reservations (id, month, amount_usd, created_at, expires_at, caller)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (reservation.id, month, reservation.amount_usd, now, now + ttl.total_seconds(), key and key.caller),
             )
-    return Reservation(
-        granted=granted, id=reservation_id, month=month, amount_usd=amount_usd, spent_usd=spent, reserved_usd=reserved
-    )
+    return reservation
 
 
 def release(conn: sqlite3.Connection, reservation_id: str) -> None:

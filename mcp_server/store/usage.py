@@ -66,6 +66,7 @@ class UsageRecord(BaseModel):
     latency_ms: float = Field(default=0.0, ge=0)
     caller: str = "stdio"
     job_id: str | None = None
+    api_key_env: str | None = None  # the variable whose key the provider was called with (never the key)
 
     _at_aware = field_validator("at")(_aware)
 
@@ -127,6 +128,17 @@ class BudgetStatus(BaseModel):
     reserved_usd: float
 
 
+@dataclass(frozen=True)
+class KeyBudget:
+    """A key's own monthly limit, reserved against in the same transaction as the global one."""
+
+    caller: str  # the key's identity, `key:<id>`: what its ledger rows and reservations carry
+    limit_usd: float
+
+
+KEY_CALLER_PREFIX = "key:"  # ledger rows of these callers also count towards their key's month
+
+
 class Reservation(BaseModel):
     """The answer to a reservation request; `id` is set only when it was granted."""
 
@@ -134,8 +146,38 @@ class Reservation(BaseModel):
     id: str | None = None
     month: str
     amount_usd: float  # what it holds when granted (less than asked for when `at_least` allowed it), else asked
-    spent_usd: float  # settled spend of the month when the decision was taken
-    reserved_usd: float  # other calls' reservations in flight at that moment
+    spent_usd: float  # settled spend of the month (of the key's, when `scope` is "key") at the decision
+    reserved_usd: float  # other calls' reservations in flight at that moment (of that key's, likewise)
+    scope: Literal["global", "key"] = "global"  # the limit that refused the call or cut what it holds
+
+
+def decide(
+    month: str,
+    amount: float,
+    at_least: float | None,
+    limit: float | None,
+    figures: tuple[float, float],
+    key: KeyBudget | None = None,
+    key_figures: tuple[float, float] = (0.0, 0.0),
+) -> Reservation:
+    """Both stores' decision, once the month's (and the key's) (spent, reserved) are read under their locks:
+    the global limit first, then the key's on what the global one grants. `id` is left for the store to set."""
+    held: float | None = amount if limit is None else grantable(*figures, limit, amount, at_least)
+    scope: Literal["global", "key"] = "global"
+    spent, reserved = figures
+    if held is not None and key is not None:
+        by_key = grantable(*key_figures, key.limit_usd, held, at_least)
+        if by_key is None or by_key < held:
+            scope, (spent, reserved) = "key", key_figures
+        held = by_key
+    return Reservation(
+        granted=held is not None,
+        month=month,
+        amount_usd=amount if held is None else held,
+        spent_usd=spent,
+        reserved_usd=reserved,
+        scope=scope,
+    )
 
 
 @dataclass(frozen=True)
@@ -301,6 +343,7 @@ def ledger_row(r: UsageRecord, at: object) -> tuple[object, ...]:
         r.latency_ms,
         r.caller,
         r.job_id,
+        r.api_key_env,
     )
 
 
@@ -351,4 +394,15 @@ def month_spend(records: list[UsageRecord]) -> dict[str, float]:
             day = int(record.at.timestamp() // 86400)
             month = months.get(day) or months.setdefault(day, month_of(record.at))
             spend[month] = spend.get(month, 0.0) + record.cost_usd
+    return dict(sorted(spend.items()))
+
+
+def key_month_spend(records: list[UsageRecord]) -> dict[tuple[str, str], float]:
+    """Cost per (UTC month, key identity) of the records that keys made and that cost something, sorted (the
+    order writers lock these rows in)."""
+    spend: dict[tuple[str, str], float] = {}
+    for record in records:
+        if record.cost_usd and record.caller.startswith(KEY_CALLER_PREFIX):
+            key = (month_of(record.at), record.caller)
+            spend[key] = spend.get(key, 0.0) + record.cost_usd
     return dict(sorted(spend.items()))

@@ -10,6 +10,7 @@ from mcp.server.mcpserver.exceptions import ResourceError
 from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, Field
 
+from mcp_server.access import identity
 from mcp_server.catalog import ModelCard
 from mcp_server.config import Kind
 from mcp_server.gateway import Gateway
@@ -31,7 +32,7 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
     async def list_models(
         kind: Annotated[Kind | None, Field(description="Only models of this kind")] = None,
     ) -> Annotated[CallToolResult, ModelList]:
-        cards = gateway.catalog.cards(kind)
+        cards = gateway.catalog.cards(kind, identity.current().policy.allows)  # a key sees only its models
         lines = [f"{c.id} ({c.kind}, {c.provider})" for c in cards] or ["no models configured"]
         return ok(ModelList(models=cards), text="\n".join(lines))
 
@@ -42,7 +43,7 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
         mime_type="application/json",
     )
     def catalog_resource() -> str:
-        return ModelList(models=gateway.catalog.cards()).model_dump_json(indent=2)
+        return ModelList(models=gateway.catalog.cards(None, identity.current().policy.allows)).model_dump_json(indent=2)
 
     @mcp.resource(
         "models://{+model_id}",
@@ -51,7 +52,7 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
         mime_type="application/json",
     )
     def model_resource(model_id: str) -> str:
-        card = gateway.catalog.get(model_id)
+        card = gateway.catalog.get(model_id, identity.current().policy.allows)
         if card is None:
             raise ResourceError(f"Unknown model '{model_id}'. Read models://catalog for the ids on offer.")
         return json.dumps(card.model_dump(mode="json"), indent=2)

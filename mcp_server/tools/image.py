@@ -164,11 +164,12 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
         output: Annotated[Output, Field(description="preview | link | full")] = "preview",
     ) -> Annotated[CallToolResult, GenerateImageOutput]:
         check_prompt(prompt)
-        card = gateway.router.resolve(model, "image")
+        caller = identity.current()
+        card = gateway.router.resolve(model, "image", caller)
         size = check_image_arguments(card, n, size)
         images, mask_part = await image_inputs(gateway, card, reference_image, reference_images, mask)
         routed = await gateway.router.generate_image(
-            card, caller=identity.current(), prompt=prompt, n=n, size=size, images=images, mask=mask_part
+            card, caller=caller, prompt=prompt, n=n, size=size, images=images, mask=mask_part
         )
         stored = await store_images(
             routed.value,
@@ -177,9 +178,8 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
             model_id=routed.card.id,
             config=config,
         )
-        caller = identity.current_caller()
         signed = [
-            await publish(gateway.store, gateway.links, image.item, caller=caller, tool="generate_image",
+            await publish(gateway.store, gateway.links, image.item, caller=caller.id, tool="generate_image",
                           model=routed.card.id)
             for image in stored
         ]  # fmt: skip

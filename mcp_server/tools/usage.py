@@ -9,6 +9,7 @@ from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
 from mcp_server.access import identity
+from mcp_server.access.principals import KEY_IDENTITY_PREFIX
 from mcp_server.errors import Forbidden
 from mcp_server.gateway import Gateway
 from mcp_server.tools.results import guarded, ok
@@ -18,8 +19,8 @@ from mcp_server.usage.summary import summary_line
 DESCRIPTION = (
     "Show usage and spend: calls, errors, tokens, images, video seconds, speech characters, audio seconds "
     "transcribed and cost in USD over a period, broken down by model, day, provider or caller, plus the "
-    "monthly budget (limit, spent, remaining). Dates are ISO 8601 (UTC): a date covers its whole day; the "
-    "default period is the current month. source='provider' also returns each "
+    "monthly budget (limit, spent, remaining) and, for a key, its own (key_budget). Dates are ISO 8601 (UTC): a "
+    "date covers its whole day; the default period is the current month. source='provider' also returns each "
     "provider's own usage report for the same period, where the provider offers one (admin keys only)."
 )
 
@@ -70,5 +71,6 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
             group_by=group_by,
             source=source,
             adapters=gateway.adapters,
+            key=(who.id, who.policy.monthly_usd) if who.id.startswith(KEY_IDENTITY_PREFIX) else None,
         )
         return ok(report, text=summary_line(report) + "\n\n" + report.model_dump_json(exclude_none=True))

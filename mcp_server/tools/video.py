@@ -158,7 +158,8 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
         ] = None,
     ) -> Annotated[CallToolResult, VideoJobOutput]:
         check_prompt(prompt)
-        card = gateway.router.resolve(model, "video")
+        caller = identity.current()
+        card = gateway.router.resolve(model, "video", caller)
         check_video_arguments(card, duration, aspect_ratio)
         check_wait(wait_s, config.video_max_wait_s)
         if client_request_id is not None and not _REQUEST_ID.match(client_request_id):
@@ -181,7 +182,7 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
             duration=duration,
             aspect_ratio=aspect_ratio,
             client_request_id=client_request_id,
-            caller=identity.current(),
+            caller=caller,
         )
         job = await gateway.jobs.wait(job.id, wait_s, progress_reporter(ctx))
         return await job_result(job, gateway.links, deduplicated=not created)

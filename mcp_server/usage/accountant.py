@@ -1,8 +1,9 @@
 """The accountant: the budget guard before a provider call and the ledger entry after it.
 
 `Router.run` wraps the call in `accountant.metered(...)`: on entry the call's estimated cost is checked against
-the model's `max_usd_per_call` and reserved against `[budget] monthly_usd` (a refusal is recorded and raised as a
-402); on exit one ledger record is written, whatever happened, and settles the reservation to the actual cost.
+the model's `max_usd_per_call` (and the key's, access/policy.py) and reserved against `[budget] monthly_usd` and
+the key's own monthly budget, both in one store transaction (a refusal is recorded and raised as a 402); on exit
+one ledger record is written, whatever happened, and settles the reservation to the actual cost.
 A chat call under a budget carries an `AnswerAllowance`: it reserves what the money left affords, down to
 `[budget] min_answer_tokens`, and its answer is bounded to that (usage/allowance.py). Under any budget a model
 without a price (and not `free`) is refused: its cost could not be kept within it.
@@ -19,10 +20,12 @@ from typing import Protocol
 
 import anyio
 
+from mcp_server.access.policy import UNRESTRICTED, KeyPolicy
 from mcp_server.catalog import ModelCard
 from mcp_server.config import BudgetConfig
 from mcp_server.errors import BudgetRefused, GatewayError, ServerFault
 from mcp_server.observability.observer import Observer
+from mcp_server.providers.keys import SERVED_KEY
 from mcp_server.store.base import Store, StoreUnavailable, UsageRecord
 from mcp_server.store.usage import COST_EPSILON, month_of, utcnow
 from mcp_server.usage.allowance import AnswerAllowance, Limit, needs_text, unpriced_error
@@ -58,6 +61,7 @@ class Meter:
     started: float = field(default_factory=time.perf_counter)
     answer: Answered | None = None
     allowance: AnswerAllowance | None = None  # chat: the answer's length under a budget
+    policy: KeyPolicy = UNRESTRICTED  # the calling key's own limits
 
     def done(self, answer: Answered) -> None:
         self.answer = answer
@@ -82,6 +86,7 @@ class Meter:
             latency_ms=max(latency, 0.0),
             caller=self.caller,
             job_id=self.job_id,
+            api_key_env=SERVED_KEY.get(),  # set by the last attempt's request (providers/keys.py)
         )
 
     def success(self) -> UsageRecord:
@@ -131,10 +136,11 @@ class Accountant:
         job_id: str | None = None,
         enabled: bool = True,
         allowance: AnswerAllowance | None = None,
+        policy: KeyPolicy = UNRESTRICTED,
     ) -> Metered:
         """`async with accountant.metered(...) as meter:` around one call (see `Metered`)."""
         estimate = estimate or default_estimate(card)
-        meter = Meter(card, tool, caller, job_id, estimate, price(card, estimate), allowance=allowance)
+        meter = Meter(card, tool, caller, job_id, estimate, price(card, estimate), allowance=allowance, policy=policy)
         return Metered(self, meter, enabled)
 
     @property
@@ -142,82 +148,96 @@ class Accountant:
         """The monthly limit, when there is a store to hold it."""
         return self.budget.monthly_usd if self.store is not None else None
 
+    def _monthly_applies(self, policy: KeyPolicy) -> bool:
+        return self.store is not None and (self.budget.monthly_usd is not None or policy.monthly_usd is not None)
+
     async def _admit(self, meter: Meter) -> None:
-        card = meter.card
-        if card.free or (card.max_usd_per_call is None and self.monthly is None):
+        card, policy = meter.card, meter.policy
+        per_call = _per_call(card, policy)
+        if card.free or (per_call is None and not self._monthly_applies(policy)):
             return  # no budget applies
         if not card.priced:
             await self._refuse(meter, unpriced_error(card))
         if meter.allowance is not None:
-            await self._admit_answer(meter, meter.allowance)
+            await self._admit_answer(meter, meter.allowance, per_call)
             return
         estimate_usd = meter.estimate_usd
-        if card.max_usd_per_call is not None and estimate_usd > card.max_usd_per_call + COST_EPSILON:
+        if per_call is not None and estimate_usd > per_call[0] + COST_EPSILON:
             await self._refuse(
                 meter,
                 BudgetRefused(
-                    f"Refused: this call to '{card.id}' is estimated at {usd(estimate_usd)}, above the model's "
-                    f"max_usd_per_call of {usd(card.max_usd_per_call)}. Ask for less (max_tokens, n or duration) "
-                    "or raise max_usd_per_call in the config."
+                    f"Refused: this call to '{card.id}' is estimated at {usd(estimate_usd)}, above {per_call[1]}. "
+                    f"Ask for less (max_tokens, n or duration) or {per_call[2]}."
                 ),
             )
-        if self.monthly is not None and estimate_usd > 0:
+        if self._monthly_applies(policy) and estimate_usd > 0:
             await self._reserve(meter, estimate_usd, None, lambda: f"estimated at {usd(estimate_usd)}")
 
-    async def _admit_answer(self, meter: Meter, allowance: AnswerAllowance) -> None:
+    async def _admit_answer(self, meter: Meter, allowance: AnswerAllowance, per_call: _Ceiling | None) -> None:
         """Reserve what the answer may cost, as much as the money left affords down to min_answer_tokens."""
-        card = meter.card
+        card, policy = meter.card, meter.policy
         allowance.min_tokens = self.budget.min_answer_tokens
         want, need = allowance.want_usd(card), allowance.need_usd(card)
-        limit: Limit = "monthly_usd" if self.monthly is not None else "max_usd_per_call"
-        per_call = card.max_usd_per_call
+        limit: Limit = "key_monthly_usd" if self.monthly is None and policy.monthly_usd is not None else "monthly_usd"
         if per_call is not None:
-            if need > per_call + COST_EPSILON:
+            ceiling, named, remedy, setting = per_call
+            if need > ceiling + COST_EPSILON:
                 await self._refuse(
                     meter,
                     BudgetRefused(
-                        f"Refused: this call to '{card.id}' {needs_text(card, allowance)}, above the model's "
-                        f"max_usd_per_call of {usd(per_call)}. Shorten the prompt or raise max_usd_per_call."
+                        f"Refused: this call to '{card.id}' {needs_text(card, allowance)}, above {named}. "
+                        f"Shorten the prompt or {remedy}."
                     ),
                 )
-            if want > per_call:
-                want, limit = per_call, "max_usd_per_call"
+            if want > ceiling or not self._monthly_applies(policy):
+                want, limit = min(want, ceiling), setting
         granted = want
-        if self.monthly is not None and want > 0:
-            granted = await self._reserve(meter, want, need, lambda: needs_text(card, allowance))
+        if self._monthly_applies(policy) and want > 0:
+            granted, cut_by = await self._reserve(meter, want, need, lambda: needs_text(card, allowance))
             if granted < want - COST_EPSILON:
-                limit = "monthly_usd"
+                limit = cut_by
         allowance.grant(granted, limit)
         meter.estimate, meter.estimate_usd = allowance.estimate(card), granted
 
-    async def _reserve(self, meter: Meter, amount: float, at_least: float | None, needs: Callable[[], str]) -> float:
-        """Reserve `amount` (or what is left, if at least `at_least`) against the month; the amount held.
-        `needs` says what the call needs, for the refusal (built only then: this runs on every paid call)."""
-        limit, store = self.monthly, self.store
-        if limit is None or store is None:
-            return amount
+    async def _reserve(
+        self, meter: Meter, amount: float, at_least: float | None, needs: Callable[[], str]
+    ) -> tuple[float, Limit]:
+        """Reserve `amount` (or what is left, if at least `at_least`) against the month and the key's month; the
+        amount held and the budget that decided it. `needs` says what the call needs, for the refusal (built only
+        then: this runs on every paid call)."""
+        store, policy = self.store, meter.policy
+        if store is None:
+            return amount, "monthly_usd"
         month = month_of(utcnow())
         try:
-            reservation = await store.reserve_budget(month, limit, amount, at_least=at_least)
+            reservation = await store.reserve_budget(month, self.monthly, amount, at_least=at_least, key=policy.budget)
         except StoreUnavailable as exc:
             raise ServerFault(
                 f"Paid calls are paused: the monthly budget cannot be checked ({exc}). Try again shortly.",
                 code="store_unavailable",
                 status=503,
             ) from None
+        by_key = reservation.scope == "key"
         if not reservation.granted:
             held = reservation.reserved_usd
             in_flight = f" plus {usd(held)} reserved by calls in flight" if held else ""
+            if by_key:
+                whose = (
+                    f"the monthly budget of key '{policy.key}' would be exceeded. Limit {usd(policy.monthly_usd or 0)}"
+                )
+                remedy = f"Raise it (genroute keys update {policy.key} --monthly-usd X)"
+            else:
+                whose = f"the monthly budget would be exceeded. Limit {usd(self.monthly or 0)} ([budget] monthly_usd)"
+                remedy = "Raise the limit"
             await self._refuse(
                 meter,
                 BudgetRefused(
-                    f"Refused: the monthly budget would be exceeded. Limit {usd(limit)} ([budget] monthly_usd), "
-                    f"spent in {month} {usd(reservation.spent_usd)}{in_flight}, this call to '{meter.card.id}' "
-                    f"{needs()}. Raise the limit, ask for less, or use a cheaper model."
+                    f"Refused: {whose}, spent in {month} {usd(reservation.spent_usd)}{in_flight}, this call to "
+                    f"'{meter.card.id}' {needs()}. {remedy}, ask for less, or use a cheaper model."
                 ),
             )
         meter.reservation_id = reservation.id
-        return reservation.amount_usd
+        return reservation.amount_usd, "key_monthly_usd" if by_key else "monthly_usd"
 
     async def _refuse(self, meter: Meter, refusal: BudgetRefused) -> None:
         self.observer.refused(refusal.code)
@@ -238,6 +258,33 @@ class Accountant:
             log.exception("could not record usage of %s on %s (%s)", record.tool, record.model, record.outcome)
 
 
+_Ceiling = tuple[float, str, str, Limit]  # (USD, how a refusal names it, how to raise it, the setting)
+
+
+def _per_call(card: ModelCard, policy: KeyPolicy) -> _Ceiling | None:
+    """The lowest ceiling on one call: the model's max_usd_per_call or the key's, whichever is lower."""
+    ceilings: list[_Ceiling] = []
+    if card.max_usd_per_call is not None:
+        ceilings.append(
+            (
+                card.max_usd_per_call,
+                f"the model's max_usd_per_call of {usd(card.max_usd_per_call)}",
+                "raise max_usd_per_call in the config",
+                "max_usd_per_call",
+            )
+        )
+    if policy.max_usd_per_call is not None:
+        ceilings.append(
+            (
+                policy.max_usd_per_call,
+                f"the max_usd_per_call of key '{policy.key}', {usd(policy.max_usd_per_call)}",
+                f"raise it (genroute keys update {policy.key} --max-usd-per-call X)",
+                "key_max_usd_per_call",
+            )
+        )
+    return min(ceilings, key=lambda ceiling: ceiling[0]) if ceilings else None
+
+
 class Metered:
     """One call's accounting as an async context manager: on entry the call is admitted (or refused, recorded and
     raised); on exit its ledger record is written, a failure record when the call raised (cancellation too).
@@ -253,6 +300,7 @@ class Metered:
         self.enabled = enabled  # False: no budget check, no record (free calls that are part of another one)
 
     async def __aenter__(self) -> Meter:
+        SERVED_KEY.set(None)  # not a key an earlier call in this task used
         if self.enabled:
             await self.accountant._admit(self.meter)
         return self.meter

@@ -20,7 +20,7 @@ from mcp_server.errors import BudgetRefused, PriceUnknown
 from mcp_server.providers.base import ChatResult
 from mcp_server.usage.cost import Quantities, usd
 
-Limit = Literal["monthly_usd", "max_usd_per_call", "default_answer_tokens"]
+Limit = Literal["monthly_usd", "max_usd_per_call", "key_monthly_usd", "key_max_usd_per_call", "default_answer_tokens"]
 _ROUNDING = 1e-6  # a token count that float division leaves at 24.9999999 is 25
 
 
@@ -29,8 +29,9 @@ class BudgetCap(BaseModel):
 
     max_tokens: int = Field(description="The max_tokens genroute sent upstream, which the answer reached")
     limit: Limit = Field(
-        description="What set it: [budget] monthly_usd, the model's max_usd_per_call, or the default answer "
-        "length reserved under a budget when max_tokens is left out"
+        description="What set it: [budget] monthly_usd, the model's max_usd_per_call, the key's own monthly "
+        "budget or ceiling per call, or the default answer length reserved under a budget when max_tokens is "
+        "left out"
     )
     reason: str
 
@@ -104,7 +105,11 @@ class AnswerAllowance:
         if result.finish_reason != "length" and result.usage.completion_tokens < sent:
             return None
         if sent < self.ceiling:
-            setting = "[budget] monthly_usd" if self.limit == "monthly_usd" else f"max_usd_per_call of '{card.id}'"
+            setting = {
+                "monthly_usd": "[budget] monthly_usd",
+                "key_monthly_usd": "this key's monthly budget",
+                "key_max_usd_per_call": "this key's max_usd_per_call",
+            }.get(self.limit, f"max_usd_per_call of '{card.id}'")
             reason = (
                 f"the {usd(self.usd or 0.0)} that {setting} left for this call buys {sent} answer tokens on "
                 f"'{card.id}' after the prompt"

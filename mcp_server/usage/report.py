@@ -16,7 +16,7 @@ from mcp_server.access.principals import display_names, resolve_caller
 from mcp_server.catalog import Catalog
 from mcp_server.errors import ErrorBody, GatewayError, ServerFault, UpstreamTimeout, invalid_argument
 from mcp_server.providers.base import ProviderAdapter, ProviderUsage
-from mcp_server.store.base import GroupBy, Store, StoreUnavailable, UsageQuery, UsageSummary, UsageTotals
+from mcp_server.store.base import BudgetStatus, GroupBy, Store, StoreUnavailable, UsageQuery, UsageSummary, UsageTotals
 from mcp_server.store.usage import month_of, utcnow
 
 Source = Literal["local", "provider"]
@@ -61,10 +61,23 @@ class UsageFigures(BaseModel):
 
 class BudgetFigures(BaseModel):
     month: str = Field(description="The budget month (UTC), always the current one")
-    limit_usd: float | None = Field(description="[budget] monthly_usd; null when no budget is set")
+    limit_usd: float | None = Field(
+        description="The monthly limit ([budget] monthly_usd, or the key's own); null: none"
+    )
     spent_usd: float
     reserved_usd: float = Field(description="Held by calls in flight")
     remaining_usd: float | None
+
+    @classmethod
+    def of(cls, status: BudgetStatus, limit_usd: float | None) -> BudgetFigures:
+        remaining = None if limit_usd is None else max(limit_usd - status.spent_usd - status.reserved_usd, 0.0)
+        return cls(
+            month=status.month,
+            limit_usd=limit_usd,
+            spent_usd=round(status.spent_usd, COST_DECIMALS),
+            reserved_usd=round(status.reserved_usd, COST_DECIMALS),
+            remaining_usd=None if remaining is None else round(remaining, COST_DECIMALS),
+        )
 
 
 class ProviderFigures(BaseModel):
@@ -81,6 +94,9 @@ class UsageReport(UsageFigures):
     caller: str | None = Field(default=None, description="The caller filter, when one was given")
     breakdown: dict[str, UsageFigures]
     budget: BudgetFigures
+    key_budget: BudgetFigures | None = Field(
+        default=None, description="The calling key's own month: its monthly budget (genroute keys), spent, remaining"
+    )
     provider: dict[str, ProviderFigures] | None = Field(
         default=None, description="source='provider': each provider's own figures for the same period"
     )
@@ -165,7 +181,9 @@ async def build_report(
     group_by: str = "model",
     source: str = "local",
     adapters: dict[str, ProviderAdapter] | None = None,
+    key: tuple[str, float | None] | None = None,
 ) -> UsageReport:
+    """`key`: the calling key's identity and monthly budget, for its own budget figures."""
     if group_by not in get_args(GroupBy):
         raise invalid_argument("group_by", f"group_by must be one of {', '.join(get_args(GroupBy))}; got '{group_by}'.")
     if source not in get_args(Source):
@@ -180,9 +198,9 @@ async def build_report(
         if group_by == "caller" or caller:
             summary, caller = await _readable(store, summary, caller)
         budget = await store.budget_status(month_of(utcnow()))
+        key_budget = await store.budget_status(budget.month, caller=key[0]) if key else None
     except StoreUnavailable as exc:
         raise ServerFault(str(exc), code="store_unavailable", status=503) from None
-    remaining = None if monthly_usd is None else max(monthly_usd - budget.spent_usd - budget.reserved_usd, 0.0)
     report = UsageReport(
         **UsageFigures.of(summary.totals).model_dump(),
         period=period.label,
@@ -190,13 +208,8 @@ async def build_report(
         model=model_id,
         caller=caller,
         breakdown={key: UsageFigures.of(totals) for key, totals in summary.breakdown.items()},
-        budget=BudgetFigures(
-            month=budget.month,
-            limit_usd=monthly_usd,
-            spent_usd=round(budget.spent_usd, COST_DECIMALS),
-            reserved_usd=round(budget.reserved_usd, COST_DECIMALS),
-            remaining_usd=None if remaining is None else round(remaining, COST_DECIMALS),
-        ),
+        budget=BudgetFigures.of(budget, monthly_usd),
+        key_budget=BudgetFigures.of(key_budget, key[1]) if key and key_budget else None,
     )
     if source == "provider":
         wanted = {card.provider} if card is not None else None

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 from mcp_server.text import plural
 from mcp_server.usage.cost import usd
-from mcp_server.usage.report import UsageReport
+from mcp_server.usage.report import BudgetFigures, UsageReport
 
 
 def budget_line(report: UsageReport) -> str:
-    b = report.budget
+    line = _budget_text("Budget", report.budget, "[budget] monthly_usd")
+    if report.key_budget is not None:
+        line += " " + _budget_text("This key's budget", report.key_budget, "genroute keys update --monthly-usd")
+    return line
+
+
+def _budget_text(label: str, b: BudgetFigures, setting: str) -> str:
     if b.limit_usd is None or b.remaining_usd is None:
-        return f"Budget {b.month}: {usd(b.spent_usd)} spent, no monthly limit set ([budget] monthly_usd)."
+        return f"{label} {b.month}: {usd(b.spent_usd)} spent, no monthly limit set ({setting})."
     held = f", {usd(b.reserved_usd)} held by calls in flight" if b.reserved_usd else ""
-    return f"Budget {b.month}: {usd(b.spent_usd)} spent of {usd(b.limit_usd)}, {usd(b.remaining_usd)} left{held}."
+    return f"{label} {b.month}: {usd(b.spent_usd)} spent of {usd(b.limit_usd)}, {usd(b.remaining_usd)} left{held}."
 
 
 def summary_line(report: UsageReport) -> str:

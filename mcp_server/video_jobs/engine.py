@@ -27,6 +27,7 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 
+from mcp_server.access.policy import policy_of
 from mcp_server.access.principals import Caller
 from mcp_server.catalog import Catalog, ModelCard
 from mcp_server.config import MediaConfig
@@ -323,7 +324,7 @@ class VideoJobs:
                 aspect_ratio=arguments.aspect_ratio,
                 idempotency_key=arguments.idempotency_key or new_idempotency_key(),
                 job_id=job.id,
-                caller=Caller.of_record(job.caller),
+                caller=Caller.of_record(job.caller, await policy_of(self.store, job.caller)),  # the key's limits now
             )
         except GatewayError as error:
             if error.may_have_run:
