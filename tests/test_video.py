@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 from collections.abc import Awaitable, Callable
@@ -211,6 +212,20 @@ async def test_first_frame_image_is_sent(config: dict[str, Any], emulator: Emula
         )
     assert not result.is_error, result.content
     assert emulator.calls("video_submit")[0].json["image"] == png_b64()
+
+
+async def test_a_generated_image_is_a_first_frame_by_its_media_id(config: dict[str, Any], emulator: Emulator) -> None:
+    emulator.video_run_s = 0.2
+    async with in_memory_client(config) as client:
+        made = await client.call_tool("generate_image", {"prompt": "a lighthouse", "output": "link"})
+        assert not made.is_error, made.content
+        saved = made.structured_content["images"][0]
+        result = await client.call_tool(
+            "generate_video", {"prompt": "p", "model": VIDEO_MODEL, "image": saved["uri"], "wait_s": 15}
+        )
+    assert not result.is_error, result.content
+    sent = emulator.calls("video_submit")[0].json["image"]
+    assert base64.b64decode(sent) == await anyio.Path(saved["path"]).read_bytes()
 
 
 async def test_retry_after_spaces_the_polls(config: dict[str, Any], emulator: Emulator) -> None:

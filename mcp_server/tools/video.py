@@ -14,11 +14,11 @@ from mcp_server.catalog import ModelCard
 from mcp_server.errors import invalid_argument
 from mcp_server.gateway import Gateway
 from mcp_server.media.links import MediaLinks, SignedLink, resource_link, signed_link
-from mcp_server.media.reference import load_reference_image
 from mcp_server.media.registry import MediaItem
 from mcp_server.store import JobRecord, VideoResult
 from mcp_server.store.job_record import JobError
 from mcp_server.tools.image import check_prompt
+from mcp_server.tools.inputs import load_input
 from mcp_server.tools.results import failed, guarded, ok, progress_token
 from mcp_server.video_jobs.engine import OnUpdate
 from mcp_server.video_jobs.records import elapsed_s
@@ -148,7 +148,9 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
         model: Annotated[str | None, Field(description="Video model id or alias (see list_models)")] = None,
         image: Annotated[
             str | None,
-            Field(description="First frame: base64, a data: URL, a public http(s) URL, or a file in the input folder"),
+            Field(
+                description="First frame: base64, a data: URL, a public http(s) URL, a media:// id or an input_dir file"
+            ),
         ] = None,
         duration: Annotated[float | None, Field(description="Seconds, one of the model's durations")] = None,
         aspect_ratio: Annotated[str | None, Field(description="e.g. 16:9, one of the model's aspect ratios")] = None,
@@ -166,15 +168,7 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
             raise invalid_argument(
                 "client_request_id", "`client_request_id` must be 1-128 characters of letters, digits and . _ : -"
             )
-        reference = None
-        if image is not None:
-            reference = await load_reference_image(
-                image,
-                param="image",
-                input_dir=gateway.config.server.input_dir,
-                fetcher=gateway.fetcher,
-                max_bytes=config.reference_max_bytes,
-            )
+        reference = await load_input(gateway, image, "image") if image is not None else None
         job, created = await gateway.jobs.create(
             card,
             prompt=prompt,
