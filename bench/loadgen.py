@@ -23,8 +23,11 @@ META = {
 }
 
 
-def tool_call_request(url: str, tool: str, arguments: dict[str, Any], request_id: int = 1) -> bytes:
-    """The raw HTTP/1.1 request for one `tools/call`, ready to write to a keep-alive connection."""
+def tool_call_request(
+    url: str, tool: str, arguments: dict[str, Any], request_id: int = 1, headers: dict[str, str] | None = None
+) -> bytes:
+    """The raw HTTP/1.1 request for one `tools/call`, ready to write to a keep-alive connection (`headers`: more,
+    such as a bearer key)."""
     parts = urlsplit(url)
     body = json.dumps(
         {
@@ -43,7 +46,8 @@ def tool_call_request(url: str, tool: str, arguments: dict[str, Any], request_id
         f"mcp-protocol-version: {PROTOCOL}\r\n"
         "mcp-method: tools/call\r\n"
         f"mcp-name: {tool}\r\n"
-        f"content-length: {len(body)}\r\n\r\n"
+        + "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+        + f"content-length: {len(body)}\r\n\r\n"
     )
     return head.encode() + body
 

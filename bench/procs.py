@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,6 +151,51 @@ durations = [5, 10]
     return path
 
 
+TEAM_DATABASE_ENV = "GENROUTE_TEST_DATABASE_URL"  # what `eval "$(bash .ci/postgres.sh)"` exports
+TEAM_KEY_NAME = "bench-team"
+# The team key's own limits: reserved and checked on every call, never reached by a bench run.
+TEAM_KEY_LIMITS = ("--monthly-usd", "100000", "--max-usd-per-call", "10", "--rate-limit", "100000000")
+
+
+@contextlib.contextmanager
+def team_database() -> Iterator[str]:
+    """A PostgreSQL URL whose tables live in a new schema (dropped at the end) on $GENROUTE_TEST_DATABASE_URL."""
+    import psycopg
+
+    base = os.environ.get(TEAM_DATABASE_ENV)
+    if not base:
+        raise RuntimeError(
+            f'the team configuration needs PostgreSQL: run eval "$(bash .ci/postgres.sh)" ({TEAM_DATABASE_ENV})'
+        )
+    schema = f"genroute_bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(base, autocommit=True, connect_timeout=10) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(base, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def write_team_config(directory: Path, upstream_base: str, database_url: str) -> Path:
+    """The team configuration: write_config's, on PostgreSQL, with a global budget and /metrics for admin keys."""
+    path = write_config(directory, upstream_base)
+    text = path.read_text(encoding="utf-8").replace("[server]\n", f'[server]\ndatabase_url = "{database_url}"\n', 1)
+    path.write_text(text + "\n[budget]\nmonthly_usd = 100000\n\n[metrics]\npublic = false\n", encoding="utf-8")
+    return path
+
+
+def create_team_key(config: Path) -> str:
+    """`genroute keys create` with the team key's own budget and rate limit; the key (`gr_...`)."""
+    args = [sys.executable, "-m", "mcp_server", "--config", str(config), "keys", "create", TEAM_KEY_NAME]
+    done = subprocess.run(
+        [*args, *TEAM_KEY_LIMITS], cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=60, check=False
+    )
+    if done.returncode != 0 or not done.stdout.strip():
+        raise RuntimeError(f"genroute keys create failed: {done.stderr.strip()[:300]}")
+    return done.stdout.strip().splitlines()[0]
+
+
 def genroute_args(config: Path, *serve_args: str) -> list[str]:
     return [sys.executable, "-m", "mcp_server", "--config", str(config), "serve", *serve_args]
 
@@ -195,10 +241,10 @@ def start_all(stack: contextlib.ExitStack, managers: list[contextlib.AbstractCon
 
 
 @contextlib.contextmanager
-def genroute_http(config: Path, timeout_s: float = 30.0) -> Iterator[Proc]:
-    """`genroute serve --http` on a free loopback port, ready once /healthz answers."""
+def genroute_http(config: Path, timeout_s: float = 30.0, *, keys: bool = False) -> Iterator[Proc]:
+    """`genroute serve --http` on a free loopback port, ready once /healthz answers (`keys`: with bearer keys)."""
     port = free_port()
-    args = genroute_args(config, "--http", "--port", str(port), *_no_auth_flag())
+    args = genroute_args(config, "--http", "--port", str(port), *([] if keys else _no_auth_flag()))
     process = subprocess.Popen(args, cwd=ROOT, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     proc = Proc(process, f"http://127.0.0.1:{port}/mcp")
     try:
@@ -241,8 +287,10 @@ class Fleet:
     Servers start in parallel (readiness is mostly waiting); everything stops when the fleet closes.
     """
 
-    def __init__(self, latency_ms: float, workdir: Path, **provider_extra: object) -> None:
+    def __init__(self, latency_ms: float, workdir: Path, *, team: bool = False, **provider_extra: object) -> None:
         self.latency_ms = latency_ms
+        self.team = team  # the team configuration: PostgreSQL, bearer keys with limits, a budget, /metrics
+        self.headers: dict[str, str] = {}  # what a client of genroute's HTTP sends on every request
         self.workdir = workdir
         self.provider_extra = provider_extra
         self._stack = contextlib.ExitStack()
@@ -259,8 +307,14 @@ class Fleet:
     def __enter__(self) -> Fleet:
         try:
             self.emulator = self._stack.enter_context(emulator(self.latency_ms))
-            self.config = write_config(self.workdir, self.upstream, **self.provider_extra)
-            managers = [bare_http(self.upstream), bare_http(self.upstream, "--uvloop"), genroute_http(self.config)]
+            if self.team:
+                database_url = self._stack.enter_context(team_database())
+                self.config = write_team_config(self.workdir, self.upstream, database_url)
+                self.headers = {"authorization": f"Bearer {create_team_key(self.config)}"}
+            else:
+                self.config = write_config(self.workdir, self.upstream, **self.provider_extra)
+            genroute = genroute_http(self.config, keys=self.team)
+            managers = [bare_http(self.upstream), bare_http(self.upstream, "--uvloop"), genroute]
             self.bare, self.bare_uvloop, self.genroute = start_all(self._stack, managers)
         except BaseException:
             self._stack.close()

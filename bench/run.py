@@ -26,11 +26,12 @@ from typing import Any
 
 import anyio
 
-from bench import coldstart, overhead, procs, report, throughput
+from bench import coldstart, generations, overhead, procs, report, throughput
 from bench.report import describe
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("overhead", "throughput", "slow", "coldstart", "media", "video", "usage", "image")
+SECTIONS = ("overhead", "throughput", "slow", "coldstart", "media", "video", "usage", "image", "generations", "team")
+DEFAULT_SECTIONS = SECTIONS[:8]  # generations and team run when named (team needs PostgreSQL): --smoke stays as it was
 
 # Published per-request overheads of HTTP gateways on a localhost mock provider (see docs/performance.md).
 PUBLISHED = {
@@ -162,7 +163,7 @@ async def run_sections(plan: Plan, only: set[str], workdir: Path, log: Callable[
             results[name] = {"error": describe(error)}
         log(f"   {name} done in {time.perf_counter() - started:.1f} s")
 
-    latencies = list(plan.latencies_ms) if only & {"overhead", "throughput", "coldstart"} else []
+    latencies = list(plan.latencies_ms) if only & {"overhead", "throughput", "coldstart", "generations"} else []
     if "slow" in only and plan.slow_latency_ms not in latencies:
         latencies.append(plan.slow_latency_ms)  # its own fleet, unless it shares one (the smoke run)
     for latency in latencies:
@@ -189,8 +190,12 @@ async def run_sections(plan: Plan, only: set[str], workdir: Path, log: Callable[
                         coldstart.run, fleet.upstream, fleet.config, plan.coldstart_runs, plan.coldstart_warmup
                     )
 
+                async def generations_body(fleet: procs.Fleet = fleet) -> dict[str, Any]:
+                    return await generations.run(fleet, *_overhead_args(plan))
+
                 await section("throughput", throughput_body)
                 await section("coldstart", coldstart_body)
+                await section("generations", generations_body)
             if latency == plan.slow_latency_ms:
 
                 async def slow_body(fleet: procs.Fleet = fleet) -> dict[str, Any]:
@@ -200,10 +205,28 @@ async def run_sections(plan: Plan, only: set[str], workdir: Path, log: Callable[
 
                 await section("slow", slow_body)
 
+    if "team" in only:
+        await section("team", lambda: team_section(plan, workdir / "team"))
     for name in ("media", "video", "usage", "image"):
         if name in only:
             results[name] = await optional_section(name, plan, workdir, log)
     return results
+
+
+def _overhead_args(plan: Plan) -> tuple[int, int, int]:
+    return plan.overhead_rounds, plan.overhead_block, plan.overhead_warmup
+
+
+async def team_section(plan: Plan, workdir: Path) -> dict[str, Any]:
+    """The team configuration (PostgreSQL, bearer keys with a budget and a rate limit, /metrics) at the first
+    latency: both protocol generations one client at a time, and throughput."""
+    with procs.Fleet(plan.latencies_ms[0], workdir, team=True) as fleet:
+        out = await generations.run(fleet, *_overhead_args(plan))
+        concurrency = list(plan.concurrency)
+        out["throughput"] = await throughput.closed_loops(
+            fleet, concurrency, plan.throughput_seconds, plan.throughput_rounds
+        )
+    return out
 
 
 async def section_into(
@@ -295,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="a short smoke run: every figure, few samples")
     size.add_argument("--smoke", action="store_true", help="the test suite's run: every figure, smallest inputs")
-    parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections of {SECTIONS}")
+    parser.add_argument("--only", default=",".join(DEFAULT_SECTIONS), help=f"comma-separated sections of {SECTIONS}")
     parser.add_argument("--out", type=Path, help="JSON file to write (default: bench/results/<time>.json)")
     args = parser.parse_args(argv)
     only = {s.strip() for s in args.only.split(",") if s.strip()}

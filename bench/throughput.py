@@ -28,7 +28,10 @@ async def closed_loops(fleet: procs.Fleet, concurrency: list[int], seconds: floa
     servers = {
         "bare": (fleet.bare, loadgen.tool_call_request(fleet.bare.url, *BARE_TOOL)),
         "bare_uvloop": (fleet.bare_uvloop, loadgen.tool_call_request(fleet.bare_uvloop.url, *BARE_TOOL)),
-        "genroute": (fleet.genroute, loadgen.tool_call_request(fleet.genroute.url, *GENROUTE_TOOL)),
+        "genroute": (
+            fleet.genroute,
+            loadgen.tool_call_request(fleet.genroute.url, *GENROUTE_TOOL, headers=fleet.headers),
+        ),
     }
     for proc, request in servers.values():  # warm both: imports, pools, caches
         await loadgen.closed_loop(proc.url, request, 4, 0.5, warmup_s=0.2)

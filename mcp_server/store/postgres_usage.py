@@ -7,6 +7,7 @@ inserts. Whoever holds the month row therefore never waits for another lock.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -119,7 +120,11 @@ def _ledger_row(r: UsageRecord) -> tuple[object, ...]:
 
 
 async def record(conn: AsyncConnection, records: list[UsageRecord], reservation_id: str | None) -> None:
-    async with conn.transaction(), conn.cursor() as cur:
+    # In a pipeline the transaction's statements go out together and the server answers them in one round trip
+    # at COMMIT (no statement here needs an earlier one's answer): one wait a record instead of eight. COPY, for
+    # large batches, cannot run in one.
+    pipeline = conn.pipeline() if len(records) <= _COPY_ABOVE else contextlib.nullcontext()
+    async with pipeline, conn.transaction(), conn.cursor() as cur:
         if len(records) > _COPY_ABOVE:
             async with cur.copy(f"COPY usage_ledger ({_LEDGER_COLUMNS}) FROM STDIN") as copy:
                 for r in records:
@@ -152,30 +157,30 @@ async def summary(conn: AsyncConnection, query: UsageQuery) -> UsageSummary:
 
 
 async def _spent_and_reserved(conn: AsyncConnection, month: str, *, lock: bool) -> tuple[float, float]:
-    cur = await conn.execute(
+    spent_cur = await conn.execute(
         f"SELECT spent_usd FROM budget_months WHERE month = %s{' FOR UPDATE' if lock else ''}", (month,)
     )
-    row = await cur.fetchone()
-    cur = await conn.execute(
+    cur = await conn.execute(  # both sent before either is read: one round trip in a pipeline
         "SELECT COALESCE(SUM(amount_usd), 0) FROM budget_reservations WHERE month = %s AND expires_at > now()",
         (month,),
     )
+    row = await spent_cur.fetchone()
     reserved = await cur.fetchone()
     return (float(row[0]) if row else 0.0), float(reserved[0] if reserved else 0.0)
 
 
 async def _key_figures(conn: AsyncConnection, month: str, caller: str, *, lock: bool) -> tuple[float, float]:
     """(spent, reserved) of one key in `month`; with `lock`, its month row stays locked to the transaction's end."""
-    cur = await conn.execute(
+    spent_cur = await conn.execute(
         f"SELECT spent_usd FROM budget_key_months WHERE month = %s AND caller = %s{' FOR UPDATE' if lock else ''}",
         (month, caller),
     )
-    row = await cur.fetchone()
     cur = await conn.execute(
         "SELECT COALESCE(SUM(amount_usd), 0) FROM budget_reservations"
         " WHERE month = %s AND caller = %s AND expires_at > now()",
         (month, caller),
     )
+    row = await spent_cur.fetchone()
     reserved = await cur.fetchone()
     return (float(row[0]) if row else 0.0), float(reserved[0] if reserved else 0.0)
 
@@ -196,6 +201,21 @@ async def reserve(
     ttl: timedelta,
     at_least: float | None = None,
     key: KeyBudget | None = None,
+) -> Reservation:
+    # A pipeline: statements go out as they are issued and are waited for only where an answer is read (the
+    # figures, then COMMIT): three round trips a reservation instead of eleven; the same statements, locks and order.
+    async with conn.pipeline():
+        return await _reserve(conn, month, limit_usd, amount_usd, ttl, at_least, key)
+
+
+async def _reserve(
+    conn: AsyncConnection,
+    month: str,
+    limit_usd: float | None,
+    amount_usd: float,
+    ttl: timedelta,
+    at_least: float | None,
+    key: KeyBudget | None,
 ) -> Reservation:
     await conn.execute("DELETE FROM budget_reservations WHERE expires_at <= now()")  # its own transaction
     async with conn.transaction():
