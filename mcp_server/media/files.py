@@ -90,6 +90,16 @@ def mime_type_of(media_id: str) -> str:
     return MIME_TYPES[media_id.rsplit(".", 1)[-1]]
 
 
+def made_at(media_id: str) -> datetime | None:
+    """When a genroute media id says its file was made (UTC); None for anything else."""
+    if not is_media_id(media_id):
+        return None
+    try:
+        return datetime.strptime(media_id[:15], "%Y%m%d-%H%M%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
 class MediaRoot:
     """The output directory. `directory()` resolves it (following a symlinked root to its target) and creates it."""
 
@@ -125,19 +135,6 @@ class MediaRoot:
     def commit(temp: Path, final: Path) -> None:
         """Publish a written file under its final name; a killed process leaves only a `.part` file."""
         os.replace(temp, final)
-
-    def write(self, media_id: str, data: bytes) -> Path:
-        final, temp, fd = self.create(media_id)
-        try:
-            with os.fdopen(fd, "wb") as file:
-                file.write(data)
-                file.flush()
-                os.fsync(file.fileno())
-            self.commit(temp, final)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
-        return final
 
     def find(self, media_id: str) -> Path | None:
         """The file for an id, or None: unknown ids, symlinks and anything resolving outside the root are refused."""
