@@ -55,7 +55,7 @@ class StoreSettings(BaseModel):
         missing = [name for name in (self.access_key_env, self.secret_key_env) if not name or not os.environ.get(name)]
         if missing:
             raise ValueError(
-                f"[media] access_key_env and secret_key_env must both name set environment variables; "
+                f"access_key_env and secret_key_env must both name set environment variables; "
                 f"not set: {', '.join(str(name) for name in missing)}"
             )
         return os.environ[str(self.access_key_env)], os.environ[str(self.secret_key_env)]
