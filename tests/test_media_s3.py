@@ -207,3 +207,10 @@ async def test_store_outage_loses_nothing(
         assert [c.tool for c in calls] == ["generate_image", "generate_image"]  # each call charged once
     finally:
         seaweed.stop()
+
+
+def test_large_file_streams_in_bounded_memory() -> None:
+    """A 200 MB file stored and served through the s3 store costs under 32 MB of peak RSS (bench/media_memory.py)."""
+    from bench.media_memory import main
+
+    assert main(200) == 0

@@ -23,7 +23,7 @@ from mcp_server.media.stores.settings import StoreSettings
 from mcp_server.media.stores.spool import Spool
 
 log = logging.getLogger("genroute.media")
-PART_BYTES = 8 * 1024 * 1024  # multipart upload part size; at most UPLOAD_CONCURRENCY of them in memory
+PART_BYTES = 5 * 1024 * 1024  # multipart upload part size; at most UPLOAD_CONCURRENCY of them in memory
 UPLOAD_CONCURRENCY = 2
 CONNECT_TIMEOUT_S = 5
 
