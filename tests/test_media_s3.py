@@ -4,7 +4,9 @@ with no shared disk serve each other's files, and a store outage loses nothing."
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
+import io
 import os
 import time
 from collections.abc import Iterator
@@ -17,10 +19,12 @@ import httpx2
 import pytest
 
 from emulator import Emulator
+from mcp_server import cli
 from mcp_server.config import parse_config
 from mcp_server.errors import ConfigError, GatewayError
 from mcp_server.media.registry import MediaRegistry
 from mcp_server.media.stores.configured import SPOOL_DIR, build_media_store
+from mcp_server.media.stores.local import LocalStore
 from mcp_server.store.media_index import CallFilter
 from tests.store_backends import fresh_schema, needs_postgres, store_for
 from tests.support import GatewayProcess, child_env, write_config
@@ -207,6 +211,39 @@ async def test_store_outage_loses_nothing(
         assert [c.tool for c in calls] == ["generate_image", "generate_image"]  # each call charged once
     finally:
         seaweed.stop()
+
+
+def migrate(config_path: Path, to: str) -> tuple[int, str]:
+    """`genroute media migrate --to ...` through the real CLI entry point, in-process."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(["--config", str(config_path), "media", "migrate", "--to", to])
+    return code, out.getvalue() + err.getvalue()
+
+
+async def test_migrate_between_stores(seaweed: SeaweedServer, s3_env: None, tmp_path: Path) -> None:
+    settings = {**seaweed.settings(prefix="migrated"), "store": "local"}
+    config = {"server": {"data_dir": str(tmp_path / "data"), "output_dir": str(tmp_path / "old"), "local_model": False},
+              "media": settings}  # fmt: skip
+    local = MediaRegistry(LocalStore(tmp_path / "old"))
+    saved = [await local.save(b"\x89PNG\r\n\x1a\n" + bytes([i]) * 1000, "nano", "png") for i in range(3)]
+    path = write_config(tmp_path / "genroute.toml", config)
+    assert await anyio.to_thread.run_sync(migrate, path, "s3") == (0, "copied 3 media files to the s3 store, skipped "
+                                                                       "0 already there\n")  # fmt: skip
+    assert (await anyio.to_thread.run_sync(migrate, path, "s3"))[1].startswith("copied 0 media files")
+    bucket = registry_for(seaweed, tmp_path / "reader", prefix="migrated")
+    for item in saved:
+        assert (await bucket.read(item.id, 10_000))[1] == (await local.read(item.id, 10_000))[1]
+    await bucket.aclose()
+    config["server"]["output_dir"] = str(tmp_path / "new")  # back to local files, on a new disk
+    write_config(path, config)
+    code, said = await anyio.to_thread.run_sync(migrate, path, "local")
+    assert code == 0 and said.startswith("copied 3 media files to the local store"), said
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == sorted(item.id for item in saved)
+    del config["media"]["bucket"]
+    write_config(path, config)
+    code, said = await anyio.to_thread.run_sync(migrate, path, "s3")
+    assert code == 2 and "set [media] bucket" in said
 
 
 def test_large_file_streams_in_bounded_memory() -> None:

@@ -1,6 +1,6 @@
 """The `genroute` command: global options, the parser, and dispatch to one module per command.
 
-serve.py (stdio or HTTP), models.py, usage.py, keys.py, check.py; table.py is their one table renderer.
+serve.py (stdio or HTTP), models.py, usage.py, keys.py, media.py, check.py; table.py is their one table renderer.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import anyio
 
 from mcp_server import __version__
-from mcp_server.cli import keys, models, serve, usage
+from mcp_server.cli import keys, media, models, serve, usage
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     # check.py imports the config module: its parser is here, so that `serve --http` binds before that loads
     commands.add_parser("check", help="validate the config and ask each provider what it can tell of its key, for free")
     keys.add_parser(commands)
+    media.add_parser(commands)
     _accept_global_options_after_commands(parser)
     return parser
 
@@ -121,6 +122,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return anyio.run(keys.run, config, args)
     if args.command == "usage":
         return anyio.run(usage.run, config, args)
+    if args.command == "media":
+        return anyio.run(media.run, config, args)
     from mcp_server.cli.check import check_command
 
     return anyio.run(check_command, config)

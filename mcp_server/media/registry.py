@@ -46,15 +46,8 @@ class MediaRegistry:
 
     async def save(self, data: bytes, model: str, extension: str) -> MediaItem:
         media_id = new_media_id(model, extension)
-        temp, fd = await anyio.to_thread.run_sync(self.store.create, media_id)
-        try:
-            await anyio.to_thread.run_sync(_write_all, fd, data)
-            location = await self.store.commit(media_id, temp)
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(lambda: temp.unlink(missing_ok=True))
-            raise
-        return self._item(media_id, location, len(data))
+        location, size = await self.put(media_id, _one(data))
+        return self._item(media_id, location, size)
 
     async def save_stream(self, chunks: AsyncIterator[bytes], model: str, default_extension: str) -> MediaItem:
         """Write a download as it arrives (videos can be large); the type comes from the first bytes."""
@@ -65,26 +58,26 @@ class MediaRegistry:
                 break
         extension = sniff_extension(first) or default_extension
         media_id = new_media_id(model, extension)
+        location, size = await self.put(media_id, _then(first, chunks))
+        return self._item(media_id, location, size)
+
+    async def put(self, media_id: str, chunks: AsyncIterator[bytes]) -> tuple[str, int]:
+        """Store `chunks` as `media_id` (written to the store's staging file as they come, fsynced, committed):
+        its location and size. A failure leaves no partial file."""
         temp, fd = await anyio.to_thread.run_sync(self.store.create, media_id)
         size = 0
         try:
             with os.fdopen(fd, "wb") as file:
-                pending = first
-                while True:
-                    if pending:
-                        await anyio.to_thread.run_sync(file.write, pending)
-                        size += len(pending)
-                    try:
-                        pending = await anext(chunks)
-                    except StopAsyncIteration:
-                        break
+                async for chunk in chunks:
+                    await anyio.to_thread.run_sync(file.write, chunk)
+                    size += len(chunk)
                 await anyio.to_thread.run_sync(_flush, file)
             location = await self.store.commit(media_id, temp)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(lambda: temp.unlink(missing_ok=True))
             raise
-        return self._item(media_id, location, size)
+        return location, size
 
     async def stat(self, media_id: str) -> StoredFile | None:
         """The store's view of a file (size, and a local copy when this replica has one), or None."""
@@ -123,10 +116,15 @@ class MediaRegistry:
         await self.store.aclose()
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    with os.fdopen(fd, "wb") as file:
-        file.write(data)
-        _flush(file)
+async def _one(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def _then(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if first:
+        yield first
+    async for chunk in rest:
+        yield chunk
 
 
 def _flush(file: object) -> None:

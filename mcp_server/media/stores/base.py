@@ -26,6 +26,7 @@ class StoredFile(BaseModel):
     size: int
     location: str  # for people: a path on this machine or s3://bucket/key
     local: Path | None = None  # a file on this machine's disk, served directly (sendfile, ranges) when set
+    pending: bool = False  # kept on this replica's disk until the store takes it (s3 store, store unreachable)
 
 
 class MediaStore(ABC):

@@ -101,7 +101,8 @@ class S3MediaStore(MediaStore):
     async def stat(self, media_id: str) -> StoredFile | None:
         spooled = await anyio.to_thread.run_sync(self.spool.path, media_id)
         if spooled is not None:
-            return StoredFile(size=spooled.stat().st_size, location=self._location(media_id), local=spooled)
+            size = spooled.stat().st_size
+            return StoredFile(size=size, location=self._location(media_id), local=spooled, pending=True)
         try:
             meta = await self._obs.head_async(self._client, self.key(media_id))
         except FileNotFoundError:
