@@ -1,6 +1,6 @@
 """`python -m bench.media_memory [MB]`: peak memory of storing and serving one large file through the s3 store.
 
-Starts SeaweedFS on loopback (tests/support_s3.py). Storing: a fresh process saves MB megabytes through
+Starts SeaweedFS on loopback (emulator/s3server.py). Storing: a fresh process saves MB megabytes through
 MediaRegistry.save_stream (spooled to disk, then a multipart upload). Serving: `genroute serve --http` answers
 GET /media/{id} by streaming from the bucket. Each figure is the process's peak RSS (VmHWM, reset through
 /proc/<pid>/clear_refs after a warm-up) minus its RSS just before: what the file itself cost. Linux only.
@@ -8,6 +8,7 @@ GET /media/{id} by streaming from the bucket. Each figure is the process's peak 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tempfile
@@ -15,9 +16,10 @@ import time
 from pathlib import Path
 
 import httpx2
+import tomli_w
 
-from tests.support import GatewayProcess, child_env, write_config
-from tests.support_s3 import SeaweedServer
+from bench.procs import child_env, genroute_http
+from emulator.s3server import SeaweedServer
 
 LIMIT_MB = 32.0
 
@@ -72,22 +74,21 @@ def main(megabytes: int = 200) -> int:
         try:
             config = {"server": {"data_dir": str(root / "data"), "local_model": False},
                       "media": seaweed.settings(prefix="bench")}  # fmt: skip
-            import json
 
             env = child_env(**SeaweedServer.env())
             stored = subprocess.run([sys.executable, "-c", STORE_SCRIPT, json.dumps(config), str(size)], env=env,
                                     capture_output=True, text=True, timeout=600, check=True)  # fmt: skip
             saved = json.loads(stored.stdout.strip().splitlines()[-1])
-            path = write_config(root / "genroute.toml", config)
-            with GatewayProcess(path, env=env) as gateway:
-                assert gateway.process is not None
-                pid = gateway.process.pid
-                httpx2.get(f"{gateway.url}/media/{saved['id']}", headers={"Range": "bytes=0-1048575"}, timeout=30)
+            path = root / "genroute.toml"
+            path.write_text(tomli_w.dumps(config), encoding="utf-8")
+            with genroute_http(path, env=env) as proc:
+                pid, base = proc.pid, proc.url.removesuffix("/mcp")
+                httpx2.get(f"{base}/media/{saved['id']}", headers={"Range": "bytes=0-1048575"}, timeout=30)
                 time.sleep(0.5)
                 _reset_peak(pid)
                 before = _kb(pid, "VmRSS")
                 received = 0
-                with httpx2.stream("GET", f"{gateway.url}/media/{saved['id']}", timeout=120) as answer:
+                with httpx2.stream("GET", f"{base}/media/{saved['id']}", timeout=120) as answer:
                     for chunk in answer.iter_bytes():
                         received += len(chunk)
                 served_kb = _kb(pid, "VmHWM") - before

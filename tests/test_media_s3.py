@@ -1,4 +1,4 @@
-"""The s3 media store against a real S3-compatible server (SeaweedFS on loopback, tests/support_s3.py): replicas
+"""The s3 media store against a real S3-compatible server (SeaweedFS on loopback, emulator/s3server.py): replicas
 with no shared disk serve each other's files, and a store outage loses nothing."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import httpx2
 import pytest
 
 from emulator import Emulator
+from emulator.s3server import SKIP_REASON, SeaweedServer, weed_binary
 from mcp_server import cli
 from mcp_server.config import parse_config
 from mcp_server.errors import ConfigError, GatewayError
@@ -30,7 +31,6 @@ from tests.store_backends import fresh_schema, needs_postgres, store_for
 from tests.support import GatewayProcess, child_env, write_config
 from tests.support_access import client, new_key
 from tests.support_media import IMAGE_MODEL, media_config
-from tests.support_s3 import SKIP_REASON, SeaweedServer, weed_binary
 
 pytestmark = [pytest.mark.anyio, pytest.mark.skipif(weed_binary() is None, reason=SKIP_REASON)]
 IMAGE = {"prompt": "a red square", "model": IMAGE_MODEL, "size": "256x256"}

