@@ -17,6 +17,8 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 
 from emulator import Emulator
 from emulator.s3server import SKIP_REASON, SeaweedServer, weed_binary
@@ -154,6 +156,24 @@ async def test_replicas_without_shared_disk_serve_each_others_media(
     assert [m["id"] for m in gallery] == [image["id"]]
     assert dashboard.status_code == 200 and dashboard.content == blob
     assert thumb.status_code == 200 and thumb.headers["content-type"] in ("image/jpeg", "image/png")
+
+
+async def test_presigned_redirects(
+    seaweed: SeaweedServer, config_data: dict[str, Any], emulator: Emulator, tmp_path: Path
+) -> None:
+    media = {**seaweed.settings(prefix="redirects"), "presigned_redirects": True}
+    path = replica_config(media_config(config_data), tmp_path, "a", None, media)
+    with GatewayProcess(path, env=child_env(**SeaweedServer.env())) as gateway:
+        async with Client(streamable_http_client(gateway.mcp_url)) as mcp:
+            image = (await mcp.call_tool("generate_image", IMAGE)).structured_content["images"][0]
+        async with httpx2.AsyncClient(timeout=10) as http:
+            answer = await http.get(f"{gateway.url}/media/{image['id']}")
+            signed = await http.get(image["link"]["url"])
+            fetched = await http.get(answer.headers["location"])
+    assert answer.status_code == 302 and signed.status_code == 302
+    assert answer.headers["location"].startswith(f"{seaweed.endpoint}/media/redirects/{image['id']}?")
+    assert fetched.status_code == 200 and len(fetched.content) == image["bytes"]
+    assert fetched.headers["content-type"] == "image/png"
 
 
 async def wait_until(condition: Any, timeout_s: float, what: str) -> None:

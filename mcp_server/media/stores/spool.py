@@ -58,6 +58,9 @@ class Spool:
         self.busy.add(media_id)
         try:
             await self.upload(media_id, path)
+        except anyio.get_cancelled_exc_class():
+            self._wake.set()  # the call that made it was cancelled: the loop takes the file over
+            raise
         except Exception as error:
             state = self._backoff.setdefault(media_id, _Backoff())
             state.attempts += 1
