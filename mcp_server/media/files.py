@@ -103,19 +103,20 @@ def made_at(media_id: str) -> datetime | None:
 class MediaRoot:
     """The output directory. `directory()` resolves it (following a symlinked root to its target) and creates it."""
 
-    def __init__(self, configured: Path) -> None:
+    def __init__(self, configured: Path, setting: str = "[server] output_dir") -> None:
         self.configured = configured
+        self.setting = setting  # the config key an "unwritable" error points at
 
     def directory(self) -> Path:
         root = self.configured.expanduser().resolve()
         try:
             private_dir(root)
         except OSError as exc:
-            raise _unwritable(root, exc.strerror or "cannot create it") from None
+            raise _unwritable(root, exc.strerror or "cannot create it", self.setting) from None
         if not root.is_dir():
-            raise _unwritable(root, "it is not a directory")
+            raise _unwritable(root, "it is not a directory", self.setting)
         if not os.access(root, os.W_OK | os.X_OK):
-            raise _unwritable(root, "permission denied")
+            raise _unwritable(root, "permission denied", self.setting)
         return root
 
     def create(self, media_id: str) -> tuple[Path, Path, int]:
@@ -128,7 +129,7 @@ class MediaRoot:
         try:
             fd = create_private(temp)
         except OSError as exc:
-            raise _unwritable(root, exc.strerror or "cannot create a file") from None
+            raise _unwritable(root, exc.strerror or "cannot create a file", self.setting) from None
         return final, temp, fd
 
     @staticmethod
@@ -151,8 +152,8 @@ class MediaRoot:
         return real if real.parent == root else None
 
 
-def _unwritable(root: Path, reason: str) -> ServerFault:
+def _unwritable(root: Path, reason: str, setting: str) -> ServerFault:
     return ServerFault(
-        f"Cannot save media in {root}: {reason}. Set [server] output_dir in the config to a writable folder.",
+        f"Cannot save media in {root}: {reason}. Set {setting} in the config to a writable folder.",
         code="output_dir_unwritable",
     )

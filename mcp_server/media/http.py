@@ -64,7 +64,7 @@ async def file_response(registry: MediaRegistry, media_id: str, request: Request
         "Content-Security-Policy": "default-src 'none'; sandbox",  # a file, never a page that runs
     }
     mime = mime_type_of(media_id)
-    if found.local is not None:
+    if found.local is not None and not found.pending:  # a spooled file may go to the bucket while being sent
         return FileResponse(found.local, media_type=mime, headers=headers)
     redirect = await registry.redirect_url(media_id, REDIRECT_TTL_S)
     if redirect is not None:

@@ -69,7 +69,7 @@ class S3MediaStore(MediaStore):
                 "retry_timeout": timedelta(seconds=settings.store_timeout_s),
             },
         )
-        self.spool = Spool(MediaRoot(spool_dir), self._upload)
+        self.spool = Spool(MediaRoot(spool_dir, "[server] data_dir (its media-spool folder)"), self._upload)
 
     def key(self, media_id: str) -> str:
         return f"{self.prefix}/{media_id}" if self.prefix else media_id
@@ -99,10 +99,10 @@ class S3MediaStore(MediaStore):
         )
 
     async def stat(self, media_id: str) -> StoredFile | None:
-        spooled = await anyio.to_thread.run_sync(self.spool.path, media_id)
+        spooled = await anyio.to_thread.run_sync(self.spool.size, media_id)
         if spooled is not None:
-            size = spooled.stat().st_size
-            return StoredFile(size=size, location=self._location(media_id), local=spooled, pending=True)
+            path, size = spooled
+            return StoredFile(size=size, location=self._location(media_id), local=path, pending=True)
         try:
             meta = await self._obs.head_async(self._client, self.key(media_id))
         except FileNotFoundError:
@@ -114,9 +114,12 @@ class S3MediaStore(MediaStore):
     async def chunks(self, media_id: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         spooled = await anyio.to_thread.run_sync(self.spool.path, media_id)
         if spooled is not None:
-            async for chunk in file_chunks(spooled, start, end):
-                yield chunk
-            return
+            try:
+                async for chunk in file_chunks(spooled, start, end):
+                    yield chunk
+                return
+            except FileNotFoundError:
+                pass  # uploaded and removed since: the bucket has it
         options: dict[str, Any] = {}
         if start or end is not None:
             options["range"] = (start, end) if end is not None else {"offset": start}

@@ -47,6 +47,14 @@ class Spool:
     def path(self, media_id: str) -> Path | None:
         return self.root.find(media_id)
 
+    def size(self, media_id: str) -> tuple[Path, int] | None:
+        """The spooled file and its size; None when there is none (or it was uploaded and removed just now)."""
+        path = self.root.find(media_id)
+        try:
+            return None if path is None else (path, path.stat().st_size)
+        except FileNotFoundError:
+            return None
+
     async def names(self) -> list[str]:
         return await anyio.to_thread.run_sync(media_names, self.root.configured.expanduser().resolve())
 
