@@ -79,7 +79,8 @@ class SeaweedServer:
                 "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.config={self.folder / 's3.json'}",
                 f"-bucket={BUCKET}", *(f"-{name}={port}" for name, port in self.ports.items())]  # fmt: skip
         log = (self.folder / "weed.log").open("ab")
-        self.process = subprocess.Popen(args, stdout=log, stderr=log, cwd=self.folder, start_new_session=True)
+        env = {**os.environ, "TMPDIR": str(self.folder)}  # its gRPC sockets go there, not into /tmp
+        self.process = subprocess.Popen(args, stdout=log, stderr=log, cwd=self.folder, env=env, start_new_session=True)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
