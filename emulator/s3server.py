@@ -79,7 +79,7 @@ class SeaweedServer:
                 "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.config={self.folder / 's3.json'}",
                 f"-bucket={BUCKET}", *(f"-{name}={port}" for name, port in self.ports.items())]  # fmt: skip
         log = (self.folder / "weed.log").open("ab")
-        env = {**os.environ, "TMPDIR": str(self.folder)}  # its gRPC sockets go there, not into /tmp
+        env = {**os.environ, "TMPDIR": str(self.folder)}  # most of its gRPC sockets go there, not into /tmp
         self.process = subprocess.Popen(args, stdout=log, stderr=log, cwd=self.folder, env=env, start_new_session=True)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -127,3 +127,6 @@ class SeaweedServer:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
+        for port in self.ports.values():  # the sockets it leaves in /tmp whatever TMPDIR says
+            for socket_file in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
+                socket_file.unlink(missing_ok=True)
