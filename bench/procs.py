@@ -241,11 +241,15 @@ def start_all(stack: contextlib.ExitStack, managers: list[contextlib.AbstractCon
 
 
 @contextlib.contextmanager
-def genroute_http(config: Path, timeout_s: float = 30.0, *, keys: bool = False) -> Iterator[Proc]:
+def genroute_http(
+    config: Path, timeout_s: float = 30.0, *, keys: bool = False, env: dict[str, str] | None = None
+) -> Iterator[Proc]:
     """`genroute serve --http` on a free loopback port, ready once /healthz answers (`keys`: with bearer keys)."""
     port = free_port()
     args = genroute_args(config, "--http", "--port", str(port), *([] if keys else _no_auth_flag()))
-    process = subprocess.Popen(args, cwd=ROOT, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        args, cwd=ROOT, env=env or child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     proc = Proc(process, f"http://127.0.0.1:{port}/mcp")
     try:
         deadline = time.monotonic() + timeout_s

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mcp_server.errors import ConfigError
+from mcp_server.media.stores.settings import StoreSettings
 from mcp_server.netrules import parse_allow_entry
 from mcp_server.text import a_or_an
 
@@ -244,8 +245,9 @@ class HttpConfig(_Strict):
         return url.rstrip("/")
 
 
-class MediaConfig(_Strict):
-    """Limits for generated media, previews, reference images and video jobs (the `[media]` table)."""
+class MediaConfig(_Strict, StoreSettings):
+    """Limits for generated media, previews, reference images and video jobs (the `[media]` table); where the files
+    are kept (`store` and its settings) is StoreSettings' part (media/stores/settings.py)."""
 
     preview_max_bytes: int = Field(default=200_000, ge=10_000, le=5_000_000)  # base64 bytes per inline preview
     preview_max_side: int = Field(default=1024, ge=64, le=8192)  # pixels on the long side of a preview

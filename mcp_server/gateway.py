@@ -24,6 +24,7 @@ from mcp_server.media.fetch import GuardedFetcher
 from mcp_server.media.links import MediaLinks
 from mcp_server.media.registry import MediaRegistry
 from mcp_server.media.retention import prune_forever
+from mcp_server.media.stores.configured import build_media_store
 from mcp_server.observability.observed import build_observer
 from mcp_server.observability.observer import Observer
 from mcp_server.providers import ProviderAdapter, build_adapter, check_models
@@ -159,7 +160,7 @@ class Gateway:
 
     def __post_init__(self) -> None:
         server, media = self.config.server, self.config.media
-        self.media = MediaRegistry(server.resolved_output_dir())
+        self.media = MediaRegistry(build_media_store(self.config))
         self.fetcher = GuardedFetcher(
             max_bytes=media.reference_max_bytes,
             timeout_s=media.reference_fetch_timeout_s,
@@ -203,9 +204,10 @@ class Gateway:
                 async with anyio.create_task_group() as group:
                     self.jobs.attach(group)
                     group.start_soon(share_cooldowns, self.health, self.store)
+                    group.start_soon(self.media.run)  # the s3 store's uploads of spooled files
                     retention = self.config.server.media_retention_days
                     if retention is not None:
-                        group.start_soon(prune_forever, self.store, self.media.root, retention)
+                        group.start_soon(prune_forever, self.store, self.media.store, retention)
                     try:
                         await self.jobs.resume_unfinished()
                         yield self
@@ -221,6 +223,7 @@ class Gateway:
             self.health_file.detach()
         await self.current.router.aclose()
         await self.fetcher.aclose()
+        await self.media.aclose()
         await self.store.close()
         await self.observer.flush()
 

@@ -14,9 +14,9 @@ import pytest
 
 from emulator import Emulator
 from mcp_server.config import HttpConfig
-from mcp_server.media.files import MediaRoot
 from mcp_server.media.links import MediaLinks
 from mcp_server.media.retention import prune_once, pruned
+from mcp_server.media.stores.local import LocalStore
 from mcp_server.store import Store
 from mcp_server.store.media_index import CallFilter, MediaRecord
 from mcp_server.store.usage import UsageRecord
@@ -145,8 +145,8 @@ async def test_signed_links_over_http(
 
 
 async def test_retention_pass_removes_old_files_and_records(store: Store, tmp_path: Path) -> None:
-    root = MediaRoot(tmp_path / "media")
-    folder = root.directory()
+    root = LocalStore(tmp_path / "media")
+    folder = root.root.directory()
     now = datetime(2025, 3, 10, tzinfo=UTC)
     old, recent = "20250101-000000-nano-0123456789ab.png", "20250309-000000-nano-0123456789ab.png"
     for name in (old, recent, "notes.txt"):

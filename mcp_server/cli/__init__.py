@@ -1,6 +1,6 @@
 """The `genroute` command: global options, the parser, and dispatch to one module per command.
 
-serve.py (stdio or HTTP), models.py, usage.py, keys.py, check.py; table.py is their one table renderer.
+serve.py (stdio or HTTP), models.py, usage.py, keys.py, media.py, check.py; table.py is their one table renderer.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import anyio
 
 from mcp_server import __version__
-from mcp_server.cli import keys, models, serve, usage
+from mcp_server.cli import keys, media, models, serve, usage
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("check", help="validate the config and ask each provider what it can tell of its key, for free")
     commands.add_parser("reload", help="make the servers running on this config's data_dir re-read the config")
     keys.add_parser(commands)
+    media.add_parser(commands)
     _accept_global_options_after_commands(parser)
     return parser
 
@@ -126,6 +127,8 @@ def _main(argv: Sequence[str] | None) -> int:
         from mcp_server.reload import reload_command
 
         return reload_command(config)
+    if args.command == "media":
+        return anyio.run(media.run, config, args)
     from mcp_server.cli.check import check_command
 
     return anyio.run(check_command, config)

@@ -28,6 +28,7 @@ from mcp_server.access.principals import Caller
 from mcp_server.access.ratelimit import AuthFailureLimiter, address_of
 from mcp_server.dashboard import api
 from mcp_server.dashboard.session import Sessions, same_origin
+from mcp_server.errors import GatewayError
 from mcp_server.gateway import Gateway
 from mcp_server.media.http import file_response, signed_media_response
 from mcp_server.media.links import MediaLinks, request_base
@@ -134,6 +135,8 @@ class Dashboard:
                 result = await handler(request, caller)
             except StoreUnavailable as error:
                 return _problem(503, str(error))
+            except GatewayError as error:  # the media store is down, or a file too large to read whole
+                return _problem(error.status or 500, error.message)
             return result if isinstance(result, Response) else _secured(_json_of(result))
 
         return endpoint
@@ -157,7 +160,10 @@ class Dashboard:
 
     async def file(self, request: Request, caller: Caller) -> Response:
         item = await self._owned(request, caller)
-        return item if isinstance(item, Response) else _secured(file_response(item, private=True))
+        if isinstance(item, Response):
+            return item
+        answer = await file_response(self.gateway.media, item.id, request, private=True)
+        return _secured(answer or _problem(404, f"No media file '{item.id}' that this key may open."))
 
     async def thumb(self, request: Request, caller: Caller) -> Response:
         item = await self._owned(request, caller)
@@ -165,7 +171,9 @@ class Dashboard:
             return item
         data = self._thumbs.get(item.id)
         if data is None:
-            raw = await anyio.Path(item.path).read_bytes()
+            if not item.mime_type.startswith("image/"):
+                return _problem(415, "That file is not an image a thumbnail can be made of.")
+            _, raw = await self.gateway.media.read(item.id, self.gateway.config.media.max_image_bytes)
             try:
                 preview = await anyio.to_thread.run_sync(make_preview, raw, THUMB_B64_BYTES, THUMB_SIDE)
             except UnreadableImage:
@@ -180,7 +188,7 @@ class Dashboard:
     async def _owned(self, request: Request, caller: Caller) -> Any:
         media_id = str(request.path_params["media_id"])
         allowed = await api.may_open(self.gateway, caller, media_id)
-        item = await anyio.to_thread.run_sync(self.gateway.media.get, media_id) if allowed else None
+        item = await self.gateway.media.get(media_id) if allowed else None
         return item or _problem(404, f"No media file '{media_id}' that this key may open.")
 
 

@@ -1,5 +1,5 @@
-"""Generated media: safe files under output_dir, previews, the reference-image fetch guard (below the router;
-the video job engine above it is video_jobs/).
+"""Generated media: safe files in the configured store (stores/: output_dir or an S3 bucket), previews, the
+reference-image fetch guard (below the router; the video job engine above it is video_jobs/).
 
 Nothing here imports MCP; the tools shape results from what these modules return.
 """

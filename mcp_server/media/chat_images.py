@@ -59,7 +59,7 @@ class ImageSources:
         )
 
     async def _saved(self, media_id: str, param: str) -> ReferenceImage:
-        item = await anyio.to_thread.run_sync(self.registry.get, media_id)
+        item = await self.registry.get(media_id)
         if item is None or not item.mime_type.startswith("image/"):
             raise invalid_argument(
                 param,
@@ -70,7 +70,8 @@ class ImageSources:
             raise invalid_argument(
                 param, f"{param} is larger than {self.max_bytes} bytes ([media] reference_max_bytes)."
             )
-        return ReferenceImage(data=await anyio.Path(item.path).read_bytes(), mime_type=item.mime_type)
+        _, data = await self.registry.read(media_id, self.max_bytes)
+        return ReferenceImage(data=data, mime_type=item.mime_type)
 
 
 async def prepare_images(

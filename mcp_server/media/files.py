@@ -90,22 +90,33 @@ def mime_type_of(media_id: str) -> str:
     return MIME_TYPES[media_id.rsplit(".", 1)[-1]]
 
 
+def made_at(media_id: str) -> datetime | None:
+    """When a genroute media id says its file was made (UTC); None for anything else."""
+    if not is_media_id(media_id):
+        return None
+    try:
+        return datetime.strptime(media_id[:15], "%Y%m%d-%H%M%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
 class MediaRoot:
     """The output directory. `directory()` resolves it (following a symlinked root to its target) and creates it."""
 
-    def __init__(self, configured: Path) -> None:
+    def __init__(self, configured: Path, setting: str = "[server] output_dir") -> None:
         self.configured = configured
+        self.setting = setting  # the config key an "unwritable" error points at
 
     def directory(self) -> Path:
         root = self.configured.expanduser().resolve()
         try:
             private_dir(root)
         except OSError as exc:
-            raise _unwritable(root, exc.strerror or "cannot create it") from None
+            raise _unwritable(root, exc.strerror or "cannot create it", self.setting) from None
         if not root.is_dir():
-            raise _unwritable(root, "it is not a directory")
+            raise _unwritable(root, "it is not a directory", self.setting)
         if not os.access(root, os.W_OK | os.X_OK):
-            raise _unwritable(root, "permission denied")
+            raise _unwritable(root, "permission denied", self.setting)
         return root
 
     def create(self, media_id: str) -> tuple[Path, Path, int]:
@@ -118,26 +129,13 @@ class MediaRoot:
         try:
             fd = create_private(temp)
         except OSError as exc:
-            raise _unwritable(root, exc.strerror or "cannot create a file") from None
+            raise _unwritable(root, exc.strerror or "cannot create a file", self.setting) from None
         return final, temp, fd
 
     @staticmethod
     def commit(temp: Path, final: Path) -> None:
         """Publish a written file under its final name; a killed process leaves only a `.part` file."""
         os.replace(temp, final)
-
-    def write(self, media_id: str, data: bytes) -> Path:
-        final, temp, fd = self.create(media_id)
-        try:
-            with os.fdopen(fd, "wb") as file:
-                file.write(data)
-                file.flush()
-                os.fsync(file.fileno())
-            self.commit(temp, final)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
-        return final
 
     def find(self, media_id: str) -> Path | None:
         """The file for an id, or None: unknown ids, symlinks and anything resolving outside the root are refused."""
@@ -154,8 +152,8 @@ class MediaRoot:
         return real if real.parent == root else None
 
 
-def _unwritable(root: Path, reason: str) -> ServerFault:
+def _unwritable(root: Path, reason: str, setting: str) -> ServerFault:
     return ServerFault(
-        f"Cannot save media in {root}: {reason}. Set [server] output_dir in the config to a writable folder.",
+        f"Cannot save media in {root}: {reason}. Set {setting} in the config to a writable folder.",
         code="output_dir_unwritable",
     )

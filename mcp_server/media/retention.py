@@ -9,30 +9,19 @@ backlog remains): a first start over years of files never holds the disk or the 
 from __future__ import annotations
 
 import logging
-import os
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import anyio
-import anyio.to_thread
 
-from mcp_server.media.files import MediaRoot, is_media_id
+from mcp_server.errors import GatewayError
+from mcp_server.media.files import made_at
+from mcp_server.media.stores.base import MediaStore
 from mcp_server.store import Store, StoreUnavailable
 
 log = logging.getLogger("genroute.media")
 PRUNE_BATCH = 500
 PRUNE_EVERY_S = 3600.0
 BACKLOG_PAUSE_S = 1.0
-
-
-def made_at(media_id: str) -> datetime | None:
-    """When a genroute media id says its file was made (UTC); None for anything else."""
-    if not is_media_id(media_id):
-        return None
-    try:
-        return datetime.strptime(media_id[:15], "%Y%m%d-%H%M%S").replace(tzinfo=UTC)
-    except ValueError:
-        return None
 
 
 def pruned(media_id: str, retention_days: float | None, now: datetime | None = None) -> bool:
@@ -43,46 +32,22 @@ def pruned(media_id: str, retention_days: float | None, now: datetime | None = N
     return made < (now or datetime.now(UTC)) - timedelta(days=retention_days)
 
 
-def _remove_old_files(root: MediaRoot, cutoff: datetime, limit: int) -> int:
-    """Unlink up to `limit` media files (never a directory, never through a link) older than `cutoff`."""
-    directory = root.configured.expanduser().resolve()
-    removed = 0
-    try:
-        entries = list(os.scandir(directory))
-    except FileNotFoundError:
-        return 0
-    for entry in sorted(entries, key=lambda e: e.name):  # ids start with their time: oldest first
-        made = made_at(entry.name)
-        if made is None or made >= cutoff:
-            continue
-        if not entry.is_file(follow_symlinks=False) and not entry.is_symlink():
-            continue
-        try:
-            Path(directory, entry.name).unlink()
-            removed += 1
-        except FileNotFoundError:
-            pass  # another replica on the same volume got there first
-        if removed >= limit:
-            break
-    return removed
-
-
-async def prune_once(store: Store, root: MediaRoot, retention_days: float, now: datetime | None = None) -> int:
+async def prune_once(store: Store, media: MediaStore, retention_days: float, now: datetime | None = None) -> int:
     """One bounded pass: (files removed) + (records dropped); PRUNE_BATCH of each at most."""
     cutoff = (now or datetime.now(UTC)) - timedelta(days=retention_days)
-    files = await anyio.to_thread.run_sync(_remove_old_files, root, cutoff, PRUNE_BATCH)
+    files = await media.delete_before(cutoff, PRUNE_BATCH)
     records = await store.delete_media_before(cutoff, limit=PRUNE_BATCH)
     if files or records:
         log.info("media retention: removed %d files and %d records older than %s", files, len(records), cutoff)
     return files + len(records)
 
 
-async def prune_forever(store: Store, root: MediaRoot, retention_days: float) -> None:
+async def prune_forever(store: Store, media: MediaStore, retention_days: float) -> None:
     """The background sweep (gateway.running starts it when `[server] media_retention_days` is set)."""
     while True:
         try:
-            done = await prune_once(store, root, retention_days)
-        except (StoreUnavailable, OSError) as error:
+            done = await prune_once(store, media, retention_days)
+        except (StoreUnavailable, GatewayError, OSError) as error:
             log.warning("media retention: this pass failed (%s); trying again later", error)
             done = 0
         await anyio.sleep(BACKLOG_PAUSE_S if done >= PRUNE_BATCH else PRUNE_EVERY_S)

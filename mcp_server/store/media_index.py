@@ -1,6 +1,6 @@
 """Who made which media file, shared settings (the media-link secret), and the recent-calls listing.
 
-The media files themselves stay named by their ids under output_dir (media/registry.py); these records add what a
+The media files themselves stay named by their ids in the media store (media/registry.py); these records add what a
 file name cannot say: whose it is (the dashboard shows a key only its own), which tool and model made it, and
 when it was pruned. The SQL is written once here with the store's parameter marker (`?` or `%s`); both stores run
 it with their own time representation.
