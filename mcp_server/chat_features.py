@@ -16,6 +16,8 @@ from mcp_server.errors import InvalidJsonAnswer, invalid_argument
 
 ResponseFormat = Literal["text", "json"] | dict[str, Any]
 _NAME_JUNK = re.compile(r"[^a-zA-Z0-9_-]+")
+_FUNCTION_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+MAX_TOOLS = 128  # OpenAI's own limit on function definitions in one request
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*\n(.*)\n\s*```$", re.DOTALL)
 
 
@@ -48,16 +50,89 @@ def upstream_format(value: ResponseFormat | None) -> dict[str, Any] | None:
         return {"type": "json_object"}
     if not isinstance(value, dict):
         raise invalid_argument("response_format", 'response_format is "text", "json" or a JSON Schema object.')
+
+    check_schema(value, "response_format")
+    name = _NAME_JUNK.sub("_", str(value.get("title") or "answer"))[:64] or "answer"
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": value, "strict": True}}
+
+
+def check_schema(schema: dict[str, Any], param: str) -> None:
+    """A JSON Schema genroute can check answers against: valid, and every `$ref` local and resolvable. A remote
+    `$ref` is refused rather than fetched (genroute fetches nothing a caller names without its URL guard)."""
     from jsonschema import SchemaError, validators
 
     try:
-        validators.validator_for(value).check_schema(value)
+        validators.validator_for(schema).check_schema(schema)
     except SchemaError as exc:
+        raise invalid_argument(param, f"{param} is not a valid JSON Schema: {exc.message}") from None
+    for ref in _refs(schema):
+        if not _resolves(schema, ref):
+            raise invalid_argument(
+                param,
+                f"{param} has `$ref: {ref[:80]}`, which does not point inside the schema. Only local references "
+                '("#/$defs/Name") are allowed: put the referenced schema under $defs.',
+            )
+
+
+def _refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return found + [ref for value in node.values() for ref in _refs(value)]
+    if isinstance(node, list):
+        return [ref for value in node for ref in _refs(value)]
+    return []
+
+
+def _resolves(schema: dict[str, Any], ref: str) -> bool:
+    """`ref` is "#" or a JSON Pointer "#/..." that leads to a schema inside `schema`."""
+    if not ref.startswith("#") or (len(ref) > 1 and not ref.startswith("#/")):
+        return False
+    node: Any = schema
+    for raw in ref[2:].split("/") if len(ref) > 1 else []:
+        step = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and step in node:
+            node = node[step]
+        elif isinstance(node, list) and step.isdigit() and int(step) < len(node):
+            node = node[int(step)]
+        else:
+            return False
+    return isinstance(node, (dict, bool))
+
+
+def check_tools(tools: list[dict[str, Any]] | None, tool_choice: str | dict[str, Any] | None) -> None:
+    """OpenAI function definitions, checked before sending: an upstream would answer a malformed one with a 400
+    blamed on genroute, or, worse, ignore it."""
+    names: list[str] = []
+    if len(tools or []) > MAX_TOOLS:
+        raise invalid_argument("tools", f"At most {MAX_TOOLS} tools in one call; got {len(tools or [])}.")
+    for i, tool in enumerate(tools or []):
+        function = tool.get("function")
+        if tool.get("type") != "function" or not isinstance(function, dict):
+            raise invalid_argument("tools", f'tools[{i}] must be {{"type": "function", "function": {{name, ...}}}}.')
+        name = function.get("name")
+        if not isinstance(name, str) or not _FUNCTION_NAME.fullmatch(name):
+            raise invalid_argument("tools", f"tools[{i}].function.name must be 1-64 letters, digits, _ or -.")
+        if name in names:
+            raise invalid_argument("tools", f"tools[{i}]: two tools are named '{name}'.")
+        names.append(name)
+        parameters = function.get("parameters")
+        if parameters is not None:
+            if not isinstance(parameters, dict):
+                raise invalid_argument("tools", f"tools[{i}].function.parameters must be a JSON Schema object.")
+            check_schema(parameters, f"tools[{i}].function.parameters")
+    if tool_choice is None or tool_choice in ("auto", "none"):
+        return
+    if not names:
+        raise invalid_argument("tool_choice", "`tool_choice` needs `tools`: pass the functions the model may call.")
+    if tool_choice == "required":
+        return
+    chosen = tool_choice.get("function", {}).get("name") if isinstance(tool_choice, dict) else None
+    if chosen not in names:
         raise invalid_argument(
-            "response_format", f"response_format is not a valid JSON Schema: {exc.message}"
-        ) from None
-    name = _NAME_JUNK.sub("_", str(value.get("title") or "answer"))[:64] or "answer"
-    return {"type": "json_schema", "json_schema": {"name": name, "schema": value, "strict": True}}
+            "tool_choice",
+            '`tool_choice` is "auto", "none", "required" or {"type": "function", "function": {"name": N}} with N one '
+            f"of the tools: {', '.join(names)}.",
+        )
 
 
 def parse_json_answer(text: str, value: ResponseFormat | None, *, cut: bool = False) -> Any:

@@ -76,9 +76,21 @@ async def test_bad_schemas_and_models_without_json_are_refused_before_sending(
 ) -> None:
     async with in_memory_client(config_data) as client:
         bad = await client.call_tool("chat_complete", {"prompt": "x", "response_format": {"type": "thing"}})
+        # genroute never fetches a schema a caller names: a remote or dangling $ref is refused, not an internal error
+        remote = {"type": "object", "properties": {"a": {"$ref": "http://169.254.169.254/latest"}}}
+        dangling = {"type": "object", "properties": {"a": {"$ref": "#/$defs/Missing"}}}
+        refused = [
+            await client.call_tool("chat_complete", {"prompt": "x", "response_format": schema})
+            for schema in (remote, dangling)
+        ]
         aki = await client.call_tool("chat_complete", {"prompt": "x", "model": "llama3-8b", "response_format": "json"})
     assert bad.structured_content["error"]["param"] == "response_format"
     assert "not a valid JSON Schema" in bad.structured_content["error"]["message"]
+    for result in refused:
+        error = result.structured_content["error"]
+        assert (
+            error["code"] == "invalid_argument" and error["param"] == "response_format" and "$ref" in error["message"]
+        )
     error = aki.structured_content["error"]
     assert error["code"] == "structured_output_not_supported" and "gpt-5.5" in error["message"]
     assert emulator.calls("chat") == [] and emulator.calls("aki") == []

@@ -127,7 +127,18 @@ async def test_tools_are_refused_for_a_model_that_cannot_call_them(
     async with in_memory_client(config_data) as client:
         result = await client.call_tool("chat_complete", {"prompt": "x", "model": "llama3-8b", "tools": [WEATHER]})
         orphan = await client.call_tool("chat_complete", {"messages": [{"role": "tool", "content": "42"}]})
+        malformed = [
+            await client.call_tool("chat_complete", {"prompt": "x", **arguments})
+            for arguments in (
+                {"tools": [{"type": "function"}]},  # no function
+                {"tools": [WEATHER, WEATHER]},  # one name twice
+                {"tool_choice": "required"},  # nothing to call
+                {"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "nope"}}},
+            )
+        ]
     error = result.structured_content["error"]
     assert error["code"] == "tools_not_supported" and error["param"] == "tools" and "gpt-5.5" in error["message"]
     assert orphan.is_error and "tool_call_id" in json.dumps(orphan.structured_content)
+    params = [result.structured_content["error"]["param"] for result in malformed]
+    assert params == ["tools", "tools", "tool_choice", "tool_choice"]
     assert emulator.calls("aki") == [] and emulator.calls("chat") == []

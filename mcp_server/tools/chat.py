@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from mcp_server.access import identity
 from mcp_server.catalog import Catalog, ModelCard
-from mcp_server.chat_features import ResponseFormat, parse_json_answer, require_features, upstream_format
+from mcp_server.chat_features import ResponseFormat, check_tools, parse_json_answer, require_features, upstream_format
 from mcp_server.errors import invalid_argument
 from mcp_server.gateway import Gateway
 from mcp_server.media.chat_images import ImageSources, check_count, count_images, prepare_images
@@ -145,6 +145,7 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
         check_count(pictures)
         require_features(card, gateway.catalog, images=pictures, response_format=response_format, tools=bool(tools))
         upstream_response_format = upstream_format(response_format)
+        check_tools(tools, tool_choice)
         if pictures:
             named = (lambda i, j: f"images[{j - 1}]") if images else None
             turns = await prepare_images(turns, sources, smallest_image_px(card, gateway.catalog), named)
