@@ -110,7 +110,8 @@ async def _read_input_file(text: str, param: str, input_dir: Path | None, max_by
         raise invalid_argument(
             param,
             f"{param} looks like a file path, but no input folder is configured, so local files cannot be read. "
-            "Pass the image as base64 or a data: URL, or set [server] input_dir in the config.",
+            f"Pass the {'audio' if what == AUDIO else 'image'} as base64 or a data: URL, or set [server] input_dir in "
+            "the config.",
         )
     if len(text) > MAX_PATH_CHARS or "\0" in text:
         raise invalid_argument(

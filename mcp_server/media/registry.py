@@ -134,8 +134,8 @@ def _flush(file: object) -> None:
 
 def not_found(media_id: str) -> NotFound:
     return NotFound(
-        f"No media file with id '{media_id}'. Ids come from generate_image / generate_video results "
-        "(the part after media://).",
+        f"No media file with id '{media_id}'. Ids come from generate_image, generate_video and generate_speech "
+        "results (the part after media://).",
         code="media_not_found",
         param="uri",
     )
