@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,9 @@ from tests.support_media import IMAGE_MODEL, VIDEO_MODEL, media_config
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 DOCS = Path(__file__).resolve().parent.parent / "docs"
+# The README's screenshots are refreshed only when asked (GENROUTE_UPDATE_SCREENSHOTS=1): a test run must not
+# change tracked files. Otherwise they go to the test's own folder.
+UPDATE_SCREENSHOTS = os.environ.get("GENROUTE_UPDATE_SCREENSHOTS") == "1"
 pytestmark = [
     pytest.mark.anyio,
     pytest.mark.browser,
@@ -157,10 +161,11 @@ async def test_dashboard_shows_calls_media_and_video(
             "the finished video to load in its player",
         )
         assert playing == [160, None]
-        browser.save_screenshot(str(DOCS / "dashboard.png"))
+        shots = DOCS if UPDATE_SCREENSHOTS else tmp_path
+        assert browser.save_screenshot(str(shots / "dashboard.png"))
         browser.set_window_size(390, 1600)  # a phone's width: one column, nothing cut off sideways
         overflow = browser.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
-        browser.save_screenshot(str(DOCS / "dashboard-phone.png"))
+        assert browser.save_screenshot(str(shots / "dashboard-phone.png"))
         assert overflow <= 0
         link = browser.find_element("css selector", "#jobs-body tr.job a.open").get_attribute("href")
         assert link.endswith(f"/dashboard/file/{video_id}")
