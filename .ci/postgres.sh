@@ -43,13 +43,6 @@ fi
 [[ -n "$bindir" ]] || { log "PostgreSQL server binaries not found after install"; exit 1; }
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-port="${GENROUTE_PG_PORT:-}"
-if [[ -z "$port" ]]; then
-    for candidate in $(seq 54329 54429); do
-        if port_free "$candidate"; then port=$candidate; break; fi
-    done
-fi
-[[ -n "$port" ]] || { log "no free port in 54329-54429"; exit 1; }
 
 root=$(mktemp -d "${TMPDIR:-/tmp}/genroute-pg.XXXXXX")
 chmod 755 "$root"
@@ -62,9 +55,30 @@ as_owner bash -c "printf '%s\n' 'postgres-$RANDOM$RANDOM' > '$root/pw'"
 as_owner "$bindir/initdb" -D "$root/data" -U postgres --pwfile="$root/pw" -E UTF8 --locale=C.UTF-8 \
     --auth-local=trust --auth-host=scram-sha-256 --no-sync >"$root/initdb.log" 2>&1 \
     || { cat "$root/initdb.log" >&2; exit 1; }
-as_owner "$bindir/pg_ctl" -D "$root/data" -l "$root/server.log" -w -t 60 \
-    -o "-p $port -k $root -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >&2 \
-    || { cat "$root/server.log" >&2; exit 1; }
+
+# A port that looked free may be taken before the server binds it (another server starting at the same moment,
+# as when two checkouts run their tests at once): then the next free port is tried, up to ten times.
+start_on() {
+    as_owner "$bindir/pg_ctl" -D "$root/data" -l "$root/server.log" -w -t 60 \
+        -o "-p $1 -k $root -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >&2
+}
+port=""
+if [[ -n "${GENROUTE_PG_PORT:-}" ]]; then
+    start_on "$GENROUTE_PG_PORT" || { cat "$root/server.log" >&2; exit 1; }
+    port=$GENROUTE_PG_PORT
+else
+    tries=0
+    for candidate in $(seq 54329 54429); do
+        port_free "$candidate" || continue
+        if start_on "$candidate"; then port=$candidate; break; fi
+        tries=$((tries + 1))
+        if ! grep -q "could not bind\|Address already in use" "$root/server.log" || [[ $tries -ge 10 ]]; then
+            cat "$root/server.log" >&2; exit 1
+        fi
+        log "port $candidate was taken while starting; trying the next"
+    done
+fi
+[[ -n "$port" ]] || { log "no free port in 54329-54429"; exit 1; }
 
 psql_admin() { as_owner "$bindir/psql" -X -q -v ON_ERROR_STOP=1 -h "$root" -p "$port" -U postgres -d postgres "$@"; }
 for _ in $(seq 1 60); do  # pg_ctl -w already waited; this guards against a slow first connection
