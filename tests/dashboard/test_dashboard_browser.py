@@ -23,7 +23,7 @@ from tests.support_access import client, new_key
 from tests.support_media import IMAGE_MODEL, VIDEO_MODEL, media_config
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 pytestmark = [
     pytest.mark.anyio,
     pytest.mark.browser,

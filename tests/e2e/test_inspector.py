@@ -20,7 +20,7 @@ from emulator import Emulator
 from tests.support import EMU_KEY_ENV, child_env, genroute_command, http_gateway
 from tests.support_access import new_key
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # Arguments that make each known tool succeed against the emulator; tools added later are called with {}
 # and must still answer with a well-formed result (an isError result with a message is fine).
 KNOWN_ARGUMENTS: dict[str, dict[str, Any]] = {
