@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Debian's Chromium and its WebDriver for the dashboard's browser tests (tests/test_dashboard_browser.py).
+# Debian's Chromium and its WebDriver for the dashboard's browser tests (tests/dashboard/test_dashboard_browser.py).
 #
 #   bash .ci/chromium.sh      # installs chromium + chromium-driver with apt when /usr/bin/chromium is missing
 #

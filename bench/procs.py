@@ -257,7 +257,8 @@ def genroute_http(
             if process.poll() is not None:
                 raise RuntimeError(f"genroute serve --http exited with {process.returncode}")
             with contextlib.suppress(httpx2.TransportError):
-                if httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                # plain HTTP on loopback: verify=False spares building a TLS context (~40 ms of CPU) per poll
+                if httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=1, verify=False).status_code == 200:
                     break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"genroute serve --http did not answer /healthz within {timeout_s} s")

@@ -63,6 +63,7 @@ class Plan:
     latencies_ms: tuple[float, ...] = (0.0, 20.0)
     concurrency: tuple[int, ...] = (1, 16, 64)
     throughput_seconds: float = 4.0
+    throughput_warmup_s: float = 0.5  # unmeasured calls before each closed loop's window
     throughput_rounds: int = 3
     slow_calls: int = 500
     slow_latency_ms: float = 2000.0
@@ -78,6 +79,7 @@ class Plan:
     image_rounds: int = 10
     image_block: int = 2
     image_warmup: int = 2
+    overlap_sections: bool = False  # run the sections that use no shared fleet alongside the fleet's
 
 
 QUICK = Plan(
@@ -100,12 +102,16 @@ QUICK = Plan(
     image_warmup=1,
 )
 # The test suite's run (tests/test_bench_smoke.py): every section and figure once, on the smallest inputs that
-# still exercise it; the slow burst shares the 20 ms fleet. Its numbers say nothing about speed.
+# still exercise it: one fleet (20 ms upstream) serves overhead, throughput, cold start and the slow burst, and each
+# process start costs a second of CPU, so there is one of each. Its numbers say nothing about speed.
 SMOKE = replace(
     QUICK,
     overhead_rounds=2,
     overhead_block=2,
     overhead_warmup=1,
+    latencies_ms=(20.0,),
+    throughput_seconds=0.3,
+    throughput_warmup_s=0.1,
     slow_calls=20,
     slow_latency_ms=20.0,
     coldstart_warmup=False,
@@ -114,6 +120,8 @@ SMOKE = replace(
     video_window_s=2.0,
     usage_records=2_000,
     usage_repeats=1,
+    image_warmup=0,
+    overlap_sections=True,
 )
 
 
@@ -163,53 +171,69 @@ async def run_sections(plan: Plan, only: set[str], workdir: Path, log: Callable[
             results[name] = {"error": describe(error)}
         log(f"   {name} done in {time.perf_counter() - started:.1f} s")
 
-    latencies = list(plan.latencies_ms) if only & {"overhead", "throughput", "coldstart", "generations"} else []
-    if "slow" in only and plan.slow_latency_ms not in latencies:
-        latencies.append(plan.slow_latency_ms)  # its own fleet, unless it shares one (the smoke run)
-    for latency in latencies:
-        with procs.Fleet(latency, workdir / f"fleet-{latency:g}") as fleet:
-            if latency in plan.latencies_ms:
+    async def fleet_sections() -> None:
+        """The sections measured against a fleet, one fleet per upstream latency, one after another."""
+        latencies = list(plan.latencies_ms) if only & {"overhead", "throughput", "coldstart", "generations"} else []
+        if "slow" in only and plan.slow_latency_ms not in latencies:
+            latencies.append(plan.slow_latency_ms)  # its own fleet, unless it shares one (the smoke run)
+        for latency in latencies:
+            with procs.Fleet(latency, workdir / f"fleet-{latency:g}") as fleet:
+                if latency in plan.latencies_ms:
 
-                async def overhead_body(fleet: procs.Fleet = fleet) -> dict[str, Any]:
-                    args = (plan.overhead_rounds, plan.overhead_block, plan.overhead_warmup)
-                    return {
-                        "http": await overhead.run_http(fleet, *args),
-                        "stdio": await overhead.run_stdio(fleet, *args),
-                    }
+                    async def overhead_body(fleet: procs.Fleet = fleet) -> dict[str, Any]:
+                        args = (plan.overhead_rounds, plan.overhead_block, plan.overhead_warmup)
+                        return {
+                            "http": await overhead.run_http(fleet, *args),
+                            "stdio": await overhead.run_stdio(fleet, *args),
+                        }
 
-                await section_into(results, "overhead", f"latency_{latency:g}ms", overhead_body, only, log)
-            if latency == plan.latencies_ms[0]:
+                    await section_into(results, "overhead", f"latency_{latency:g}ms", overhead_body, only, log)
+                if latency == plan.latencies_ms[0]:
 
-                async def throughput_body(fleet: procs.Fleet = fleet) -> dict[str, Any]:
-                    return await throughput.closed_loops(
-                        fleet, list(plan.concurrency), plan.throughput_seconds, plan.throughput_rounds
-                    )
+                    async def throughput_body(fleet: procs.Fleet = fleet) -> dict[str, Any]:
+                        return await throughput.closed_loops(
+                            fleet,
+                            list(plan.concurrency),
+                            plan.throughput_seconds,
+                            plan.throughput_rounds,
+                            plan.throughput_warmup_s,
+                        )
 
-                async def coldstart_body(fleet: procs.Fleet = fleet) -> dict[str, Any]:
-                    return await anyio.to_thread.run_sync(
-                        coldstart.run, fleet.upstream, fleet.config, plan.coldstart_runs, plan.coldstart_warmup
-                    )
+                    async def coldstart_body(fleet: procs.Fleet = fleet) -> dict[str, Any]:
+                        return await anyio.to_thread.run_sync(
+                            coldstart.run, fleet.upstream, fleet.config, plan.coldstart_runs, plan.coldstart_warmup
+                        )
 
-                async def generations_body(fleet: procs.Fleet = fleet) -> dict[str, Any]:
-                    return await generations.run(fleet, *_overhead_args(plan))
+                    async def generations_body(fleet: procs.Fleet = fleet) -> dict[str, Any]:
+                        return await generations.run(fleet, *_overhead_args(plan))
 
-                await section("throughput", throughput_body)
-                await section("coldstart", coldstart_body)
-                await section("generations", generations_body)
-            if latency == plan.slow_latency_ms:
+                    await section("throughput", throughput_body)
+                    await section("coldstart", coldstart_body)
+                    await section("generations", generations_body)
+                if latency == plan.slow_latency_ms:
 
-                async def slow_body(fleet: procs.Fleet = fleet) -> dict[str, Any]:
-                    out = await throughput.slow_burst(fleet, plan.slow_calls, timeout_s=120.0)
-                    out["upstream_latency_ms"] = plan.slow_latency_ms
-                    return out
+                    async def slow_body(fleet: procs.Fleet = fleet) -> dict[str, Any]:
+                        out = await throughput.slow_burst(fleet, plan.slow_calls, timeout_s=120.0)
+                        out["upstream_latency_ms"] = plan.slow_latency_ms
+                        return out
 
-                await section("slow", slow_body)
+                    await section("slow", slow_body)
 
-    if "team" in only:
+    async def standalone(name: str) -> None:
+        results[name] = await optional_section(name, plan, workdir, log)
+
+    standalones = [name for name in ("media", "video", "usage", "image") if name in only]
+    if plan.overlap_sections:  # the smoke run: its figures are not read, so its sections may share the machine
+        async with anyio.create_task_group() as group:
+            group.start_soon(fleet_sections)
+            for name in standalones:
+                group.start_soon(standalone, name)
+    else:
+        await fleet_sections()
+        for name in standalones:
+            await standalone(name)
+    if "team" in only:  # alone on the machine: PostgreSQL's own processes would skew the others' figures
         await section("team", lambda: team_section(plan, workdir / "team"))
-    for name in ("media", "video", "usage", "image"):
-        if name in only:
-            results[name] = await optional_section(name, plan, workdir, log)
     return results
 
 

@@ -24,7 +24,9 @@ def _healthz(mcp_url: str) -> str:
     return mcp_url.removesuffix("/mcp") + "/healthz"
 
 
-async def closed_loops(fleet: procs.Fleet, concurrency: list[int], seconds: float, rounds: int) -> dict[str, Any]:
+async def closed_loops(
+    fleet: procs.Fleet, concurrency: list[int], seconds: float, rounds: int, warmup_s: float = 0.5
+) -> dict[str, Any]:
     servers = {
         "bare": (fleet.bare, loadgen.tool_call_request(fleet.bare.url, *BARE_TOOL)),
         "bare_uvloop": (fleet.bare_uvloop, loadgen.tool_call_request(fleet.bare_uvloop.url, *BARE_TOOL)),
@@ -34,7 +36,7 @@ async def closed_loops(fleet: procs.Fleet, concurrency: list[int], seconds: floa
         ),
     }
     for proc, request in servers.values():  # warm both: imports, pools, caches
-        await loadgen.closed_loop(proc.url, request, 4, 0.5, warmup_s=0.2)
+        await loadgen.closed_loop(proc.url, request, 4, warmup_s, warmup_s=min(0.2, warmup_s))
     out: dict[str, Any] = {}
     for clients in concurrency:
         per: dict[str, dict[str, list[float]]] = {name: {"cps": [], "cpu": [], "p50": []} for name in servers}
@@ -44,7 +46,7 @@ async def closed_loops(fleet: procs.Fleet, concurrency: list[int], seconds: floa
             order = list(servers.items()) if round_no % 2 == 0 else list(reversed(servers.items()))
             for name, (proc, request) in order:
                 cpu_before = cpu_seconds(proc.pid)
-                result = await loadgen.closed_loop(proc.url, request, clients, seconds)
+                result = await loadgen.closed_loop(proc.url, request, clients, seconds, warmup_s)
                 cpu_used = cpu_seconds(proc.pid) - cpu_before
                 per[name]["cps"].append(result.calls_per_s)
                 per[name]["cpu"].append(cpu_used / max(result.calls, 1) * 1e6)

@@ -46,7 +46,8 @@ def post(url: str, token: str | None = None, *, body: bytes | None = None, **hea
     sent = {**MCP_HEADERS, **headers}
     if token is not None:
         sent["Authorization"] = f"Bearer {token}"
-    return httpx2.post(url, headers=sent, content=body if body is not None else json.dumps(INIT).encode(), timeout=10)
+    content = body if body is not None else json.dumps(INIT).encode()
+    return httpx2.post(url, headers=sent, content=content, timeout=10, verify=False)  # loopback: no TLS context
 
 
 def client(url: str, token: str, mode: str = "legacy") -> Client:

@@ -24,7 +24,7 @@ from tests.support_access import client, new_key
 from tests.support_media import IMAGE_MODEL, VIDEO_MODEL, media_config
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 # The README's screenshots are refreshed only when asked (GENROUTE_UPDATE_SCREENSHOTS=1): a test run must not
 # change tracked files. Otherwise they go to the test's own folder.
 UPDATE_SCREENSHOTS = os.environ.get("GENROUTE_UPDATE_SCREENSHOTS") == "1"

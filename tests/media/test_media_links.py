@@ -1,5 +1,5 @@
 """Signed media links, the media records behind the dashboard, and the dashboard's HTTP rules (no browser here:
-tests/test_dashboard_browser.py drives Chromium)."""
+tests/dashboard/test_dashboard_browser.py drives Chromium)."""
 
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ async def test_retryable_status_is_retried_until_it_answers(
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 422, 501])
 async def test_refusals_are_never_retried(config_data: dict[str, Any], emulator: Emulator, status: int) -> None:
-    # a plain 403 (permissions); the balance 403 goes to fallbacks: tests/test_fallbacks.py
+    # a plain 403 (permissions); the balance 403 goes to fallbacks: tests/reliability/test_fallbacks.py
     body = {"error": {"message": "Not allowed for this key", "type": "permission_error"}} if status == 403 else None
     emulator.fail_next("chat", status=status, body=body, times=3)
     error = error_of(await chat(config_data))

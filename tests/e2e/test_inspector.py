@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from emulator import Emulator
 from tests.support import EMU_KEY_ENV, child_env, genroute_command, http_gateway
 from tests.support_access import new_key
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # Arguments that make each known tool succeed against the emulator; tools added later are called with {}
 # and must still answer with a well-formed result (an isError result with a message is fine).
 KNOWN_ARGUMENTS: dict[str, dict[str, Any]] = {
@@ -69,10 +70,15 @@ def exercise_every_tool(inspector: Any, target: list[str]) -> dict[str, dict[str
     tools = inspector("--method", "tools/list", *target)["tools"]
     names = [tool["name"] for tool in tools]
     assert {"chat_complete", "list_models"} <= set(names)
-    results = {}
-    for name in names:
-        arguments = json.dumps(KNOWN_ARGUMENTS.get(name, {}))
-        results[name] = inspector("--method", "tools/call", "--tool-name", name, "--tool-args-json", arguments, *target)
+    # each Inspector run is a Node start (and over stdio a genroute start) that mostly waits: a few at a time
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        calls = {
+            name: pool.submit(
+                inspector, "--method", "tools/call", "--tool-name", name, "--tool-args-json", arguments, *target
+            )
+            for name, arguments in ((name, json.dumps(KNOWN_ARGUMENTS.get(name, {}))) for name in names)
+        }
+        results = {name: call.result() for name, call in calls.items()}
     for name, result in results.items():
         assert result["content"] and result["content"][0]["text"].strip(), (name, result)
         if name in KNOWN_ARGUMENTS:

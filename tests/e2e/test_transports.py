@@ -19,7 +19,7 @@ from emulator import Emulator
 from tests.support import GatewayProcess, base_config, child_env, genroute_command, http_gateway, write_config
 
 pytestmark = pytest.mark.anyio
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -201,7 +201,7 @@ def test_readme_config_reference_is_a_valid_config() -> None:
     from mcp_server.config import parse_config
     from mcp_server.providers import check_models
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     section = readme.split("## Configuration", 1)[1]
     block = re.search(r"```toml\n(.*?)```", section, re.S)
     assert block is not None

@@ -105,7 +105,7 @@ def test_random_arguments_to_every_tool_and_prompt(
     ]
     outcomes = {"error": 0, "ok": 0, "jsonrpc": 0}
 
-    @settings(FUZZ, max_examples=200)
+    @settings(FUZZ, max_examples=100)
     @given(data=st.data())
     def call_with_random_arguments(data: st.DataObject) -> None:
         kind, name, schema = data.draw(st.sampled_from(targets), label="target")
@@ -200,7 +200,7 @@ def test_random_bytes_to_the_http_endpoint(config_path: Path, emulator: Emulator
     with http_gateway(config_path) as gateway, httpx2.Client(timeout=10) as http:
         session = _session(gateway.mcp_url)
 
-        @settings(FUZZ, max_examples=150)
+        @settings(FUZZ, max_examples=80)
         @given(body=bodies, headers=header_sets, use_session=st.booleans(), method=st.sampled_from(["POST", "GET"]))
         def send(body: bytes, headers: dict[str, str], use_session: bool, method: str) -> None:
             sent = {**MCP_HEADERS, **headers, **(session if use_session else {})}

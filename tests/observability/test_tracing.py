@@ -111,7 +111,7 @@ def test_without_an_otlp_endpoint_no_sdk_is_loaded_and_no_traceparent_is_sent(
     config_path = write_config(tmp_path / "genroute.toml", config_data)
     done = subprocess.run(
         [sys.executable, "-c", _OFF_CHECK, str(config_path)],
-        env=child_env(PYTHONPATH=str(Path(__file__).parent.parent)),
+        env=child_env(PYTHONPATH=str(Path(__file__).resolve().parents[2])),
         capture_output=True,
         text=True,
         timeout=60,

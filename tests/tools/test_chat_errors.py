@@ -48,7 +48,7 @@ async def test_non_json_error_body_still_gives_a_clear_error(config_data: dict[s
     result = await call(config_data, {"prompt": "hi"})
     error = error_of(result)
     assert error["status"] == 502 and "Bad Gateway" in error["message"]
-    assert len(emulator.calls("chat")) == 3  # a 502 is retried twice (tests/test_retries.py has the rules)
+    assert len(emulator.calls("chat")) == 3  # a 502 is retried twice (rules: tests/reliability/test_retries.py)
     assert "Traceback" not in result.content[0].text
 
 

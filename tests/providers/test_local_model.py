@@ -8,12 +8,13 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
+from mcp import Client
 from openai.types.chat import ChatCompletion
 
 from mcp_server.providers.local import bundled_model_path
@@ -29,21 +30,35 @@ pytestmark = [
 ]
 
 
-async def test_local_model_is_the_default_with_no_config(tmp_path: Path) -> None:
-    """No config file at all: the catalog holds local/smollm2 and it answers, over a real stdio process."""
-    path = write_config(tmp_path / "empty.toml", {"server": {"data_dir": str(tmp_path / "data")}})
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    """Module-wide, so the module's async fixtures (one stdio server) live across its tests."""
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+async def no_config_client(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Client]:
+    """One `genroute serve` over stdio with an empty config: the model loads once for the tests that use it."""
+    folder = tmp_path_factory.mktemp("no-config")
+    path = write_config(folder / "empty.toml", {"server": {"data_dir": str(folder / "data")}})
     async with stdio_client(path) as client:
-        models = await client.call_tool("list_models", {})
-        pieces: list[str] = []
+        yield client
 
-        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
-            pieces.append(message or "")
 
-        result = await client.call_tool(
-            "chat_complete",
-            {"prompt": "What is the capital of France?", "max_tokens": 24, "temperature": 0, "seed": 1},
-            progress_callback=on_progress,
-        )
+async def test_local_model_is_the_default_with_no_config(no_config_client: Client) -> None:
+    """No config file at all: the catalog holds local/smollm2 and it answers, over a real stdio process."""
+    client = no_config_client
+    models = await client.call_tool("list_models", {})
+    pieces: list[str] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        pieces.append(message or "")
+
+    result = await client.call_tool(
+        "chat_complete",
+        {"prompt": "What is the capital of France?", "max_tokens": 24, "temperature": 0, "seed": 1},
+        progress_callback=on_progress,
+    )
     assert [m["id"] for m in models.structured_content["models"]] == ["local/smollm2"]
     assert not result.is_error, result.content
     out = result.structured_content
@@ -52,12 +67,10 @@ async def test_local_model_is_the_default_with_no_config(tmp_path: Path) -> None
     assert "".join(pieces) == out["content"]  # streamed token by token as progress
 
 
-async def test_a_prompt_longer_than_the_context_window_is_the_callers_to_shorten(tmp_path: Path) -> None:
+async def test_a_prompt_longer_than_the_context_window_is_the_callers_to_shorten(no_config_client: Client) -> None:
     """Not a bare 500: an invalid_argument naming the window and the prompt's size, and no fallback pretends."""
-    path = write_config(tmp_path / "empty.toml", {"server": {"data_dir": str(tmp_path / "data")}})
-    async with stdio_client(path) as client:
-        result = await client.call_tool("chat_complete", {"prompt": "hello " * 3000, "max_tokens": 8})
-        after = await client.call_tool("chat_complete", {"prompt": "Say hi.", "max_tokens": 4, "seed": 1})
+    result = await no_config_client.call_tool("chat_complete", {"prompt": "hello " * 3000, "max_tokens": 8})
+    after = await no_config_client.call_tool("chat_complete", {"prompt": "Say hi.", "max_tokens": 4, "seed": 1})
     assert result.is_error, result.content
     error = result.structured_content["error"]
     assert error["code"] == "invalid_argument" and error["status"] == 400 and error["param"] == "messages"
@@ -102,7 +115,7 @@ def llama_server() -> Iterator[str]:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             with contextlib.suppress(httpx2.TransportError):
-                if httpx2.get(url + "/models", timeout=1).status_code == 200:
+                if httpx2.get(url + "/models", timeout=1, verify=False).status_code == 200:  # no TLS context
                     break
             if process.poll() is not None:
                 pytest.fail("llama_cpp.server exited at start")

@@ -16,7 +16,7 @@ from emulator import Emulator
 from mcp_server.video_jobs.owner import is_gone, machine, process_holder_id
 from tests.support import GatewayProcess, two_replicas, write_config
 from tests.support_media import VIDEO_MODEL, media_config
-from tests.test_video import _submit_then_kill, eventually, read_json
+from tests.video_jobs.test_video import _submit_then_kill, eventually, read_json
 
 pytestmark = pytest.mark.anyio
 LEASE_S = 60  # the killed process's lease: nothing in these tests may wait for it to run out
