@@ -242,12 +242,7 @@ async def fetch(
     without its context manager: this is every non-streamed call's path, and the generator costs ~10 us.)"""
     url = client.configured_url
     response = await _head(client, provider, redact, client.build_request(method, path, **options), url, None, False)
-    try:
-        await response.aread()
-    except httpx2.TransportError as exc:
-        raise _body_error(provider, exc, response, url, redact) from None
-    finally:
-        await response.aclose()
+    await _read_whole(provider, redact, response, url)
     return response
 
 
@@ -269,13 +264,18 @@ async def _head(
         raise _transport_error(provider, exc, url, redact) from None
     if response.status_code < 400 or any_status:
         return response
+    await _read_whole(provider, redact, response, url)
+    raise refused(response) if refused else error_from_response(provider, response, redact)
+
+
+async def _read_whole(provider: str, redact: Redactor, response: httpx2.Response, url: str) -> None:
+    """The answer's body read into memory, then the response closed; a failure while reading as `_body_error`."""
     try:
         await response.aread()
     except httpx2.TransportError as exc:
         raise _body_error(provider, exc, response, url, redact) from None
     finally:
         await response.aclose()
-    raise refused(response) if refused else error_from_response(provider, response, redact)
 
 
 def _body_error(
