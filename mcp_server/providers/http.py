@@ -224,21 +224,13 @@ async def stream(
     the request and began to answer, so it is not told to check base_url), or a timeout.
     """
     url = client.configured_url if shown_url is None else shown_url
+    response = await _head(client, provider, redact, request, url, refused, any_status, follow_redirects)
     try:
-        response = await client.send(request, stream=True, follow_redirects=follow_redirects)
-    except httpx2.TransportError as exc:
-        raise _transport_error(provider, exc, url, redact) from None
-    try:
-        if response.status_code >= 400 and not any_status:
-            await response.aread()
-            raise refused(response) if refused else error_from_response(provider, response, redact)
         yield response
     except httpx2.SSEError:
         raise  # the body's format, not the connection: the caller words it
-    except httpx2.TimeoutException as exc:
-        raise _transport_error(provider, exc, url, redact) from None
-    except httpx2.TransportError:
-        raise _interrupted(provider, response) from None
+    except httpx2.TransportError as exc:
+        raise _body_error(provider, exc, response, url, redact) from None
     finally:
         await response.aclose()
 
@@ -246,10 +238,53 @@ async def stream(
 async def fetch(
     client: LazyClient, provider: str, redact: Redactor, method: str, path: str, **options: Any
 ) -> httpx2.Response:
-    """One request and its whole answer, read into memory; failures as `stream` tells them."""
-    async with stream(client, provider, redact, client.build_request(method, path, **options)) as response:
-        await response.aread()
+    """One request and its whole answer, read into memory; failures as `stream` tells them. (`stream`'s steps
+    without its context manager: this is every non-streamed call's path, and the generator costs ~10 us.)"""
+    url = client.configured_url
+    response = await _head(client, provider, redact, client.build_request(method, path, **options), url, None, False)
+    await _read_whole(provider, redact, response, url)
     return response
+
+
+async def _head(
+    client: LazyClient,
+    provider: str,
+    redact: Redactor,
+    request: httpx2.Request,
+    url: str,
+    refused: Callable[[httpx2.Response], GatewayError] | None,
+    any_status: bool,
+    follow_redirects: bool = False,
+) -> httpx2.Response:
+    """`request` sent and its head read; an HTTP error status (unless `any_status`) raised as its error class, with
+    the response closed."""
+    try:
+        response = await client.send(request, stream=True, follow_redirects=follow_redirects)
+    except httpx2.TransportError as exc:
+        raise _transport_error(provider, exc, url, redact) from None
+    if response.status_code < 400 or any_status:
+        return response
+    await _read_whole(provider, redact, response, url)
+    raise refused(response) if refused else error_from_response(provider, response, redact)
+
+
+async def _read_whole(provider: str, redact: Redactor, response: httpx2.Response, url: str) -> None:
+    """The answer's body read into memory, then the response closed; a failure while reading as `_body_error`."""
+    try:
+        await response.aread()
+    except httpx2.TransportError as exc:
+        raise _body_error(provider, exc, response, url, redact) from None
+    finally:
+        await response.aclose()
+
+
+def _body_error(
+    provider: str, exc: httpx2.TransportError, response: httpx2.Response, url: str, redact: Redactor
+) -> GatewayError:
+    """A failure while an answer's body was read: a timeout, else an interrupted answer."""
+    if isinstance(exc, httpx2.TimeoutException):
+        return _transport_error(provider, exc, url, redact)
+    return _interrupted(provider, response)
 
 
 def _interrupted(provider: str, response: httpx2.Response) -> AnswerInterrupted:

@@ -177,22 +177,27 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
         wants_json = upstream_response_format is not None and not result.tool_calls
         cut = result.finish_reason == "length"
         parsed = parse_json_answer(result.content, response_format, cut=cut) if wants_json else None
-        output = ChatCompleteOutput(
-            id=result.id,
-            model=routed.card.id,
-            provider=routed.provider,
-            fallback_from=routed.fallback_from,
-            content=result.content,
-            finish_reason=result.finish_reason,
-            tool_calls=result.tool_calls,
-            json=parsed,
-            usage=result.usage,
-            latency_ms=round(routed.latency_ms, 2),
-            budget_capped=routed.budget_capped,
-        )
+        # ChatCompleteOutput's JSON form, built directly (the SDK validates it against that model: see `ok`)
+        output = {
+            "id": result.id,
+            "model": routed.card.id,
+            "provider": routed.provider,
+            "fallback_from": routed.fallback_from,
+            "content": result.content,
+            "finish_reason": result.finish_reason,
+            "tool_calls": [_json_form(c) for c in result.tool_calls] if result.tool_calls is not None else None,
+            "json": parsed,
+            "usage": _json_form(result.usage),
+            "latency_ms": round(routed.latency_ms, 2),
+            "budget_capped": _json_form(routed.budget_capped) if routed.budget_capped is not None else None,
+        }
         text = result.content or _calls_text(result.tool_calls)
         capped = routed.budget_capped
         return ok(output, text=f"{text}\n\n{cap_note(capped)}" if capped else text)
+
+
+def _json_form(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(mode="json", by_alias=True)
 
 
 def _calls_text(calls: list[ToolCall] | None) -> str:

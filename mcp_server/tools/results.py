@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any, ParamSpec
@@ -28,10 +29,20 @@ def _none_or_str(value: Any, handler: Any) -> Any:
 OptionalText = Annotated[str, WrapValidator(_none_or_str), WithJsonSchema({"type": ["string", "null"]})]
 
 
-def ok(output: BaseModel, content: Sequence[ContentBlock] = (), text: str | None = None) -> CallToolResult:
-    """Structured content plus a text block (the JSON, or `text`) for clients that read only content."""
-    structured = output.model_dump(mode="json", by_alias=True)
-    blocks: list[ContentBlock] = [TextContent(type="text", text=text or output.model_dump_json(by_alias=True))]
+def ok(
+    output: BaseModel | dict[str, Any], content: Sequence[ContentBlock] = (), text: str | None = None
+) -> CallToolResult:
+    """Structured content plus a text block (the JSON, or `text`) for clients that read only content.
+
+    `output` is the tool's output model, or (on a hot path) its JSON-mode dump built directly: the SDK validates
+    structured content against the tool's output model anyway, so building the model first would validate twice."""
+    if isinstance(output, dict):
+        structured = output
+        fallback = json.dumps(output, ensure_ascii=False, separators=(",", ":")) if not text else ""
+    else:
+        structured = output.model_dump(mode="json", by_alias=True)
+        fallback = output.model_dump_json(by_alias=True) if not text else ""
+    blocks: list[ContentBlock] = [TextContent(type="text", text=text or fallback)]
     blocks.extend(content)
     return CallToolResult(content=blocks, structured_content=structured)
 
