@@ -22,7 +22,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from mcp_server.store import media_index, postgres_keys, postgres_media, postgres_usage
+from mcp_server.store import media_index, postgres_keys, postgres_media, postgres_record, postgres_usage
 from mcp_server.store.base import (
     CALLER_IDENTITY_MIGRATION,
     ApiKeyRecord,
@@ -93,6 +93,8 @@ MIGRATIONS: list[str] = [
     postgres_usage.RESERVE_FUNCTION,
     # 13: a key's create, update or revoke is notified to every process, which caches lookups (postgres_keycache)
     NOTIFY_MIGRATION,
+    # 14: a call's record and settlement as one server-side function (postgres_record)
+    postgres_record.RECORD_FUNCTION,
 ]
 
 MIGRATION_LOCK = 0x67656E726F757465  # "genroute": the advisory lock key held while migrating
@@ -299,7 +301,7 @@ class PostgresStore(Store):
     async def record_usage(self, record: UsageRecord, *, reservation_id: str | None = None) -> None:
         async def write() -> None:
             async with self.connection() as conn:
-                await postgres_usage.record(conn, [record], reservation_id)
+                await postgres_record.record_one(conn, record, reservation_id)
 
         await finish_write(write)
 

@@ -77,10 +77,18 @@ MIGRATION = (
 """
 )
 
-_LEDGER_COLUMNS = (
-    "at, tool, model, provider, upstream_model, outcome, prompt_tokens, completion_tokens, images, video_seconds,"
-    " characters, audio_seconds, cost_usd, latency_ms, caller, job_id, api_key_env"
-)
+_TEXT, _BIG, _REAL = "TEXT", "BIGINT", "DOUBLE PRECISION"
+LEDGER_TYPES = {  # the ledger's columns in ledger_row()'s order, as genroute_record takes them
+    "at": "TIMESTAMPTZ",
+    **dict.fromkeys(("tool", "model", "provider", "upstream_model", "outcome"), _TEXT),
+    **dict.fromkeys(("prompt_tokens", "completion_tokens"), _BIG),
+    "images": "INTEGER",
+    "video_seconds": _REAL,
+    "characters": _BIG,
+    **dict.fromkeys(("audio_seconds", "cost_usd", "latency_ms"), _REAL),
+    **dict.fromkeys(("caller", "job_id", "api_key_env"), _TEXT),
+}
+_LEDGER_COLUMNS = ", ".join(LEDGER_TYPES)
 
 # Speech characters and transcribed audio seconds (see store/usage.py AUDIO_COLUMNS); idempotent
 AUDIO_MIGRATION = ";\n".join(
@@ -89,11 +97,12 @@ AUDIO_MIGRATION = ";\n".join(
 )
 
 
-def _rollup_upsert(level: Rollup) -> str:
+def rollup_upsert(level: Rollup, values: str = ", ".join(["%s"] * 13)) -> str:
+    """The upsert adding `values` (bucket, model, provider, caller, then the sums) to one of `level`'s rows."""
     return f"""
     INSERT INTO {level.table} AS u ({level.column}, model, provider, caller, requests, errors, prompt_tokens,
         completion_tokens, images, video_seconds, characters, audio_seconds, cost_usd)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        VALUES ({values})
     ON CONFLICT ({level.column}, model, provider, caller) DO UPDATE SET
         requests = u.requests + excluded.requests, errors = u.errors + excluded.errors,
         prompt_tokens = u.prompt_tokens + excluded.prompt_tokens,
@@ -104,12 +113,12 @@ def _rollup_upsert(level: Rollup) -> str:
     """
 
 
-_MONTH_UPSERT = (
-    "INSERT INTO budget_months AS b (month, spent_usd) VALUES (%s, %s) "
+MONTH_UPSERT = (
+    "INSERT INTO budget_months AS b (month, spent_usd) VALUES ({}, {}) "
     "ON CONFLICT (month) DO UPDATE SET spent_usd = b.spent_usd + excluded.spent_usd"
 )
-_KEY_MONTH_UPSERT = (
-    "INSERT INTO budget_key_months AS b (month, caller, spent_usd) VALUES (%s, %s, %s) "
+KEY_MONTH_UPSERT = (
+    "INSERT INTO budget_key_months AS b (month, caller, spent_usd) VALUES ({}, {}, {}) "
     "ON CONFLICT (month, caller) DO UPDATE SET spent_usd = b.spent_usd + excluded.spent_usd"
 )
 _COPY_ABOVE = 64  # records; COPY beats a pipelined INSERT for bulk loads
@@ -139,15 +148,15 @@ async def record(conn: AsyncConnection, records: list[UsageRecord], reservation_
                 (datetime.fromtimestamp(bucket, UTC), model, provider, caller, *sums)
                 for (bucket, model, provider, caller), sums in rollup_deltas(records, level).items()
             ]
-            await cur.executemany(_rollup_upsert(level), rows)
+            await cur.executemany(rollup_upsert(level), rows)
         if reservation_id is not None:
             await cur.execute("DELETE FROM budget_reservations WHERE id = %s", (reservation_id,))
         spend = list(month_spend(records).items())
         if spend:
-            await cur.executemany(_MONTH_UPSERT, spend)
+            await cur.executemany(MONTH_UPSERT.format("%s", "%s"), spend)
         key_spend = [(month, caller, usd) for (month, caller), usd in key_month_spend(records).items()]
         if key_spend:  # after the month's row, as a reservation locks them: one order for every writer
-            await cur.executemany(_KEY_MONTH_UPSERT, key_spend)
+            await cur.executemany(KEY_MONTH_UPSERT.format("%s", "%s", "%s"), key_spend)
 
 
 async def summary(conn: AsyncConnection, query: UsageQuery) -> UsageSummary:
