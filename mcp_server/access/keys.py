@@ -119,8 +119,9 @@ async def _no_active_key(store: Store, name: str) -> NotFound:
 
 
 class ApiKeyVerifier:
-    """The SDK's TokenVerifier for genroute keys: looks the key's hash up in the store on every request,
-    so a revocation (even by `genroute keys revoke` in another process) takes effect at once."""
+    """The SDK's TokenVerifier for genroute keys: looks the key's hash up in the store on every request, so a
+    revocation (even by `genroute keys revoke` in another process) takes effect at once. PostgreSQL answers from a
+    per-process cache kept true by change notifications (store/postgres_keycache.py)."""
 
     def __init__(self, store: Store, *, default_rate_limit_per_min: int, scopes: list[str] | None = None) -> None:
         self.store = store

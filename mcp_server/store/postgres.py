@@ -22,7 +22,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from mcp_server.store import media_index, postgres_keys, postgres_media, postgres_usage
+from mcp_server.store import media_index, postgres_keys, postgres_media, postgres_record, postgres_usage
 from mcp_server.store.base import (
     CALLER_IDENTITY_MIGRATION,
     ApiKeyRecord,
@@ -40,6 +40,7 @@ from mcp_server.store.base import (
     finish_write,
     jobs_filter,
 )
+from mcp_server.store.postgres_keycache import NOTIFY_MIGRATION, KeyCache
 
 log = logging.getLogger("genroute.store")
 
@@ -88,6 +89,12 @@ MIGRATIONS: list[str] = [
     postgres_keys.LIMITS_MIGRATION + postgres_usage.KEY_BUDGET_MIGRATION,
     # 11: which of a provider's keys (its variable's name) served each call
     "ALTER TABLE usage_ledger ADD COLUMN IF NOT EXISTS api_key_env TEXT;",
+    # 12: the budget reservation as one server-side function (one round trip a call instead of three)
+    postgres_usage.RESERVE_FUNCTION,
+    # 13: a key's create, update or revoke is notified to every process, which caches lookups (postgres_keycache)
+    NOTIFY_MIGRATION,
+    # 14: a call's record and settlement as one server-side function (postgres_record)
+    postgres_record.RECORD_FUNCTION,
 ]
 
 MIGRATION_LOCK = 0x67656E726F757465  # "genroute": the advisory lock key held while migrating
@@ -128,6 +135,7 @@ class PostgresStore(Store):
             configure=_configure,
             name="genroute",
         )
+        self._keys = KeyCache(url)
 
     async def _returned_now(self, conn: AsyncConnection[Any]) -> None:
         self._returned[conn] = time.monotonic()
@@ -162,7 +170,13 @@ class PostgresStore(Store):
         password = conninfo_to_dict(self.url).get("password")
         return reason.replace(str(password), "[redacted]") if password else reason
 
+    @property
+    def caching_keys(self) -> bool:
+        """Whether key lookups are answered from this process's cache now (its change listener is connected)."""
+        return self._keys.listening
+
     async def close(self) -> None:
+        await self._keys.close()
         await self._pool.close()
 
     @asynccontextmanager
@@ -287,7 +301,7 @@ class PostgresStore(Store):
     async def record_usage(self, record: UsageRecord, *, reservation_id: str | None = None) -> None:
         async def write() -> None:
             async with self.connection() as conn:
-                await postgres_usage.record(conn, [record], reservation_id)
+                await postgres_record.record_one(conn, record, reservation_id)
 
         await finish_write(write)
 
@@ -349,7 +363,9 @@ class PostgresStore(Store):
     # --- api keys ---
     async def create_key(self, key: ApiKeyRecord) -> ApiKeyRecord:
         async with self.connection() as conn:
-            return await postgres_keys.create(conn, key)
+            created = await postgres_keys.create(conn, key)
+        self._keys.forget()  # this process's own change, at once; other processes hear it (NOTIFY_MIGRATION)
+        return created
 
     async def list_keys(self, *, include_revoked: bool = True) -> list[ApiKeyRecord]:
         async with self.connection() as conn:
@@ -357,15 +373,22 @@ class PostgresStore(Store):
 
     async def revoke_key(self, name: str) -> ApiKeyRecord | None:
         async with self.connection() as conn:
-            return await postgres_keys.revoke(conn, name)
+            revoked = await postgres_keys.revoke(conn, name)
+        self._keys.forget()
+        return revoked
 
     async def update_key(self, name: str, changes: dict[str, Any]) -> ApiKeyRecord | None:
         async with self.connection() as conn:
-            return await postgres_keys.update(conn, name, changes)
+            updated = await postgres_keys.update(conn, name, changes)
+        self._keys.forget()
+        return updated
 
     async def find_key_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
-        async with self.connection() as conn:
-            return await postgres_keys.find_by_hash(conn, key_hash)
+        async def fetch() -> ApiKeyRecord | None:
+            async with self.connection() as conn:
+                return await postgres_keys.find_by_hash(conn, key_hash)
+
+        return await self._keys.lookup(key_hash, fetch)
 
     async def touch_key(self, key_id: str, when: datetime) -> None:
         async with self.connection() as conn:
