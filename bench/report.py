@@ -104,20 +104,7 @@ def render(document: dict[str, Any]) -> str:
         if _error(tp):
             lines.append(f"   error: {_error(tp)}")
         else:
-            rows = [
-                [
-                    clients.removeprefix("clients_"),
-                    f"{_fmt(row['bare']['calls_per_s'], 1)} ({row['bare']['errors']})",
-                    f"{_fmt(row['genroute']['calls_per_s'], 1)} ({row['genroute']['errors']})",
-                    _fmt(row["genroute_vs_bare"], 3),
-                    _fmt(row.get("genroute_vs_bare_uvloop"), 3),
-                    _fmt(row["bare"]["server_cpu_us_per_call"], 0),
-                    _fmt(row["genroute"]["server_cpu_us_per_call"], 0),
-                ]
-                for clients, row in tp.items()
-            ]
-            headers = ["clients", "(b) calls/s", "(c) calls/s", "(c)/(b)", "(c)/(b')", "(b) cpu us", "(c) cpu us"]
-            lines += _table(headers, rows)
+            lines += _throughput_table(tp)
             sdk = published["python_mcp_sdk_calls_per_s"]
             lines.append(f"   published: a Python MCP server on the SDK serves {sdk}")
         lines.append("")
@@ -185,12 +172,60 @@ def render(document: dict[str, Any]) -> str:
     if image:
         lines += _image_lines(image)
 
+    for name, title in (("generations", "8. Protocol generations"), ("team", "9. Team configuration")):
+        if results.get(name):
+            lines += _generation_lines(f"{title}: (c)/(b) p50, one client at a time", results[name])
+
     verdicts = document.get("verdicts", {})
     if verdicts:
         lines.append("Targets")
         rows = [[k, _fmt(v["value"]), _fmt(v["target"]), "ok" if v["ok"] else "MISS"] for k, v in verdicts.items()]
         lines += _table(["figure", "measured", "target", ""], rows)
     return "\n".join(lines)
+
+
+def _throughput_table(tp: dict[str, Any]) -> list[str]:
+    rows = [
+        [
+            clients.removeprefix("clients_"),
+            f"{_fmt(row['bare']['calls_per_s'], 1)} ({row['bare']['errors']})",
+            f"{_fmt(row['genroute']['calls_per_s'], 1)} ({row['genroute']['errors']})",
+            _fmt(row["genroute_vs_bare"], 3),
+            _fmt(row.get("genroute_vs_bare_uvloop"), 3),
+            _fmt(row["bare"]["server_cpu_us_per_call"], 0),
+            _fmt(row["genroute"]["server_cpu_us_per_call"], 0),
+        ]
+        for clients, row in tp.items()
+    ]
+    headers = ["clients", "(b) calls/s", "(c) calls/s", "(c)/(b)", "(c)/(b')", "(b) cpu us", "(c) cpu us"]
+    return _table(headers, rows)
+
+
+def _generation_lines(title: str, section: dict[str, Any]) -> list[str]:
+    """Sections 8 and 9: per transport and protocol generation, the p50 ratio beside server CPU per call."""
+    lines = [title]
+    if _error(section):
+        return [*lines, f"   error: {_error(section)}", ""]
+    rows = [
+        [
+            transport,
+            generation,
+            _fmt(figures["p50_ratio"], 3),
+            _fmt(figures["bare_p50_ms"]),
+            _fmt(figures["genroute_p50_ms"]),
+            _fmt(figures["bare_cpu_us_per_call"], 0),
+            _fmt(figures["genroute_cpu_us_per_call"], 0),
+        ]
+        for transport in ("http", "stdio")
+        if transport in section
+        for generation, figures in section[transport]["ratios"].items()
+    ]
+    headers = ["transport", "client", "(c)/(b) p50", "(b) p50 ms", "(c) p50 ms", "(b) cpu us", "(c) cpu us"]
+    lines += _table(headers, rows)
+    if section.get("throughput"):
+        lines.append("   throughput over HTTP:")
+        lines += _throughput_table(section["throughput"])
+    return [*lines, ""]
 
 
 def _cold_rows(cold: dict[str, Any]) -> list[list[str]]:

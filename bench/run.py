@@ -49,6 +49,8 @@ TARGETS = {
     "image_preview_over_link": 1.2,  # genroute's default image call (preview) <= 1.2x output="link" + 60 ms
     "image_preview_extra_ms": 60.0,
     "image_preview_cpu_ms": 60.0,  # server CPU of the preview itself: (c) preview minus (d) link, per call
+    "generation_p50_ratio": 1.05,  # sections 8 and 9: (c)/(b) p50, each transport and protocol generation
+    "team_throughput_ratio": 1.0,  # section 9: (c)/(b) calls/s at every concurrency
 }
 IMAGE_TARGET_SIDE = 1024
 
@@ -336,6 +338,21 @@ def verdicts(results: dict[str, Any]) -> dict[str, Any]:
         limit = round(TARGETS["image_preview_over_link"] * link_p50 + TARGETS["image_preview_extra_ms"], 2)
         check(f"image_{key}_preview_p50_ms", row["preview"]["p50_ms"], limit)
         check(f"image_{key}_preview_cpu_ms", row.get("preview_cpu_ms"), TARGETS["image_preview_cpu_ms"])
+    for name in ("generations", "team"):
+        section = results.get(name, {})
+        for transport in ("http", "stdio"):
+            for generation, figures in section.get(transport, {}).get("ratios", {}).items():
+                check(
+                    f"{name}_{transport}_{generation}_p50_ratio", figures["p50_ratio"], TARGETS["generation_p50_ratio"]
+                )
+        for clients, row in section.get("throughput", {}).items():
+            if isinstance(row, dict):
+                check(
+                    f"team_throughput_{clients}_ratio",
+                    row.get("genroute_vs_bare"),
+                    TARGETS["team_throughput_ratio"],
+                    False,
+                )
     return out
 
 
