@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -171,3 +172,13 @@ def http_gateway(
 ) -> Iterator[GatewayProcess]:
     with GatewayProcess(config_path, *extra_args, env=env, auth=auth) as process:
         yield process
+
+
+def ledger(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every ledger row of a SQLite-configured gateway, oldest first."""
+    conn = sqlite3.connect(Path(config["server"]["data_dir"]) / "genroute.db")
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(row) for row in conn.execute("SELECT * FROM usage_ledger ORDER BY id")]
+    finally:
+        conn.close()

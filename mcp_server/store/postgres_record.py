@@ -13,15 +13,12 @@ from datetime import UTC, datetime
 
 from psycopg import AsyncConnection
 
+from mcp_server.store.ledger_writes import key_month_spend, ledger_row, month_spend, rollup_deltas
 from mcp_server.store.postgres_usage import KEY_MONTH_UPSERT, LEDGER_TYPES, MONTH_UPSERT, rollup_upsert
 from mcp_server.store.usage import (
     ROLLUPS,
     Rollup,
     UsageRecord,
-    key_month_spend,
-    ledger_row,
-    month_spend,
-    rollup_deltas,
 )
 
 _SUMS = {  # a roll-up row's sums, in rollup_deltas()'s order

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from psycopg import AsyncConnection
 
+from mcp_server.store.ledger_writes import key_month_spend, ledger_row, month_spend, rollup_deltas
 from mcp_server.store.usage import (
     COST_EPSILON,
     KEY_CALLER_PREFIX,
@@ -26,11 +27,7 @@ from mcp_server.store.usage import (
     UsageRecord,
     UsageSummary,
     audio_columns_sql,
-    key_month_spend,
-    ledger_row,
     merge_rows,
-    month_spend,
-    rollup_deltas,
     rollup_tables_sql,
     summary_statement,
     totals_row,

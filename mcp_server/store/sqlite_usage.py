@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
+from mcp_server.store.ledger_writes import ledger_row
 from mcp_server.store.usage import (
     KEY_CALLER_PREFIX,
     ROLLUPS,
@@ -31,7 +32,6 @@ from mcp_server.store.usage import (
     UsageRecord,
     UsageSummary,
     decide,
-    ledger_row,
     merge_rows,
     rollup_tables_sql,
     summary_statement,

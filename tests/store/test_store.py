@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import random
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,13 +39,8 @@ TIMEOUT = {"message": "did not finish", "type": "timeout", "code": "job_timeout"
 
 
 @pytest.fixture
-async def store(database_settings: dict[str, Any]) -> AsyncIterator[Store]:
-    opened = store_for(database_settings)
-    await opened.open()
-    try:
-        yield opened
-    finally:
-        await opened.close()
+def store(opened_store: Store) -> Store:
+    return opened_store
 
 
 def rec(at: datetime, **fields: Any) -> UsageRecord:

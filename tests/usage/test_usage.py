@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 import pytest
 
 from emulator import Emulator
-from tests.support import child_env, free_port, genroute_command, in_memory_client, write_config
+from tests.support import child_env, free_port, genroute_command, in_memory_client, ledger, write_config
 
 pytestmark = pytest.mark.anyio
 LONG_REPLY = " ".join(["word"] * 300)  # the emulator cuts it to max_tokens words: completion == max_tokens
@@ -21,15 +20,6 @@ LONG_REPLY = " ".join(["word"] * 300)  # the emulator cuts it to max_tokens word
 def error_of(result: Any) -> dict[str, Any]:
     assert result.is_error, result.content
     return result.structured_content["error"]
-
-
-def ledger(config: dict[str, Any]) -> list[dict[str, Any]]:
-    conn = sqlite3.connect(Path(config["server"]["data_dir"]) / "genroute.db")
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(row) for row in conn.execute("SELECT * FROM usage_ledger ORDER BY id")]
-    finally:
-        conn.close()
 
 
 @pytest.fixture

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from emulator import Emulator
-from tests.support import in_memory_client
+from tests.support import in_memory_client, ledger
 from tests.support_media import IMAGE_MODEL, VIDEO_MODEL, media_config
 
 pytestmark = pytest.mark.anyio
@@ -18,15 +16,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def config(config_data: dict[str, Any]) -> dict[str, Any]:
     return media_config(config_data)
-
-
-def ledger(config: dict[str, Any]) -> list[dict[str, Any]]:
-    conn = sqlite3.connect(Path(config["server"]["data_dir"]) / "genroute.db")
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(row) for row in conn.execute("SELECT * FROM usage_ledger ORDER BY id")]
-    finally:
-        conn.close()
 
 
 async def test_images_are_counted_and_priced(config: dict[str, Any]) -> None:
