@@ -9,20 +9,38 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# Per process: the last schedstat reading of each thread, and the total of threads seen to have ended. A worker
+# thread (anyio's, the preview pool's) that exits between two readings would otherwise take its CPU time out of
+# the sum and make a block's figure negative.
+_last_seen: dict[int, dict[int, int]] = {}
+_ended_ns: dict[int, int] = {}
+
 
 def cpu_seconds(pid: int) -> float:
-    """On-CPU time of every thread of `pid` so far, in seconds (NaN when /proc has no such process)."""
-    total = 0
+    """On-CPU time of every thread of `pid` so far, in seconds (NaN when /proc has no such process).
+
+    Monotonic: a thread that ended since the last reading keeps counting with its last-read time (what it ran
+    after that reading is lost, a small undercount, never a drop).
+    """
     try:
         tasks = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return float("nan")
-    for tid in tasks:
+    seen = _last_seen.setdefault(pid, {})
+    ended = _ended_ns.get(pid, 0)
+    now: dict[int, int] = {}
+    for name in tasks:
+        tid = int(name)
         try:
-            total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
+            ns = int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
         except (OSError, ValueError, IndexError):
-            continue  # the thread ended between listdir and read
-    return total / 1e9
+            continue  # the thread ended between listdir and read: its last reading moves to `ended` below
+        if ns < seen.get(tid, 0):  # the tid was reused by a new thread
+            ended += seen[tid]
+        now[tid] = ns
+    ended += sum(ns for tid, ns in seen.items() if tid not in now)
+    _last_seen[pid], _ended_ns[pid] = now, ended
+    return (ended + sum(now.values())) / 1e9
 
 
 def process_cpu_seconds(pid: int) -> float:
