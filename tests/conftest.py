@@ -15,18 +15,6 @@ __all__ = ["EMU_KEY_ENV", "GatewayProcess"]
 pytest_plugins = ["tests.store_backends"]  # `backend` and `database_settings`: SQLite and PostgreSQL
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the marks (--dist loadgroup, see pyproject.toml)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that share a fixture their own module builds once (the bench run, the llama.cpp server, Node) run in
-    one xdist worker, so it is built once; every other test goes to whichever worker is free."""
-    for item in items:
-        module = getattr(getattr(item, "module", None), "__name__", None)
-        definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
-        shared = [d[-1] for d in definitions.values() if d and d[-1].scope != "function"]
-        if module and any(getattr(d.func, "__module__", None) == module for d in shared):
-            item.add_marker(pytest.mark.xdist_group(module))
-
-
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"

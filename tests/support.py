@@ -24,6 +24,7 @@ from emulator.configs import base_config as base_config
 from mcp_server.config import parse_config
 from mcp_server.gateway import Gateway
 from mcp_server.server import build_server
+from tests.prefork_client import ForkedProcess, fork_server
 
 
 def genroute_command() -> str:
@@ -50,12 +51,11 @@ def child_env(**extra: str) -> dict[str, str]:
 
 
 def stdio_client(config_path: Path, *, env: dict[str, str] | None = None, **client_kwargs: Any) -> Client:
-    params = StdioServerParameters(
-        command=genroute_command(),
-        args=["--config", str(config_path), "--log-level", "DEBUG", "serve"],
-        env=env or child_env(),
-    )
-    return Client(params, **client_kwargs)
+    """The SDK's stdio client on `genroute serve`, forked from the worker's fork server (tests/prefork.py)."""
+    args = ["--config", str(config_path), "--log-level", "DEBUG", "serve"]
+    forks = fork_server()
+    command, args = forks.command(args) if forks else (genroute_command(), args)
+    return Client(StdioServerParameters(command=command, args=args, env=env or child_env()), **client_kwargs)
 
 
 def free_port() -> int:
@@ -99,7 +99,7 @@ class GatewayProcess:
         self.env = env or child_env()
         self.port = free_port()
         self.stderr_path = config_path.parent / f"serve-{self.port}.log"
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: subprocess.Popen[bytes] | ForkedProcess | None = None
 
     @property
     def url(self) -> str:
@@ -119,10 +119,16 @@ class GatewayProcess:
         return self._start(timeout_s)
 
     def _start(self, timeout_s: float) -> GatewayProcess:
-        args = [genroute_command(), "--config", str(self.config_path), "--log-level", "DEBUG", "serve", "--http"]
+        args = ["--config", str(self.config_path), "--log-level", "DEBUG", "serve", "--http"]
         args += ["--port", str(self.port), *self.extra_args]
+        forks = fork_server()  # a fork of the worker's fork server (tests/prefork.py), or the script itself
         with self.stderr_path.open("wb") as stderr:
-            self.process = subprocess.Popen(args, env=self.env, stdout=subprocess.DEVNULL, stderr=stderr)
+            if forks:
+                self.process = forks.spawn(args, env=self.env, stdout=subprocess.DEVNULL, stderr=stderr)
+            else:
+                self.process = subprocess.Popen(
+                    [genroute_command(), *args], env=self.env, stdout=subprocess.DEVNULL, stderr=stderr
+                )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
