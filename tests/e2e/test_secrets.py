@@ -3,10 +3,13 @@ tool result, error, resource, prompt or log line, not even in part; nor may the 
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import secrets
 import subprocess
 import time
+import wave
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -20,7 +23,8 @@ from emulator.chat import aki_error, envelope
 from mcp_server.reliability.health_file import read_reports
 from tests.support import EMU_KEY_ENV, child_env, genroute_command, http_gateway, write_config
 from tests.support_access import client, new_key
-from tests.support_media import IMAGE_MODEL, VIDEO_MODEL, media_config
+from tests.support_audio import EDIT_MODEL, SPEECH_MODEL, TRANSCRIBE_MODEL, audio_config
+from tests.support_media import IMAGE_MODEL, VIDEO_MODEL, png_b64
 
 pytestmark = pytest.mark.anyio
 
@@ -129,6 +133,22 @@ ECHO_INTO = [
     ("metadata", "retry-after-ms"),
 ]
 ENVELOPE = envelope(400, "bad request")  # the body of every faulted answer, whatever its status
+# every upstream route a tool reaches: chat (plain and streamed), images, edits, speech, transcription, video, usage
+FAULTED_ROUTES = ("chat", "chat", "images", "image_edits", "speech", "transcriptions", "video_submit", "usage")
+
+
+def wav_bytes(seconds: float) -> bytes:
+    """Silence as a 16 kHz mono WAV: an input transcribe_audio takes."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(16000)
+        wav.writeframes(b"\0\0" * int(16000 * seconds))
+    return out.getvalue()
+
+
+WAV_DATA_URL = "data:audio/wav;base64," + base64.b64encode(wav_bytes(0.2)).decode()
 
 
 def leaks(secret: str, *texts: str | bytes) -> set[str]:
@@ -166,7 +186,8 @@ async def test_a_key_echoed_in_any_error_field_or_header_is_kept_out_of_everythi
     canary = f"sk/{secrets.token_hex(12)}+{secrets.token_hex(12)}="  # '/', '+', '=': URL-encoding changes it
     emulator.api_key, emulator.echo_secrets, emulator.video_run_s = canary, True, 0
     emulator.video_fail = "content policy"  # every video that gets past submission and polling fails upstream
-    config = media_config(config_data, video_poll_initial_s=0.05, video_poll_max_s=0.1)
+    # every kind: chat, image, image edits, video, speech, transcription (issue 17's tools included)
+    config = audio_config(config_data, video_poll_initial_s=0.05, video_poll_max_s=0.1)
     config["routing"].update(max_retries=0, cooldown_s=0)  # every fault reaches the caller, none is skipped
     config["providers"]["arkroute"]["discover"] = True
     config_path = write_config(tmp_path / "genroute.toml", config)
@@ -191,7 +212,16 @@ async def test_a_key_echoed_in_any_error_field_or_header_is_kept_out_of_everythi
             for field, header in ECHO_INTO:
                 emulator.echo_field, emulator.echo_header = field, header
                 # 5xx: provider faults, which health records (with their code) for status://providers and check
-                for route in ("chat", "chat", "images", "video_submit", "usage"):
+                for route in (
+                    "chat",
+                    "chat",
+                    "images",
+                    "image_edits",
+                    "speech",
+                    "transcriptions",
+                    "video_submit",
+                    "usage",
+                ):
                     emulator.fail_next(route, status=503, body=ENVELOPE)
                 emulator.fail_next("video_status", status=400, body=ENVELOPE, times=3)  # 3 refused polls fail a job
                 emulator.fail_next("aki", status=503, body=aki_error("overloaded"))
@@ -200,6 +230,9 @@ async def test_a_key_echoed_in_any_error_field_or_header_is_kept_out_of_everythi
                 params.append(str(chat.structured_content["error"].get("param")))
                 await call("chat_complete", {"prompt": "hi"}, progress_callback=on_progress)
                 await call("generate_image", {"prompt": "p", "model": IMAGE_MODEL})
+                await call("generate_image", {"prompt": "p", "model": EDIT_MODEL, "reference_images": [png_b64()]})
+                await call("generate_speech", {"text": "hello", "model": SPEECH_MODEL})
+                await call("transcribe_audio", {"audio": WAV_DATA_URL, "model": TRANSCRIBE_MODEL})
                 await call("generate_video", {"prompt": "refused at submission", **video})
                 await call("generate_video", {"prompt": "refused while polled", **video})
                 await call("generate_video", {"prompt": "failed upstream", **video})
@@ -223,6 +256,8 @@ async def test_a_key_echoed_in_any_error_field_or_header_is_kept_out_of_everythi
     # which means something only if genroute sent the key, the upstream echoed it and genroute redacted it,
     # and the places looked at were there
     assert emulator.calls("chat")[0].headers["authorization"] == f"Bearer {canary}"
+    for route in ("image_edits", "speech", "transcriptions"):  # each round's faulted call reached its upstream
+        assert len(emulator.calls(route)) == len(ECHO_INTO), route
     assert "[redacted]" in params[ECHO_INTO.index(("param", "retry-after"))]
     assert "arkroute: error: Provider 'arkroute' answered HTTP 400" in check.stdout, check.stdout + check.stderr
     assert "last error:" in check.stdout and "DEBUG" in stderr and "discovery on provider arkroute failed" in stderr
