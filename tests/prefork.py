@@ -29,6 +29,8 @@ import signal
 import socket
 import struct
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 # What `genroute serve` imports on its way to serving (stdio or HTTP): imported once here, before any fork.
@@ -44,6 +46,7 @@ WARM_MODULES = (
     "mcp_server.providers.http",
     "mcp.client",
 )
+HANDED_DOWN = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2}
 POLL_S = 0.5  # the longest the loop sleeps without a request or a child's exit: it also checks its parent is alive
 
 
@@ -80,6 +83,21 @@ def send_request(conn: socket.socket, argv: list[str], env: dict[str, str], fds:
     if not line.startswith("pid "):
         raise RuntimeError(f"the fork server refused the run: {line!r}")
     return int(line[4:])
+
+
+def connect(path: str, within_s: float, starting: Callable[[], bool] = lambda: True) -> socket.socket:
+    """A connection to the fork server at `path`, waiting while it imports (and `starting()` says it still may)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            conn.connect(path)
+            return conn
+        except (FileNotFoundError, ConnectionRefusedError):
+            conn.close()
+            if not starting() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def read_line(conn: socket.socket) -> str:
@@ -152,11 +170,16 @@ class Forker:
                 conn.sendall(f"error {error}\n".encode())
             conn.close()
             return None
+        # Signals stay pending across the fork until the child has its own handlers: one that came in between
+        # would meet the fork server's handler in the child, or be dropped by Python once the child reset it.
+        signal.pthread_sigmask(signal.SIG_BLOCK, HANDED_DOWN)
         pid = os.fork()
         if pid == 0:
             conn.close()
             self.become_child(fds)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDED_DOWN)  # a SIGTERM sent meanwhile ends it now
             return request
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDED_DOWN)
         for fd in fds:
             os.close(fd)
         conn.sendall(f"pid {pid}\n".encode())

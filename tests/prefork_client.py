@@ -16,11 +16,10 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import IO
 
-from tests.prefork import read_line, send_request
+from tests.prefork import connect, read_line, send_request
 
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCHER = Path(__file__).resolve().parent / "prefork_launch.py"
@@ -85,7 +84,7 @@ class ForkServer:
 
     def command(self, args: list[str]) -> tuple[str, list[str]]:
         """The command and arguments that run `genroute ARGS` through this fork server."""
-        return sys.executable, ["-S", "-I", str(LAUNCHER), self.path, *args]
+        return sys.executable, ["-S", "-E", str(LAUNCHER), self.path, *args]
 
     def spawn(
         self, args: list[str], *, env: dict[str, str], stdout: IO[bytes] | int, stderr: IO[bytes] | int
@@ -109,18 +108,11 @@ class ForkServer:
         return ForkedProcess(conn, pid)
 
     def _connect(self) -> socket.socket:
-        deadline = time.monotonic() + CONNECT_WITHIN_S
-        while True:
-            conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                conn.connect(self.path)
-                return conn
-            except (FileNotFoundError, ConnectionRefusedError) as error:
-                conn.close()
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    log = self.log.read_text(errors="replace")
-                    raise RuntimeError(f"the fork server did not start: {log}") from error
-                time.sleep(0.02)
+        try:
+            return connect(self.path, CONNECT_WITHIN_S, lambda: self.process.poll() is None)
+        except OSError as error:
+            log = self.log.read_text(errors="replace")
+            raise RuntimeError(f"the fork server did not start: {log}") from error
 
     def stop(self) -> None:
         if self.process.poll() is None:

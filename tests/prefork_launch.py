@@ -1,64 +1,32 @@
 """`genroute ...` through the worker's fork server, for clients that spawn a command (the SDK's stdio client).
 
-Run as `python -S -I tests/prefork_launch.py SOCKET_PATH ARGS...` (standard library only, so it starts in ~20 ms):
-it hands its own stdin/stdout/stderr to the fork server, which forks a genroute run onto them (tests/prefork.py).
+Run as `python -S -E tests/prefork_launch.py SOCKET_PATH ARGS...`: the standard library and tests/prefork.py only
+(its own folder is on the path; -S -E keep site-packages and PYTHON* variables out), so it starts in ~20 ms.
+It hands its own stdin/stdout/stderr to the fork server, which forks a genroute run onto them (tests/prefork.py).
 It then stands in for that run: signals it receives go to the run, and it exits as the run exits (killed by the
 same signal, or with the same code). If it is killed itself, the fork server sees it hang up and kills the run.
 """
 
 from __future__ import annotations
 
-import array
-import json
 import os
 import signal
-import socket
-import struct
 import sys
-import time
+
+from prefork import connect, read_line, send_request  # tests/prefork.py: the standard library only, at import
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 CONNECT_WITHIN_S = 60.0  # the fork server imports the SDK before it listens: ~1-3 s, longer on a loaded machine
 
 
-def connect(path: str) -> socket.socket:
-    deadline = time.monotonic() + CONNECT_WITHIN_S
-    while True:
-        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            conn.connect(path)
-            return conn
-        except (FileNotFoundError, ConnectionRefusedError):
-            conn.close()
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
-
-
-def read_line(conn: socket.socket) -> str:
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = conn.recv(1)
-        if not chunk:
-            break
-        data += chunk
-    return data.decode().strip()
-
-
 def main() -> None:
     path, argv = sys.argv[1], sys.argv[2:]
-    conn = connect(path)
-    umask = os.umask(0o077)
-    os.umask(umask)
-    body = json.dumps({"argv": argv, "env": dict(os.environ), "cwd": os.getcwd(), "umask": umask}).encode()
-    fds = array.array("i", [0, 1, 2]).tobytes()
-    conn.sendmsg([struct.pack("!I", len(body))], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
-    conn.sendall(body)
-    answer = read_line(conn)
-    if not answer.startswith("pid "):
-        sys.stderr.write(f"prefork_launch: the fork server refused the run: {answer}\n")
+    conn = connect(path, CONNECT_WITHIN_S)
+    try:
+        pid = send_request(conn, argv, dict(os.environ), (0, 1, 2))
+    except RuntimeError as error:
+        sys.stderr.write(f"prefork_launch: {error}\n")
         sys.exit(1)
-    pid = int(answer[4:])
 
     def forward(signum: int, _frame: object) -> None:
         try:
