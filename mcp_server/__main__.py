@@ -1,6 +1,6 @@
 import gc
 
-gc.disable()  # from the very first import: see `startup_without_collector` in cli/__init__.py
+gc.disable()  # from the very first import: see mcp_server/collector.py
 
 from mcp_server.cli import main  # noqa: E402
 

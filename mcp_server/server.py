@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -11,7 +10,7 @@ import anyio
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 
-from mcp_server import __version__, protocol
+from mcp_server import __version__, collector, protocol
 from mcp_server.gateway import Gateway
 from mcp_server.http_app import add_media_route
 from mcp_server.sdk_internals import advertise_list_changes
@@ -124,8 +123,7 @@ class DeferredSurface:
         self._build()
         self._build = None
         self._mcp.middleware.remove(self)
-        gc.freeze()  # as after an eager build (cli/serve.py): long-lived, out of the collector's sight
-        gc.enable()  # startup is over: `serve` kept the collector off until now (cli/serve.py)
+        collector.serving()  # startup is over: `serve` kept the collector off until now (cli/serve.py)
         try:
             return await call_next(ctx)
         finally:

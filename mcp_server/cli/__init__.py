@@ -8,13 +8,13 @@ from __future__ import annotations
 import argparse
 import gc
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 import anyio
 
 from mcp_server import __version__
 from mcp_server.cli import keys, media, models, serve, usage
+from mcp_server.collector import startup_without_collector
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,22 +65,6 @@ def _accept_global_options_after_commands(parser: argparse.ArgumentParser) -> No
 def main(argv: Sequence[str] | None = None) -> int:
     with startup_without_collector():
         return _main(argv)
-
-
-@contextmanager
-def startup_without_collector() -> Iterator[None]:
-    """The cyclic garbage collector is off while genroute starts, and on again once it has (or when `main` returns).
-
-    Starting builds ~100,000 long-lived objects (the SDK, pydantic schemas, the catalog) and almost no garbage,
-    yet the collector walks the growing heap again and again while it does: 100-150 ms of a ~1.5 s start on a
-    2-core machine (docs/performance.md). `serve` turns it back on once its surface is built and frozen out of
-    the collector's sight (over stdio: on the first request after `initialize`, see `DeferredSurface`).
-    """
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def _main(argv: Sequence[str] | None) -> int:

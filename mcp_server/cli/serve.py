@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import sys
 from typing import TYPE_CHECKING
 
 import anyio
 
-from mcp_server import loop
+from mcp_server import collector, loop
 
 if TYPE_CHECKING:
     import socket
@@ -54,13 +53,8 @@ def run(config: GatewayConfig, args: argparse.Namespace, listener: socket.socket
         reload_on_sighup=True,  # and `genroute reload` (reload.py)
         config_path=args.config,
     )
-    # What was built so far (SDK, schemas, catalog) lives as long as the server: out of the collector's sight,
-    # a full collection no longer walks ~100,000 objects (a ~60 ms pause every few thousand calls, ~30 us a
-    # call on average; see docs/performance.md). Startup, collector off, leaves ~2,600 garbage objects (~0.4 MB):
-    # not worth a collect.
-    gc.freeze()
     if listener is not None:
-        gc.enable()  # the surface is built: startup is over (over stdio, `DeferredSurface` turns it on)
+        collector.serving()  # the surface is built: startup is over (over stdio, `DeferredSurface` says so)
         from mcp_server.http_app import serve_http
 
         return serve_http(mcp, gateway, listener, args.log_level, no_auth=args.no_auth)

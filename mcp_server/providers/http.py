@@ -33,10 +33,6 @@ from mcp_server.providers.redact import Redactor
 MAX_ERROR_TEXT = 500
 MAX_BODY_TEXT = 64_000  # of an error body, read for its fields (the rest is never looked at)
 MAX_FIELD_TEXT = 200  # an upstream error's type, code or param
-# Idle connections kept open per provider. httpcore probes every idle connection's socket on every request
-# it starts and ends (O(idle) work per call: about 2 ms a call with 100 idle), so keep a small warm set;
-# bursts above it still open up to max_connections and close the surplus when they end.
-MAX_KEEPALIVE = 16
 # httpx2 request hooks every provider client runs (observability/tracing.py adds the one that sends `traceparent`
 # when traces are on); empty otherwise, so a request pays nothing for them
 REQUEST_HOOKS: list[Callable[[httpx2.Request], Awaitable[None]]] = []
@@ -54,9 +50,10 @@ _tls: concurrent.futures.Future[ssl.SSLContext] | None = None
 def prepare_tls_context() -> None:
     """Start building the TLS context all provider clients share, in a low-priority background thread.
 
-    Building one loads the system CA store (60-100 ms of CPU, mostly outside the GIL). Started while the
-    SDK is imported, it is ready long before the first upstream call, and it never delays `initialize`:
-    provider clients are built lazily (see `LazyClient`), so nothing waits for it at start.
+    Building one loads the system CA store (60-100 ms of CPU, mostly outside the GIL); the thread then imports the
+    transport (aiohttp, ~0.2 s). Started once the surface is built, it is ready long before the first upstream
+    call, and it never delays `initialize`: provider clients are built lazily (see `LazyClient`), so nothing waits
+    for it at start.
     """
     global _tls
     with _tls_lock:
@@ -70,7 +67,11 @@ def prepare_tls_context() -> None:
             with contextlib.suppress(OSError):
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         try:
-            future.set_result(httpx2.create_ssl_context(trust_env=False))
+            context = httpx2.create_ssl_context(trust_env=False)
+            # the transport's aiohttp builds TLS contexts of its own at import: here too, before the exit wait ends
+            import mcp_server.providers.transport  # noqa: F401
+
+            future.set_result(context)
         except BaseException as exc:  # surfaces in tls_context(), on the caller's thread
             future.set_exception(exc)
 
@@ -103,13 +104,11 @@ class LazyClient:
     def _real(self) -> httpx2.AsyncClient:
         if self._client is None:
             config = self._config
-            limits = httpx2.Limits(
-                max_connections=config.max_connections,
-                max_keepalive_connections=min(config.max_connections, MAX_KEEPALIVE),
-            )
-            # retries=0, on purpose: the router is the one retry loop, so every attempt is counted, backed
+            from mcp_server.providers.transport import AiohttpTransport  # aiohttp loads on first use (~0.2 s)
+
+            # No retries in the transport: the router is the one retry loop, so every attempt is counted, backed
             # off, logged and may go to a fallback instead.
-            transport = httpx2.AsyncHTTPTransport(retries=0, limits=limits, trust_env=False, verify=tls_context())
+            transport = AiohttpTransport(ssl_context=tls_context(), max_connections=config.max_connections)
             self._client = httpx2.AsyncClient(
                 base_url=config.base_url or "",
                 headers=self._headers,
