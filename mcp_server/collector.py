@@ -35,6 +35,12 @@ def startup_without_collector() -> Iterator[None]:
         gc.enable()
 
 
+def freeze_built() -> None:
+    """What startup built so far lives as long as the server: out of the collector's sight, also for the full
+    collection at exit (~0.4 s over the unfrozen heap when a server stops before its first call)."""
+    gc.freeze()
+
+
 def serving() -> None:
     """Startup is over: what was built so far is frozen, and the collector runs with the serving threshold.
     Startup, collector off, leaves ~2,600 garbage objects (~0.4 MB): not worth a collection."""

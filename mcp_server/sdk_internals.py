@@ -86,6 +86,13 @@ def wrap_tool_input_schema_lookup(mcp: MCPServer[Any], wrap: Callable[[InputSche
 # ----- protocol methods and resource templates -----------------------------------------------------------------
 
 
+async def serve_streams(mcp: MCPServer[Any], read_stream: Any, write_stream: Any) -> None:
+    """Serve one connection on the given streams, as `MCPServer.run_stdio_async` does on the SDK's own stdio
+    streams (mcp_server/stdio.py brings its own). MCPServer._lowlevel_server."""
+    lowlevel = _reach(mcp, "_lowlevel_server", "serve stdio on genroute's streams")
+    await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
+
+
 def add_request_handler(mcp: MCPServer[Any], method: str, params_type: type[Any], handler: Callable[..., Any]) -> None:
     """Serve `method`, which MCPServer has no decorator for. MCPServer._lowlevel_server."""
     lowlevel = _reach(mcp, "_lowlevel_server", f"serve {method}")
@@ -209,6 +216,13 @@ def verify(mcp: MCPServer[Any]) -> None:
         found(
             "Server.create_initialization_options(notification_options, ...)",
             lambda: "notification_options" in inspect.signature(lowlevel.create_initialization_options).parameters,
+        )
+        found(
+            "Server.run(read_stream, write_stream, initialization_options, ...)",
+            lambda: (
+                list(inspect.signature(lowlevel.run).parameters)[:3]
+                == ["read_stream", "write_stream", "initialization_options"]
+            ),
         )
         found(
             "Server.add_request_handler(method, params_type, handler)",

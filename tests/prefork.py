@@ -44,6 +44,7 @@ WARM_MODULES = (
     "mcp_server.http_app",
     "mcp_server.store",
     "mcp_server.providers.http",
+    "mcp_server.providers.transport",
     "mcp.client",
 )
 HANDED_DOWN = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2}

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from mcp_server import collector, loop
+from mcp_server.stdio import serve_stdio
 
 if TYPE_CHECKING:
     import socket
@@ -53,6 +54,7 @@ def run(config: GatewayConfig, args: argparse.Namespace, listener: socket.socket
         reload_on_sighup=True,  # and `genroute reload` (reload.py)
         config_path=args.config,
     )
+    collector.freeze_built()
     if listener is not None:
         collector.serving()  # the surface is built: startup is over (over stdio, `DeferredSurface` says so)
         from mcp_server.http_app import serve_http
@@ -62,6 +64,6 @@ def run(config: GatewayConfig, args: argparse.Namespace, listener: socket.socket
         from mcp_server.banner import stdio_line
 
         print(stdio_line(gateway), file=sys.stderr, flush=True)
-    # On uvloop when installed (see mcp_server/loop.py); the SDK's own `mcp.run("stdio")` uses plain asyncio.
-    loop.run(mcp.run_stdio_async)
+    # On uvloop when installed (see mcp_server/loop.py), its pipes on the event loop (see mcp_server/stdio.py).
+    loop.run(serve_stdio, mcp)
     return 0

@@ -128,3 +128,42 @@ async def test_claude_desktop_example_works_as_written(tmp_path: Path) -> None:
         models = await client.call_tool("list_models", {})
     assert {"chat_complete", "list_models"} <= tools
     assert not models.is_error
+
+
+def test_stdio_reads_a_message_line_of_megabytes(config_path: Path) -> None:
+    """A request line far over asyncio's 64 KiB default (inline images and audio make such lines) is read whole
+    and answered, and the next request on the same pipe is answered after it."""
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }
+    huge = {"prompt": "hello " * 500_000, "model": "nope"}  # 3 MB: refused for its length, counted whole
+    calls = [
+        {"jsonrpc": "2.0", "id": n, "method": "tools/call", "params": {"name": "chat_complete", "arguments": args}}
+        for n, args in ((2, huge), (3, {"prompt": "hi", "model": "nope"}))
+    ]
+    messages = [initialize, {"jsonrpc": "2.0", "method": "notifications/initialized"}, *calls]
+    server = subprocess.Popen(
+        [genroute_command(), "--config", str(config_path), "serve"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=child_env(),
+    )
+    watchdog = threading.Timer(60, server.kill)  # bounds the reads: a killed server's stdout ends
+    watchdog.start()
+    try:
+        assert server.stdin is not None and server.stdout is not None
+        server.stdin.write("".join(json.dumps(m) + "\n" for m in messages))
+        server.stdin.flush()
+        replies = [json.loads(server.stdout.readline()) for _ in range(3)]
+    finally:
+        watchdog.cancel()
+        server.kill()
+        server.communicate(timeout=30)
+    assert [r.get("id") for r in replies] == [1, 2, 3]
+    assert all(r["result"]["isError"] for r in replies[1:])
+    assert "3,000,000 characters" in replies[1]["result"]["content"][0]["text"]
