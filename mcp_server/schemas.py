@@ -31,6 +31,19 @@ _SCHEMA_SINGLE = frozenset(
     | {"unevaluatedItems", "unevaluatedProperties", "additionalItems"}
 )
 _PRIMITIVE_TYPES = frozenset({"string", "number", "integer", "boolean", "null", "object", "array"})
+# Keywords that constrain only instances of one type (JSON Schema 2020-12): any other value passes them.
+_NUMBER_ONLY = frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"})
+_TYPE_ONLY: dict[str, frozenset[str]] = {
+    "object": frozenset(
+        {"properties", "required", "additionalProperties", "patternProperties", "propertyNames"}
+        | {"minProperties", "maxProperties", "dependentRequired", "dependentSchemas"}
+    ),
+    "array": frozenset({"items", "prefixItems", "minItems", "maxItems", "uniqueItems", "contains"}),
+    "string": frozenset({"minLength", "maxLength", "pattern", "format"}),
+    "number": _NUMBER_ONLY,
+    "integer": _NUMBER_ONLY,
+}
+_ANNOTATIONS = frozenset({"description", "default", "examples", "deprecated", "readOnly", "writeOnly"})
 
 
 def compact_schema(schema: dict[str, Any]) -> dict[str, Any]:
@@ -66,7 +79,7 @@ def compact_schema(schema: dict[str, Any]) -> dict[str, Any]:
         if folded is not None and "type" not in out:
             del out["anyOf"]
             out["type"] = folded
-        return out
+        return _fold_nullable(out)
 
     result = walk(schema, ())
     if remaining:  # a recursive model: keep the definitions its $refs point into
@@ -84,6 +97,28 @@ def _fold_any_of(branches: Any) -> list[str] | None:
             return None
         types.append(branch["type"])
     return types
+
+
+def _fold_nullable(node: dict[str, Any]) -> dict[str, Any]:
+    """`anyOf [{type: T, <keywords of T only>}, {type: null}]` -> `{type: [T, null], <those keywords>}`: the same
+    instances pass, and a validator no longer tries (and fails, building an error) one branch for every null.
+    Anything else comes back as it was."""
+    branches = node.get("anyOf")
+    if "type" in node or not isinstance(branches, list) or len(branches) != 2 or {"type": "null"} not in branches:
+        return node
+    typed = branches[1 - branches.index({"type": "null"})]
+    kind = typed.get("type") if isinstance(typed, dict) else None
+    if kind not in _TYPE_ONLY:
+        return node
+    constraints = set(typed) - {"type"} - _ANNOTATIONS
+    if not constraints <= _TYPE_ONLY[kind] or constraints & set(node):
+        return node
+    out = {key: value for key, value in node.items() if key != "anyOf"}
+    for key, value in typed.items():
+        if key != "type" and key not in out:  # the outer node's own annotations win
+            out[key] = value
+    out["type"] = [kind, "null"]
+    return out
 
 
 def declares_param_headers(schema: Any) -> bool:

@@ -41,10 +41,12 @@ async def test_listed_schemas_are_flat_and_results_validate(config_data: dict[st
     chat = tools["chat_complete"]
     # the nested message shape survived inlining, with its constraints
     messages = chat.input_schema["properties"]["messages"]
-    item = messages["anyOf"][0]["items"]
+    item = messages["items"]
+    assert messages["type"] == ["array", "null"]  # anyOf [array, null] folded, its items kept
     assert item["required"] == ["role"] and "user" in item["properties"]["role"]["enum"]
     assert "tool_call_id" in item["properties"]
-    assert chat.input_schema["properties"]["temperature"]["anyOf"][0] == {"maximum": 2, "minimum": 0, "type": "number"}
+    temperature = chat.input_schema["properties"]["temperature"]
+    assert (temperature["type"], temperature["maximum"], temperature["minimum"]) == (["number", "null"], 2, 0)
     # a real result validates against the flat output schema, and a wrong one does not
     assert chat.output_schema is not None
     validator = Draft202012Validator(chat.output_schema)
@@ -83,6 +85,38 @@ def test_compact_schema_keeps_recursive_models_and_property_names() -> None:
     assert not validator.is_valid({"root": {"title": 1}})
     assert not declares_param_headers(flat)
     assert declares_param_headers({"properties": {"region": {"type": "string", "x-mcp-header": "Region"}}})
+
+
+def test_a_nullable_object_or_list_folds_into_one_type_list_with_the_same_meaning() -> None:
+    """`anyOf [{type: T, <T's keywords>}, {type: null}]` becomes `type: [T, null]`: jsonschema no longer builds
+    an error for the failing branch of every null. What it accepts and refuses stays the same."""
+    calls = {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"]}}
+    schema = {
+        "type": "object",
+        "properties": {
+            "calls": {"anyOf": [calls, {"type": "null"}], "default": None, "description": "kept"},
+            "capped": {"anyOf": [{"type": "null"}, {"type": "object", "required": ["limit"], "description": "inner"}]},
+            "choice": {"anyOf": [{"type": "string", "enum": ["a", "b"]}, {"type": "null"}]},  # enum refuses null
+        },
+    }
+    flat = compact_schema(schema)
+    props = flat["properties"]
+    expected_calls = {"type": ["array", "null"], "items": calls["items"], "default": None, "description": "kept"}
+    assert props["calls"] == expected_calls
+    assert props["capped"] == {"type": ["object", "null"], "required": ["limit"], "description": "inner"}
+    assert "anyOf" in props["choice"]  # an enum is not a string-only keyword: left as it was
+    before, after = Draft202012Validator(schema), Draft202012Validator(flat)
+    for instance in (
+        {"calls": None, "capped": None},
+        {"calls": [{"id": "x"}], "capped": {"limit": 1}},
+        {"calls": [{}]},
+        {"calls": "x"},
+        {"capped": {}},
+        {"capped": 3},
+        {"choice": None},
+        {"choice": "c"},
+    ):
+        assert before.is_valid(instance) == after.is_valid(instance), instance
 
 
 @pytest.mark.parametrize("prompt", ['["a", "b"]', '{"task": "summarise"}', "null", "42"])
