@@ -33,6 +33,17 @@ def genroute_command() -> str:
     return str(script) if script.exists() else shutil.which("genroute") or "genroute"
 
 
+def genroute_argv() -> list[str]:
+    """How a test runs `genroute ...` as a process of its own: forked from the worker's fork server (tests/prefork.py:
+    a real process on the caller's pipes, cwd, environment and umask, its exit status mirrored, without the ~1 s
+    import), or the installed script with `GENROUTE_TEST_NO_FORK=1`."""
+    forks = fork_server()
+    if forks is None:
+        return [genroute_command()]
+    command, args = forks.command([])
+    return [command, *args]
+
+
 def write_config(path: Path, data: dict[str, Any]) -> Path:
     path.write_text(tomli_w.dumps(data), encoding="utf-8")
     return path

@@ -17,7 +17,7 @@ from mcp import Client
 
 from emulator import Emulator
 from mcp_server.private_files import private_dir, write_private
-from tests.support import GatewayProcess, child_env, genroute_command, write_config
+from tests.support import GatewayProcess, child_env, genroute_argv, write_config
 from tests.support_media import IMAGE_MODEL, VIDEO_MODEL, media_config, png_b64
 
 pytestmark = pytest.mark.anyio
@@ -101,7 +101,7 @@ def test_the_cli_makes_and_tightens_the_database_owner_only(config_data: dict[st
     os.chmod(data / "genroute.db", 0o666)
     config_path = write_config(tmp_path / "genroute.toml", config_data)
     done = subprocess.run(
-        [genroute_command(), "--config", str(config_path), "keys", "create", "alice"],
+        [*genroute_argv(), "--config", str(config_path), "keys", "create", "alice"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -17,7 +17,7 @@ import pytest
 from mcp import Client
 
 from emulator import Emulator
-from tests.support import child_env, genroute_command, http_gateway, stdio_client, write_config
+from tests.support import child_env, genroute_argv, http_gateway, stdio_client, write_config
 from tests.support_access import client as keyed_client
 
 pytestmark = pytest.mark.anyio
@@ -52,7 +52,7 @@ async def until(predicate: Callable[[], bool], timeout_s: float = 20.0) -> None:
 
 def reload(config_path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [genroute_command(), "--config", str(config_path), "reload"],
+        [*genroute_argv(), "--config", str(config_path), "reload"],
         capture_output=True,
         text=True,
         timeout=60,

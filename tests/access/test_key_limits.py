@@ -19,7 +19,7 @@ from emulator import Emulator
 from mcp_server.store.base import UsageRecord
 from mcp_server.store.usage import KeyBudget, month_of, utcnow
 from tests.store_backends import store_for
-from tests.support import genroute_command, http_gateway, two_replicas, write_config
+from tests.support import genroute_argv, http_gateway, two_replicas, write_config
 from tests.support_access import client, keys, new_key
 from tests.support_media import IMAGE_MODEL, media_config
 
@@ -53,7 +53,7 @@ def test_limits_are_set_listed_and_changed_by_the_cli(config_path: Path) -> None
     negative = keys(config_path, "update", "alice", "--monthly-usd", "-1")
     assert negative.returncode == 1 and "monthly_usd is an amount in USD, 0 or more" in negative.stderr
     words = subprocess.run(  # argparse's refusal exits the process: run the real command
-        [genroute_command(), "--config", str(config_path), "keys", "create", "bob", "--max-usd-per-call", "lots"],
+        [*genroute_argv(), "--config", str(config_path), "keys", "create", "bob", "--max-usd-per-call", "lots"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -10,13 +10,11 @@ from typing import Any
 import pytest
 
 from emulator import Emulator
-from tests.support import EMU_KEY_ENV, child_env, genroute_command, write_config
+from tests.support import EMU_KEY_ENV, child_env, genroute_argv, write_config
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [genroute_command(), *args], capture_output=True, text=True, timeout=60, env=env or child_env()
-    )
+    return subprocess.run([*genroute_argv(), *args], capture_output=True, text=True, timeout=60, env=env or child_env())
 
 
 @pytest.mark.parametrize(
@@ -72,7 +70,7 @@ def test_config_error_is_one_clear_line(tmp_path: Path, content: str, key: str, 
 def test_relative_config_path_shows_what_it_resolved_to(tmp_path: Path) -> None:
     (tmp_path / "here").mkdir()
     result = subprocess.run(
-        [genroute_command(), "--config", "genroute.toml", "check"],
+        [*genroute_argv(), "--config", "genroute.toml", "check"],
         capture_output=True,
         text=True,
         timeout=60,

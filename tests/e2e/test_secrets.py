@@ -21,7 +21,7 @@ from mcp.shared.exceptions import MCPError
 from emulator import Emulator
 from emulator.chat import aki_error, envelope
 from mcp_server.reliability.health_file import read_reports
-from tests.support import EMU_KEY_ENV, child_env, genroute_command, http_gateway, write_config
+from tests.support import EMU_KEY_ENV, child_env, genroute_argv, http_gateway, write_config
 from tests.support_access import client, new_key
 from tests.support_audio import EDIT_MODEL, SPEECH_MODEL, TRANSCRIBE_MODEL, audio_config
 from tests.support_media import IMAGE_MODEL, VIDEO_MODEL, png_b64
@@ -176,7 +176,7 @@ def wait_for_health_errors(health_dir: Path, providers: set[str]) -> None:
 
 
 def run_check(config_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    command = [genroute_command(), "--config", str(config_path), "--log-level", "DEBUG", "check"]
+    command = [*genroute_argv(), "--config", str(config_path), "--log-level", "DEBUG", "check"]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
 
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import httpx2
@@ -16,7 +17,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from emulator import Emulator
-from tests.support import GatewayProcess, base_config, child_env, genroute_command, http_gateway, write_config
+from tests.support import GatewayProcess, base_config, child_env, genroute_argv, http_gateway, write_config
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,48 +65,65 @@ def test_ctrl_c_stops_http_cleanly(config_path: Path) -> None:
     assert "Traceback" not in gateway.stderr()
 
 
-def test_stdout_carries_only_protocol_messages(config_path: Path) -> None:
-    """Over stdio every stdout line is JSON-RPC; the debug logs of a real tool call go to stderr."""
-    messages = [
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-11-25",
-                "capabilities": {},
-                "clientInfo": {"name": "t", "version": "1"},
-            },
-        },
-        {"jsonrpc": "2.0", "method": "notifications/initialized"},
-        {
-            "jsonrpc": "2.0",
-            "id": 2,
-            "method": "tools/call",
-            "params": {"name": "chat_complete", "arguments": {"prompt": "hi", "model": "nope"}},
-        },
-    ]
-    # stdin stays open until the last reply is out, as a real client keeps it: at EOF the SDK cancels
-    # requests still in flight, so closing it at once would race the tools/call.
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+}
+INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+
+
+def chat_call(request_id: int, arguments: dict[str, str]) -> dict[str, object]:
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "tools/call",
+        "params": {"name": "chat_complete", "arguments": arguments},
+    }
+
+
+@contextmanager
+def raw_stdio_server(config_path: Path, *options: str) -> Iterator[subprocess.Popen[str]]:
+    """`genroute serve` on plain pipes, as a JSON-lines client drives it; killed at the end. A watchdog bounds
+    every read: a killed server's stdout ends."""
     server = subprocess.Popen(
-        [genroute_command(), "--config", str(config_path), "--log-level", "DEBUG", "serve"],
+        [*genroute_argv(), "--config", str(config_path), *options, "serve"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=child_env(),
     )
-    watchdog = threading.Timer(60, server.kill)  # bounds the reads: a killed server's stdout ends
+    watchdog = threading.Timer(60, server.kill)
     watchdog.start()
     try:
-        assert server.stdin is not None and server.stdout is not None
-        server.stdin.write("".join(json.dumps(m) + "\n" for m in messages))
-        server.stdin.flush()
-        lines = [server.stdout.readline() for _ in range(2)]
-        stdout, stderr = server.communicate(timeout=60)
+        yield server
     finally:
         watchdog.cancel()
         server.kill()
+        server.wait(timeout=30)
+        for stream in (server.stdin, server.stdout, server.stderr):
+            if stream is not None:
+                with suppress(OSError):
+                    stream.close()
+
+
+def send(server: subprocess.Popen[str], messages: list[dict[str, object]]) -> None:
+    assert server.stdin is not None
+    server.stdin.write("".join(json.dumps(m) + "\n" for m in messages))
+    server.stdin.flush()
+
+
+def test_stdout_carries_only_protocol_messages(config_path: Path) -> None:
+    """Over stdio every stdout line is JSON-RPC; the debug logs of a real tool call go to stderr."""
+    # stdin stays open until the last reply is out, as a real client keeps it: at EOF the SDK cancels
+    # requests still in flight, so closing it at once would race the tools/call.
+    with raw_stdio_server(config_path, "--log-level", "DEBUG") as server:
+        send(server, [INITIALIZE, INITIALIZED, chat_call(2, {"prompt": "hi", "model": "nope"})])
+        assert server.stdout is not None
+        lines = [server.stdout.readline() for _ in range(2)]
+        stdout, stderr = server.communicate(timeout=60)
     replies = [json.loads(line) for line in lines + stdout.splitlines() if line]
     assert [r.get("id") for r in replies] == [1, 2]
     assert replies[1]["result"]["isError"] is True
@@ -133,37 +151,11 @@ async def test_claude_desktop_example_works_as_written(tmp_path: Path) -> None:
 def test_stdio_reads_a_message_line_of_megabytes(config_path: Path) -> None:
     """A request line far over asyncio's 64 KiB default (inline images and audio make such lines) is read whole
     and answered, and the next request on the same pipe is answered after it."""
-    initialize = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
-    }
     huge = {"prompt": "hello " * 500_000, "model": "nope"}  # 3 MB: refused for its length, counted whole
-    calls = [
-        {"jsonrpc": "2.0", "id": n, "method": "tools/call", "params": {"name": "chat_complete", "arguments": args}}
-        for n, args in ((2, huge), (3, {"prompt": "hi", "model": "nope"}))
-    ]
-    messages = [initialize, {"jsonrpc": "2.0", "method": "notifications/initialized"}, *calls]
-    server = subprocess.Popen(
-        [genroute_command(), "--config", str(config_path), "serve"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=child_env(),
-    )
-    watchdog = threading.Timer(60, server.kill)  # bounds the reads: a killed server's stdout ends
-    watchdog.start()
-    try:
-        assert server.stdin is not None and server.stdout is not None
-        server.stdin.write("".join(json.dumps(m) + "\n" for m in messages))
-        server.stdin.flush()
+    with raw_stdio_server(config_path) as server:
+        send(server, [INITIALIZE, INITIALIZED, chat_call(2, huge), chat_call(3, {"prompt": "hi", "model": "nope"})])
+        assert server.stdout is not None
         replies = [json.loads(server.stdout.readline()) for _ in range(3)]
-    finally:
-        watchdog.cancel()
-        server.kill()
-        server.communicate(timeout=30)
     assert [r.get("id") for r in replies] == [1, 2, 3]
     assert all(r["result"]["isError"] for r in replies[1:])
     assert "3,000,000 characters" in replies[1]["result"]["content"][0]["text"]

@@ -25,7 +25,7 @@ from tests.faults_support import (
 )
 from tests.support import (
     child_env,
-    genroute_command,
+    genroute_argv,
     http_gateway,
     in_memory_client,
     two_replicas,
@@ -171,7 +171,7 @@ async def reported(directory: Path, provider: str, *, calls: int) -> None:
 
 
 def check(path: Path) -> subprocess.CompletedProcess[str]:
-    command = [genroute_command(), "--config", str(path), "check"]
+    command = [*genroute_argv(), "--config", str(path), "check"]
     return subprocess.run(command, capture_output=True, text=True, env=child_env(), timeout=60)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from emulator import Emulator
-from tests.support import child_env, free_port, genroute_command, in_memory_client, ledger, write_config
+from tests.support import child_env, free_port, genroute_argv, in_memory_client, ledger, write_config
 
 pytestmark = pytest.mark.anyio
 LONG_REPLY = " ".join(["word"] * 300)  # the emulator cuts it to max_tokens words: completion == max_tokens
@@ -199,7 +199,7 @@ async def test_provider_failure_is_reported_beside_the_local_figures(
 
 def run_usage(config_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [genroute_command(), "--config", str(config_path), "usage", *args],
+        [*genroute_argv(), "--config", str(config_path), "usage", *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -244,7 +244,7 @@ def test_unreachable_database_is_one_clear_line_without_the_password(
     config_data["server"]["database_url"] = "postgresql://genroute:hunter2secret@127.0.0.1:9/genroute"
     path = write_config(tmp_path / "genroute.toml", config_data)
     result = subprocess.run(
-        [genroute_command(), "--config", str(path), *command],
+        [*genroute_argv(), "--config", str(path), *command],
         capture_output=True,
         text=True,
         timeout=60,
