@@ -17,18 +17,23 @@ import stat
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp.server.stdio import stdio_server
 
 from mcp_server import sdk_internals
 
+if TYPE_CHECKING:
+    from mcp.server.mcpserver import MCPServer
+
 # The longest message line read (a request carrying inline images or audio stays far below it).
 MAX_LINE_BYTES = 256 * 1024 * 1024
 
 
-async def serve_stdio(mcp: Any) -> None:
-    async with _wire() as (stdin, stdout), stdio_server(stdin, stdout) as (read_stream, write_stream):
+async def serve_stdio(mcp: MCPServer[Any]) -> None:
+    """`mcp.run_stdio_async()` on genroute's streams. The SDK's transport only iterates `stdin` and awaits
+    `write`/`flush` on `stdout`, which is all `_Lines` and `_Out` offer (it asks for anyio files by type)."""
+    async with _wire() as (stdin, stdout), stdio_server(stdin, stdout) as (read_stream, write_stream):  # type: ignore[arg-type]
         await sdk_internals.serve_streams(mcp, read_stream, write_stream)
 
 
@@ -84,7 +89,7 @@ def _is_pipe(fd: int) -> bool:
 
 
 @asynccontextmanager
-async def _wire() -> AsyncIterator[tuple[Any, Any]]:
+async def _wire() -> AsyncIterator[tuple[_Lines, _Out] | tuple[None, None]]:
     """(stdin, stdout) for the SDK's transport: on the event loop for pipes; (None, None), the SDK's own, else."""
     if sys.platform == "win32" or not (_is_pipe(0) and _is_pipe(1)):
         yield None, None
