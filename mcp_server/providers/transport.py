@@ -24,6 +24,9 @@ from yarl import URL
 
 # How long an idle upstream connection is kept open (httpx2's default keepalive_expiry).
 KEEPALIVE_S = 5.0
+# The longest status line or header field of an answer: httpcore2 took a head of up to 100 KB, aiohttp's default is
+# 8,190 bytes a field, which a long Set-Cookie or Link header from a gateway can pass.
+MAX_HEADER_FIELD_BYTES = 100 * 1024
 
 
 class AiohttpTransport(httpx2.AsyncBaseTransport):
@@ -49,6 +52,8 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
                 auto_decompress=False,
                 trust_env=False,
                 timeout=aiohttp.ClientTimeout(total=None),
+                max_line_size=MAX_HEADER_FIELD_BYTES,
+                max_field_size=MAX_HEADER_FIELD_BYTES,
             )
         return self._session
 

@@ -165,3 +165,19 @@ async def test_an_answer_cut_mid_body_fails_while_it_is_read(serve: Callable[[Ha
             assert response.status_code == 200
             with pytest.raises(httpx2.RemoteProtocolError):
                 await response.aread()
+
+
+async def test_an_answer_with_a_20_kb_header_is_read(serve: Callable[[Handler], RawServer]) -> None:
+    """A long Set-Cookie or Link header from a gateway (httpcore2 took heads up to 100 KB; aiohttp's default
+    stops at 8,190 bytes a field)."""
+    cookie = b"session=" + b"c" * 20_000
+
+    def long_header(conn: socket.socket, _: bytes) -> bool:
+        conn.sendall(OK.replace(b"\r\n\r\n", b"\r\nSet-Cookie: " + cookie + b"\r\n\r\n", 1))
+        return True
+
+    server = serve(long_header)
+    async with client(server.port) as http:
+        response = await http.get("/v1/models")
+    assert response.status_code == 200 and response.json() == {"ok": True}
+    assert response.headers["set-cookie"].encode() == cookie
