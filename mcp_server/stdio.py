@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
+import anyio
 from mcp.server.stdio import stdio_server
 
 from mcp_server import sdk_internals
@@ -68,16 +69,24 @@ class _Lines:
 
 
 class _Out:
-    """What the SDK's transport writes each message through: `write`, then `flush` (waits while the pipe is full)."""
+    """What the SDK's transport writes each message through: `write`, then `flush` (waits while the pipe is full).
+
+    A client that closed its end is the end of the stream (`ClosedResourceError`, which the SDK's writer ends on
+    quietly), not a traceback on stderr; the server stops when stdin closes, as it does otherwise."""
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self._writer = writer
 
     async def write(self, text: str) -> None:
+        if self._writer.transport.is_closing():
+            raise anyio.ClosedResourceError
         self._writer.write(text.encode("utf-8"))
 
     async def flush(self) -> None:
-        await self._writer.drain()
+        try:
+            await self._writer.drain()
+        except ConnectionError:
+            raise anyio.ClosedResourceError from None
 
 
 def _is_pipe(fd: int) -> bool:

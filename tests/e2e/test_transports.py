@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -159,3 +160,18 @@ def test_stdio_reads_a_message_line_of_megabytes(config_path: Path) -> None:
     assert [r.get("id") for r in replies] == [1, 2, 3]
     assert all(r["result"]["isError"] for r in replies[1:])
     assert "3,000,000 characters" in replies[1]["result"]["content"][0]["text"]
+
+
+def test_a_client_gone_mid_call_ends_the_stdio_server_quietly(config_path: Path, emulator: Emulator) -> None:
+    """The client closes its read end while a call is still upstream: the answer has nowhere to go. The server
+    drops it and exits 0 when stdin closes, with no traceback on stderr."""
+    emulator.fail_next("chat", status=200, latency_ms=800)  # a normal answer, late
+    with raw_stdio_server(config_path) as server:
+        send(server, [INITIALIZE, INITIALIZED, chat_call(2, {"prompt": "hi", "model": "gpt-5.5"})])
+        assert server.stdout is not None and server.stdin is not None and server.stderr is not None
+        assert json.loads(server.stdout.readline())["id"] == 1
+        server.stdout.close()
+        time.sleep(1.5)  # the answer came back and found the pipe closed
+        server.stdin.close()
+        assert server.wait(timeout=30) == 0
+        assert "Traceback" not in server.stderr.read()
