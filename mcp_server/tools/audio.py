@@ -21,7 +21,7 @@ from mcp_server.media.previews import b64_size
 from mcp_server.providers.base import Segment, SpeechRequest, SpeechResult, TranscriptionRequest, TranscriptionResult
 from mcp_server.router import Route
 from mcp_server.tools.inputs import as_part, load_input
-from mcp_server.tools.results import OptionalText, guarded, ok
+from mcp_server.tools.results import OptionalText, absent_when_none, guarded, ok
 from mcp_server.usage.cost import Quantities, cost
 
 Format = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
@@ -45,14 +45,14 @@ class SpeechOutput(BaseModel):
     provider: str
     characters: int
     cost_usd: float | None
-    link: SignedLink | None = Field(default=None, description="Over HTTP: a signed URL that opens without a key")
+    link: SignedLink | None = absent_when_none("Over HTTP: a signed URL that opens without a key")
 
 
 class TranscriptionOutput(BaseModel):
     text: str
     language: str | None
     duration_s: float | None = Field(description="The upstream's figure, else measured from the file (wav, pcm)")
-    segments: list[Segment] | None = Field(default=None, description="With timestamps=true: [{start, end, text}]")
+    segments: list[Segment] | None = absent_when_none("With timestamps=true: [{start, end, text}]")
     model: str
     provider: str
     cost_usd: float | None

@@ -17,7 +17,7 @@ from mcp_server.gateway import Gateway
 from mcp_server.media.chat_images import ImageSources, check_count, count_images, prepare_images
 from mcp_server.providers.base import ChatDelta, ChatMessage, TokenCounts
 from mcp_server.providers.messages import ImagePart, TextPart, ToolCall
-from mcp_server.tools.results import OptionalText, guarded, ok, progress_token
+from mcp_server.tools.results import OptionalText, absent_when_none, guarded, ok, progress_token
 from mcp_server.usage.allowance import BudgetCap, cap_note
 
 MAX_PROMPT_CHARS = 1_000_000
@@ -27,21 +27,21 @@ class ChatCompleteOutput(BaseModel):
     id: str
     model: str = Field(description="The catalog id of the model that answered")
     provider: str = Field(description="The provider that answered")
-    fallback_from: str | None = Field(
-        default=None, description="The model asked for, when it failed and this fallback answered instead"
+    fallback_from: str | None = absent_when_none(
+        "The model asked for, when it failed and this fallback answered instead"
     )
     content: str
     finish_reason: str | None
-    tool_calls: list[ToolCall] | None = Field(
-        default=None, description="The tools the model called: answer each with a role 'tool' message"
+    tool_calls: list[ToolCall] | None = absent_when_none(
+        "The tools the model called: answer each with a role 'tool' message"
     )
     json_value: Any = Field(
         default=None, alias="json", description="The answer parsed as JSON, when response_format asked for JSON"
     )
     usage: TokenCounts
     latency_ms: float
-    budget_capped: BudgetCap | None = Field(
-        default=None, description="Set when a budget limited the answer's length and the answer reached that limit"
+    budget_capped: BudgetCap | None = absent_when_none(
+        "Set when a budget limited the answer's length and the answer reached that limit"
     )
 
 
@@ -177,20 +177,25 @@ def register(mcp: MCPServer[Any], gateway: Gateway) -> None:
         wants_json = upstream_response_format is not None and not result.tool_calls
         cut = result.finish_reason == "length"
         parsed = parse_json_answer(result.content, response_format, cut=cut) if wants_json else None
-        # ChatCompleteOutput's JSON form, built directly (the SDK validates it against that model: see `ok`)
-        output = {
+        # ChatCompleteOutput's JSON form, built directly (the SDK validates it against that model: see `ok`);
+        # the fields that do not apply to this answer are left out, as `absent_when_none` says
+        output: dict[str, Any] = {
             "id": result.id,
             "model": routed.card.id,
             "provider": routed.provider,
-            "fallback_from": routed.fallback_from,
             "content": result.content,
             "finish_reason": result.finish_reason,
-            "tool_calls": [_json_form(c) for c in result.tool_calls] if result.tool_calls is not None else None,
-            "json": parsed,
             "usage": _json_form(result.usage),
             "latency_ms": round(routed.latency_ms, 2),
-            "budget_capped": _json_form(routed.budget_capped) if routed.budget_capped is not None else None,
         }
+        if routed.fallback_from is not None:
+            output["fallback_from"] = routed.fallback_from
+        if result.tool_calls is not None:
+            output["tool_calls"] = [_json_form(c) for c in result.tool_calls]
+        if wants_json:
+            output["json"] = parsed
+        if routed.budget_capped is not None:
+            output["budget_capped"] = _json_form(routed.budget_capped)
         text = result.content or _calls_text(result.tool_calls)
         capped = routed.budget_capped
         return ok(output, text=f"{text}\n\n{cap_note(capped)}" if capped else text)

@@ -19,7 +19,7 @@ from mcp_server.media.images import StoredImage, previews, store_images
 from mcp_server.media.links import MediaLinks, SignedLink, publish, resource_link
 from mcp_server.media.previews import b64_size
 from mcp_server.tools.inputs import image_inputs
-from mcp_server.tools.results import guarded, ok
+from mcp_server.tools.results import absent_when_none, guarded, ok
 
 MAX_PROMPT_CHARS = 32_000
 _SIZE = re.compile(r"^(\d{2,5})x(\d{2,5})$")
@@ -35,8 +35,8 @@ class ImageFile(BaseModel):
     height: int
     mime_type: str
     bytes: int
-    link: SignedLink | None = Field(
-        default=None, description="Over HTTP: a URL that opens the full file without a key until it expires"
+    link: SignedLink | None = absent_when_none(
+        "Over HTTP: a URL that opens the full file without a key until it expires"
     )
 
 
@@ -44,8 +44,8 @@ class GenerateImageOutput(BaseModel):
     images: list[ImageFile]
     model: str = Field(description="The catalog id of the model that generated the images")
     provider: str
-    fallback_from: str | None = Field(
-        default=None, description="The model asked for, when it failed and this fallback answered instead"
+    fallback_from: str | None = absent_when_none(
+        "The model asked for, when it failed and this fallback answered instead"
     )
     revised_prompt: str | None
     cost_usd: float | None = Field(description="Provider-reported charge, else the catalog price; None if unknown")

@@ -10,7 +10,7 @@ from typing import Annotated, Any, ParamSpec
 
 from mcp.server.mcpserver import Context
 from mcp_types import CallToolResult, ContentBlock, TextContent
-from pydantic import BaseModel, WithJsonSchema, WrapValidator
+from pydantic import BaseModel, Field, WithJsonSchema, WrapValidator
 
 from mcp_server.errors import ErrorBody, GatewayError, ServerFault
 
@@ -27,6 +27,21 @@ def _none_or_str(value: Any, handler: Any) -> Any:
 # into a list or dict that then fails validation (and pay a JSON parse error per call). Declared as
 # `str` with a None pass-through, the SDK leaves the text alone; the schema still says string or null.
 OptionalText = Annotated[str, WrapValidator(_none_or_str), WithJsonSchema({"type": ["string", "null"]})]
+
+
+def _is_none(value: Any) -> bool:
+    return value is None
+
+
+def absent_when_none(description: str | None = None) -> Any:
+    """An optional result field that is left out, rather than sent as null, when it does not apply.
+
+    A field with no default is always there (null meaning "unknown", as cost_usd). Leaving out the ones that do not
+    apply keeps results short for a model reading them, and cheaper for clients that check each result against the
+    outputSchema: every property present costs such a client one more subschema pass (the SDK's jsonschema check
+    of a chat result went from 114 to 85 us without its four usual nulls). The schema does not change: the field is
+    not required, its default is null."""
+    return Field(default=None, exclude_if=_is_none, description=description)
 
 
 def ok(

@@ -19,7 +19,7 @@ from mcp_server.store import JobRecord, VideoResult
 from mcp_server.store.job_record import JobError
 from mcp_server.tools.image import check_prompt
 from mcp_server.tools.inputs import load_input
-from mcp_server.tools.results import failed, guarded, ok, progress_token
+from mcp_server.tools.results import absent_when_none, failed, guarded, ok, progress_token
 from mcp_server.video_jobs.engine import OnUpdate
 from mcp_server.video_jobs.records import elapsed_s
 
@@ -34,16 +34,14 @@ class VideoJobOutput(BaseModel):
     model: str
     provider: str
     elapsed_s: float = Field(description="Seconds since the job was submitted")
-    progress: float | None = Field(default=None, description="0-100, where the provider reports it")
-    hint: str | None = Field(default=None, description="What to do next while the job is still running")
-    video: MediaItem | None = Field(default=None, description="The saved file (media:// uri, path), once done")
-    url: str | None = Field(default=None, description="The provider's URL for the video (may expire)")
-    duration: float | None = None
-    cost_usd: float | None = None
-    download_error: str | None = None
-    link: SignedLink | None = Field(
-        default=None, description="Over HTTP: a URL that opens the video without a key until it expires"
-    )
+    progress: float | None = absent_when_none("0-100, where the provider reports it")
+    hint: str | None = absent_when_none("What to do next while the job is still running")
+    video: MediaItem | None = absent_when_none("The saved file (media:// uri, path), once done")
+    url: str | None = absent_when_none("The provider's URL for the video (may expire)")
+    duration: float | None = absent_when_none()
+    cost_usd: float | None = absent_when_none()
+    download_error: str | None = absent_when_none()
+    link: SignedLink | None = absent_when_none("Over HTTP: a URL that opens the video without a key until it expires")
     deduplicated: bool = Field(default=False, description="True when client_request_id matched an existing job")
 
 

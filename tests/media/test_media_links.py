@@ -108,7 +108,7 @@ async def test_stdio_results_carry_no_link(config_data: dict[str, Any], emulator
     async with in_memory_client(media_config(config_data)) as mcp:
         result = await mcp.call_tool("generate_image", IMAGE)
     assert not result.is_error, result.content
-    assert result.structured_content["images"][0]["link"] is None
+    assert "link" not in result.structured_content["images"][0]
     assert next(b.uri for b in result.content if b.type == "resource_link").startswith("media://")
 
 

@@ -145,7 +145,7 @@ async def test_the_provider_is_tried_again_once_the_cooldown_ends(
                 break
             await anyio.sleep(0.1)
         again = output_of(await ask(client))
-    assert again["provider"] == "arkroute" and again["fallback_from"] is None
+    assert again["provider"] == "arkroute" and "fallback_from" not in again
     assert len(emulator.calls("chat")) == 2
 
 

@@ -33,7 +33,7 @@ async def test_retryable_status_is_retried_until_it_answers(
 ) -> None:
     emulator.fail_next("chat", status=status, times=2)
     out = output_of(await chat(config_data))
-    assert out["content"] == "echo: hi" and out["model"] == "gpt-5.5" and out["fallback_from"] is None
+    assert out["content"] == "echo: hi" and out["model"] == "gpt-5.5" and "fallback_from" not in out
     assert len(emulator.calls("chat")) == 3  # the two failures, then the answer
 
 

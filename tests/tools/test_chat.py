@@ -53,6 +53,9 @@ async def test_chat_complete_answers_through_each_transport(
     assert out["model"] == "gpt-5.5" and out["provider"] == "arkroute"
     assert out["finish_reason"] == "stop"
     assert out["usage"] == {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}
+    # what does not apply to a plain answer is left out, not sent as null (the schema does not require it)
+    assert None not in out.values()
+    assert not {"fallback_from", "tool_calls", "json", "budget_capped"} & out.keys()
     sent = emulator.calls("chat")[-1]
     assert sent.headers["authorization"] == "Bearer test-key"
     assert sent.json == {"model": "gpt-5.5", "messages": [{"role": "user", "content": "hello there"}], "seed": 7}

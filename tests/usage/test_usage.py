@@ -124,7 +124,7 @@ async def test_max_usd_per_call_caps_the_answer_and_refuses_only_a_stub(
         stub = await client.call_tool("chat_complete", {"prompt": "go", "model": "stingy"})
     assert big.structured_content["budget_capped"]["max_tokens"] == 50
     assert big.structured_content["budget_capped"]["limit"] == "max_usd_per_call"
-    assert small.structured_content["budget_capped"] is None  # the caller's own max_tokens stopped it
+    assert "budget_capped" not in small.structured_content  # the caller's own max_tokens stopped it
     assert [call.json["max_tokens"] for call in emulator.calls("chat")] == [50, 10]
     error = error_of(stub)
     assert error["code"] == "budget_exceeded" and error["status"] == 402
