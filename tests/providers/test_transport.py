@@ -10,11 +10,13 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx2
 import pytest
 
-from mcp_server.providers.http import _NOT_SENT
+from mcp_server.config import ProviderConfig
+from mcp_server.providers.http import _NOT_SENT, MAX_JOINED_PATHS, LazyClient
 from mcp_server.providers.transport import AiohttpTransport
 
 pytestmark = pytest.mark.anyio
@@ -181,3 +183,28 @@ async def test_an_answer_with_a_20_kb_header_is_read(serve: Callable[[Handler], 
         response = await http.get("/v1/models")
     assert response.status_code == 200 and response.json() == {"ok": True}
     assert response.headers["set-cookie"].encode() == cookie
+
+
+async def test_requests_built_on_a_joined_path_match_httpx2s_own() -> None:
+    """LazyClient joins each path to base_url once; the requests it builds must be the ones httpx2 builds."""
+    config = ProviderConfig(protocol="openai", base_url="https://gw.example/api/v1/")
+    lazy = LazyClient(config, headers={"X-Team": "t"})
+    plain = httpx2.AsyncClient(base_url=config.base_url or "", headers={"X-Team": "t"})
+    cases: list[tuple[str, str, dict[str, Any]]] = [
+        ("POST", "/chat/completions", {"json": {"model": "m", "messages": []}}),
+        ("GET", "/videos/task-1", {"params": {"wait": "1"}}),
+        ("GET", "/search?q=a%20b", {}),
+        ("GET", "https://files.example/x.png?sig=abc", {}),  # absolute: not joined, not remembered
+    ]
+    try:
+        for _ in range(2):  # the second round is built on the remembered joins
+            for method, url, options in cases:
+                ours, theirs = lazy.build_request(method, url, **options), plain.build_request(method, url, **options)
+                assert (ours.method, ours.url, ours.content) == (theirs.method, theirs.url, theirs.content)
+                assert ours.headers.multi_items() == theirs.headers.multi_items()
+        for n in range(MAX_JOINED_PATHS * 3):  # a path per video job: what is remembered stays bounded
+            assert lazy.build_request("GET", f"/videos/{n}").url == plain.build_request("GET", f"/videos/{n}").url
+        assert len(lazy._joined) <= MAX_JOINED_PATHS
+    finally:
+        await lazy.aclose()
+        await plain.aclose()
