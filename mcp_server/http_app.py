@@ -43,6 +43,7 @@ from mcp_server.media.http import media_response
 from mcp_server.media.links import MediaLinks
 from mcp_server.media.registry import MediaRegistry
 from mcp_server.observability.http import traced_app, watch_http
+from mcp_server.sdk_internals import answer_quiet_requests_as_json
 
 log = logging.getLogger("genroute.http")
 
@@ -73,6 +74,7 @@ def build_http_app(mcp: MCPServer[Any], gateway: Gateway, host: str, port: int, 
     )
     watch = watch_http(app, mcp, gateway)  # GET /metrics, tool-call metrics, refusals counted
     cap_sessions_per_key(mcp.session_manager, http.max_sessions_per_key)
+    answer_quiet_requests_as_json(mcp.session_manager)  # SSE only for calls that stream progress
     app.add_exception_handler(SessionLimitReached, watch.refusal_answer(session_limit_answer, "sessions"))
     links = gateway.links = MediaLinks(gateway.store, http, served_url(host, port))
     failures = watch.failure_limiter(http.auth_failures_per_min)

@@ -2,7 +2,8 @@
 
 MCPServer offers no public way to do a few things genroute needs: look up a tool's argument model (to name a bad
 argument), rewrite the tools' schemas once at build time, skip the per-call header walk, serve logging/setLevel
-(which MCPServer leaves unanswered), register resource templates by copying one, and cap sessions per key. Each
+(which MCPServer leaves unanswered), register resource templates by copying one, cap sessions per key, and answer
+a 2025-11-25 session's requests with one JSON body when nothing is streamed. Each
 function below names the private attribute it uses. `verify` checks all of them against a live server:
 tests/test_sdk_internals.py runs it, so an SDK upgrade that moves one fails there, naming the attribute, instead
 of quietly slowing or breaking a feature. Nothing outside this module touches an SDK attribute starting with `_`.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
@@ -141,6 +143,84 @@ def guard_session_admission(
     manager._admit_session = admit_checked  # type: ignore[method-assign]
 
 
+_JSON_ANSWER: ContextVar[bool] = ContextVar("genroute_json_answer", default=False)
+
+
+def answer_quiet_requests_as_json(manager: StreamableHTTPSessionManager) -> None:
+    """On 2025-11-25 sessions, answer each POSTed request with one JSON body unless it asked for progress
+    (`_meta.progressToken`), which needs the SSE stream. The spec lets the server choose per request; the SDK
+    chooses once per server, and its SSE answer (a task group, two memory streams, sse-starlette's writer and
+    pinger tasks) cost ~900 us of server CPU a chat call here. 2026-07-28 requests already get JSON.
+    Safe because progress is the only message genroute sends on a request's stream: no log notifications, no
+    sampling or elicitation (a JSON body carries only the answer). The Accept header is checked as for SSE
+    (both types), as before. StreamableHTTPSessionManager._admit_session; the transport's
+    _handle_post_request, _validate_accept_header and is_json_response_enabled."""
+    admit: Admission = _reach(manager, "_admit_session", "answer requests as JSON")
+    answering = _json_answering_transport()
+
+    @functools.wraps(admit)
+    def admit_answering_json(requestor: AuthorizationContext | None) -> StreamableHTTPServerTransport | None:
+        transport = admit(requestor)
+        if transport is not None:
+            transport.__class__ = answering  # the SDK builds the transport; only its class's choices change
+        return transport
+
+    manager._admit_session = admit_answering_json  # type: ignore[method-assign]
+
+
+@functools.cache
+def _json_answering_transport() -> type[StreamableHTTPServerTransport]:
+    from mcp.server.streamable_http import StreamableHTTPServerTransport
+    from starlette.requests import Request
+    from starlette.types import Receive, Scope, Send
+
+    class JsonAnsweringTransport(StreamableHTTPServerTransport):
+        @property  # type: ignore[override]
+        def is_json_response_enabled(self) -> bool:
+            return _JSON_ANSWER.get()  # per request: set around each POST below
+
+        @is_json_response_enabled.setter
+        def is_json_response_enabled(self, _: bool) -> None:
+            pass  # the SDK's __init__ sets it once; here each request decides
+
+        async def _validate_accept_header(self, request: Request, scope: Scope, send: Send) -> bool:
+            token = _JSON_ANSWER.set(False)  # the SSE rule (both types) for every request, as without this class
+            try:
+                return await super()._validate_accept_header(request, scope, send)
+            finally:
+                _JSON_ANSWER.reset(token)
+
+        async def _handle_post_request(self, scope: Scope, request: Request, receive: Receive, send: Send) -> None:
+            try:
+                body: bytes | None = await request.body()  # buffered by the SDK's size limit; kept for its reading
+            except Exception:
+                body = None  # the SDK's own reading of it answers the failure
+            token = _JSON_ANSWER.set(body is not None and not _asks_for_progress(body))
+            try:
+                await super()._handle_post_request(scope, request, receive, send)
+            finally:
+                _JSON_ANSWER.reset(token)
+
+    return JsonAnsweringTransport
+
+
+def _asks_for_progress(body: bytes) -> bool:
+    """Whether a JSON-RPC body may carry `_meta.progressToken`. The key can only be spelled without its literal
+    text through \\u escapes, so only a body with both an escape and no literal is parsed to be sure."""
+    if b"progressToken" in body:
+        return True
+    if b"\\u" not in body:
+        return False
+    import pydantic_core
+
+    try:
+        message = pydantic_core.from_json(body)
+        meta = message.get("params", {}).get("_meta", {})
+        return isinstance(meta, dict) and "progressToken" in meta
+    except Exception:
+        return True  # not a message the SDK will serve: its own answer, the SSE way
+
+
 # ----- the check -----------------------------------------------------------------------------------------------
 
 
@@ -247,6 +327,26 @@ def verify(mcp: MCPServer[Any]) -> None:
             "StreamableHTTPSessionManager._session_owners is a dict",
             lambda: isinstance(_reach(manager, "_session_owners", "cap sessions per key"), dict),
         )
+    from mcp.server.streamable_http import StreamableHTTPServerTransport
+
+    found(
+        "StreamableHTTPServerTransport sets is_json_response_enabled in __init__ and reads it when answering",
+        lambda: (
+            "self.is_json_response_enabled = is_json_response_enabled"
+            in inspect.getsource(StreamableHTTPServerTransport.__init__)
+            and "self.is_json_response_enabled" in inspect.getsource(StreamableHTTPServerTransport._handle_post_request)
+        ),
+    )
+    found(
+        "StreamableHTTPServerTransport._handle_post_request(scope, request, receive, send) and "
+        "_validate_accept_header(request, scope, send)",
+        lambda: (
+            list(inspect.signature(StreamableHTTPServerTransport._handle_post_request).parameters)
+            == ["self", "scope", "request", "receive", "send"]
+            and list(inspect.signature(StreamableHTTPServerTransport._validate_accept_header).parameters)
+            == ["self", "request", "scope", "send"]
+        ),
+    )
     from mcp.server.connection import Connection
     from mcp.server.session import ServerSession
 

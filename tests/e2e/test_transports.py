@@ -84,6 +84,32 @@ def chat_call(request_id: int, arguments: dict[str, str]) -> dict[str, object]:
     }
 
 
+async def test_session_requests_are_answered_as_json_unless_they_stream_progress(served: GatewayProcess) -> None:
+    """2025-11-25 sessions: a request is answered with one JSON body; one with a progressToken as an SSE stream
+    carrying its progress, then its result. The Accept header stays the spec's (both types) for both."""
+    both = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    with httpx2.Client(timeout=30) as http:
+        opened = http.post(served.mcp_url, headers=both, json=INITIALIZE)
+        session = {**both, "Mcp-Session-Id": opened.headers["mcp-session-id"], "Mcp-Protocol-Version": "2025-11-25"}
+        assert http.post(served.mcp_url, headers=session, json=INITIALIZED).status_code == 202
+        plain = http.post(served.mcp_url, headers=session, json=chat_call(2, {"prompt": "plain"}))
+        streamed_call = chat_call(3, {"prompt": "one two three"})
+        streamed_call["params"]["_meta"] = {"progressToken": "p1"}  # type: ignore[index]
+        streamed = http.post(served.mcp_url, headers=session, json=streamed_call)
+        json_only = http.post(
+            served.mcp_url, headers={**session, "Accept": "application/json"}, json=chat_call(4, {"prompt": "x"})
+        )
+    assert opened.headers["content-type"] == "application/json" and opened.json()["result"]["serverInfo"]
+    assert plain.headers["content-type"] == "application/json"
+    assert plain.json()["result"]["structuredContent"]["content"] == "echo: plain"
+    assert streamed.headers["content-type"].startswith("text/event-stream")
+    events = [json.loads(line[5:]) for line in streamed.text.splitlines() if line.startswith("data:") and line[5:]]
+    progress = [e for e in events if e.get("method") == "notifications/progress"]
+    assert progress and all(e["params"]["progressToken"] == "p1" for e in progress)
+    assert events[-1]["id"] == 3 and events[-1]["result"]["structuredContent"]["content"] == "echo: one two three"
+    assert json_only.status_code == 406  # as before: a session client must accept both
+
+
 @contextmanager
 def raw_stdio_server(config_path: Path, *options: str) -> Iterator[subprocess.Popen[str]]:
     """`genroute serve` on plain pipes, as a JSON-lines client drives it; killed at the end. A watchdog bounds
