@@ -1,9 +1,11 @@
 """Sections `generations` and `team`: genroute against the bare forwarder with both MCP protocol generations.
 
-One client at a time at the fleet's upstream latency, over streamable HTTP and over stdio, four ways interleaved
-round after round (bench/overhead.py's `interleaved`): the SDK `Client`'s default (stateless 2026-07-28) to (b) and
-(c), and a plain JSON-RPC client on 2025-11-25 sessions (bench/sessions.py) to (b) and (c). Each ratio is the
-median over rounds of that round's p50 ratio (c)/(b), beside server CPU per call. `team` runs the same, and the
+One client at a time at the fleet's upstream latency, over streamable HTTP and over stdio, interleaved round after
+round (bench/overhead.py's `interleaved`): the SDK `Client`'s default (stateless 2026-07-28) to (b) and (c), and a
+plain JSON-RPC client on 2025-11-25 sessions (bench/sessions.py) to (b) and (c); over HTTP also a plain client on
+2026-07-28 requests, which does not check results against the outputSchema as the SDK `Client` does (what that
+check costs the client is inside the SDK rows). Each ratio is the median over rounds of that round's p50 ratio
+(c)/(b), beside server CPU per call. `team` runs the same, and the
 throughput section, on the team configuration (procs.Fleet(team=True): PostgreSQL, bearer keys with a budget and
 a rate limit, /metrics).
 """
@@ -24,10 +26,18 @@ from bench.stats import median
 
 BARE_ARGS = {"prompt": PROMPT}
 GENROUTE_ARGS = {"prompt": PROMPT, "model": procs.MODEL}
-PAIRS = {"sdk_2026": ("genroute", "bare"), "jsonrpc_2025": ("genroute_jsonrpc", "bare_jsonrpc")}
+PAIRS = {
+    "sdk_2026": ("genroute", "bare"),
+    "jsonrpc_2025": ("genroute_jsonrpc", "bare_jsonrpc"),
+    "jsonrpc_2026": ("genroute_plain_2026", "bare_plain_2026"),  # HTTP only
+}
 
 
-def session_call(session: sessions.HttpSession | sessions.StdioSession, tool: str, arguments: dict[str, Any]) -> Any:
+def session_call(
+    session: sessions.HttpSession | sessions.StdioSession | sessions.StatelessHttpClient,
+    tool: str,
+    arguments: dict[str, Any],
+) -> Any:
     async def call() -> None:
         await session.call(tool, arguments)
 
@@ -38,6 +48,8 @@ def ratios(figures: dict[str, Any]) -> dict[str, Any]:
     """Per protocol generation: (c)/(b) p50 as the median of per-round ratios, and server CPU per call of each."""
     out: dict[str, Any] = {}
     for generation, (ours, floor) in PAIRS.items():
+        if ours not in figures:
+            continue
         rounds = [
             c / b for c, b in zip(figures[ours]["round_p50_ms"], figures[floor]["round_p50_ms"], strict=True) if b > 0
         ]
@@ -58,11 +70,15 @@ async def run_http(fleet: procs.Fleet, rounds: int, block: int, warmup: int) -> 
         ours = await stack.enter_async_context(Client(streamable_http_client(fleet.genroute.url, http_client=http)))
         bare_s = await stack.enter_async_context(sessions.HttpSession(fleet.bare.url))
         ours_s = await stack.enter_async_context(sessions.HttpSession(fleet.genroute.url, fleet.headers))
+        bare_p = await stack.enter_async_context(sessions.StatelessHttpClient(fleet.bare.url))
+        ours_p = await stack.enter_async_context(sessions.StatelessHttpClient(fleet.genroute.url, fleet.headers))
         targets = {
             "bare": Target(bare_call(bare), fleet.bare.pid),
             "genroute": Target(genroute_call(ours), fleet.genroute.pid),
             "bare_jsonrpc": Target(session_call(bare_s, "chat", BARE_ARGS), fleet.bare.pid),
             "genroute_jsonrpc": Target(session_call(ours_s, "chat_complete", GENROUTE_ARGS), fleet.genroute.pid),
+            "bare_plain_2026": Target(session_call(bare_p, "chat", BARE_ARGS), fleet.bare.pid),
+            "genroute_plain_2026": Target(session_call(ours_p, "chat_complete", GENROUTE_ARGS), fleet.genroute.pid),
         }
         figures = await interleaved(targets, rounds, block, warmup)
     return {"ratios": ratios(figures), "figures": figures}

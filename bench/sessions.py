@@ -1,9 +1,11 @@
-"""A plain JSON-RPC MCP client on 2025-11-25 sessions, the way most connectors call today.
+"""Plain JSON-RPC MCP clients: on 2025-11-25 sessions, the way most connectors call today, and on stateless
+2026-07-28 requests over HTTP (no session; the version and client in each request's `_meta`).
 
 `initialize` once (HTTP: the answer's `Mcp-Session-Id` is sent back on every later request), then one request per
 `tools/call` with `{prompt, model}` and nothing else: no SDK client, no result validation, no `_meta`. Over HTTP it
 is httpx2 with a pooled keep-alive connection; over stdio it writes and reads JSON lines on the server's pipes.
-The SDK `Client` (bench/overhead.py) speaks the newer stateless 2026-07-28 protocol; both generations are measured.
+The SDK `Client` (bench/overhead.py) speaks 2026-07-28 too, and also checks every structured result against the
+tool's outputSchema: the plain 2026-07-28 client tells the server's share of a call from that client's own.
 """
 
 from __future__ import annotations
@@ -25,6 +27,12 @@ _INIT_PARAMS = {
     "clientInfo": {"name": "bench-jsonrpc", "version": "1"},
 }
 TIMEOUT_S = 60.0
+MODERN = "2026-07-28"
+_MODERN_META = {
+    "io.modelcontextprotocol/protocolVersion": MODERN,
+    "io.modelcontextprotocol/clientInfo": {"name": "bench-jsonrpc", "version": "1"},
+    "io.modelcontextprotocol/clientCapabilities": {},
+}
 
 
 class SessionError(RuntimeError):
@@ -84,6 +92,32 @@ class HttpSession:
         body = {"jsonrpc": "2.0", "id": next(self.ids), "method": "tools/call"}
         body["params"] = {"name": tool, "arguments": arguments}
         return _result(_message_from(await self.client.post(self.url, json=body)), tool)
+
+
+class StatelessHttpClient:
+    """2026-07-28 over streamable HTTP, as the SDK `Client` sends it (headers, `_meta`), minus its result check."""
+
+    def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
+        self.url = url
+        accept = {"accept": "application/json, text/event-stream", "mcp-protocol-version": MODERN}
+        self.client = httpx2.AsyncClient(
+            headers={**accept, **(headers or {})},
+            timeout=httpx2.Timeout(TIMEOUT_S),
+            trust_env=False,
+        )
+        self.ids = itertools.count(1)
+
+    async def __aenter__(self) -> StatelessHttpClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.client.aclose()
+
+    async def call(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        params = {"name": tool, "arguments": arguments, "_meta": _MODERN_META}
+        body = {"jsonrpc": "2.0", "id": next(self.ids), "method": "tools/call", "params": params}
+        headers = {"mcp-method": "tools/call", "mcp-name": tool}
+        return _result(_message_from(await self.client.post(self.url, json=body, headers=headers)), tool)
 
 
 class StdioSession:
