@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -178,6 +179,10 @@ def serve_http(mcp: MCPServer[Any], gateway: Gateway, listener: socket.socket, l
         proxy_headers=True,
         forwarded_allow_ips=http.forwarded_allow_ips,
         http=guarded_protocol(http.max_header_bytes, http.header_timeout_s, http.max_connections),
+        # An idle connection is closed by the front door after header_timeout_s (10 s), not by uvicorn's own 5 s:
+        # a server that drops idle connections no later than its clients do (httpx's pool: 5 s) races them, and
+        # a request sent on a connection closing under it fails with a read error.
+        timeout_keep_alive=math.ceil(http.header_timeout_s) + 1,
     )
 
     class Server(uvicorn.Server):

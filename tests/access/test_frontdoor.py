@@ -164,6 +164,40 @@ def test_headers_are_bounded_in_size_time_and_connections(config_data: dict[str,
     assert 0 < still_open <= 16
 
 
+def _one_answer(sock: socket.socket) -> bytes:
+    """One whole answer (head and Content-Length body) on a kept-alive connection; b"" if it was closed."""
+    sock.settimeout(5.0)
+    received = b""
+    try:
+        while b"\r\n\r\n" not in received:
+            if not (chunk := sock.recv(65536)):
+                return b""
+            received += chunk
+        head, _, body = received.partition(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+        )
+        while len(body) < length and (chunk := sock.recv(65536)):
+            body += chunk
+    except ConnectionResetError:
+        return b""
+    return head + b"\r\n\r\n" + body
+
+
+def test_an_idle_connection_outlives_the_clients_keepalive(config_data: dict[str, Any], tmp_path: Path) -> None:
+    """An idle keep-alive connection stays open until header_timeout_s, past httpx's 5 s pool expiry (the SDK
+    client's): a server that closed it first (uvicorn's own default is 5 s) would race a request sent on it."""
+    health = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    with http_gateway(_gateway_config(config_data, tmp_path, header_timeout_s=8.0)) as gateway:
+        sock = _connect(gateway.port, health)
+        first = _one_answer(sock)
+        time.sleep(6.0)  # idle longer than httpx keeps a pooled connection
+        sock.sendall(health)
+        second = _one_answer(sock)
+        sock.close()
+    assert first.startswith(b"HTTP/1.1 200") and second.startswith(b"HTTP/1.1 200"), (first[:40], second[:40])
+
+
 # ----- failed authentication -------------------------------------------------------------------------------------
 
 
