@@ -54,7 +54,6 @@ def run(config: GatewayConfig, args: argparse.Namespace, listener: socket.socket
         reload_on_sighup=True,  # and `genroute reload` (reload.py)
         config_path=args.config,
     )
-    collector.freeze_built()
     if listener is not None:
         collector.serving()  # the surface is built: startup is over (over stdio, `DeferredSurface` says so)
         from mcp_server.http_app import serve_http
@@ -64,6 +63,7 @@ def run(config: GatewayConfig, args: argparse.Namespace, listener: socket.socket
         from mcp_server.banner import stdio_line
 
         print(stdio_line(gateway), file=sys.stderr, flush=True)
+    collector.freeze_built()  # the collector stays off until the first call (`serving` then freezes the rest)
     # On uvloop when installed (see mcp_server/loop.py), its pipes on the event loop (see mcp_server/stdio.py).
     loop.run(serve_stdio, mcp)
     return 0
