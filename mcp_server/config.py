@@ -226,6 +226,8 @@ class HttpConfig(_Strict):
     max_header_bytes: int = Field(default=32 * 1024, ge=4096, le=1024 * 1024)
     header_timeout_s: float = Field(default=10.0, gt=0, le=300)
     max_connections: int = Field(default=2048, ge=4, le=1_000_000)
+    # A call with no answer after keepalive_s is answered on an SSE stream pinged this often (proxies' idle timeouts)
+    keepalive_s: float = Field(default=15.0, gt=0, le=300)
     # Failed authentications (401) per client address (an IPv6 /64) and minute; above it 429 with Retry-After.
     # A request with a valid key is never refused by it
     auth_failures_per_min: int = Field(default=60, ge=1)

@@ -39,12 +39,13 @@ from mcp_server.access.sessions import SessionLimitReached, cap_sessions_per_key
 from mcp_server.banner import http_banner
 from mcp_server.dashboard.routes import Dashboard, DashboardFront
 from mcp_server.gateway import Gateway
+from mcp_server.http_answers import answering
 from mcp_server.listen import STARTUP_FAILURE
 from mcp_server.media.http import media_response
 from mcp_server.media.links import MediaLinks
 from mcp_server.media.registry import MediaRegistry
 from mcp_server.observability.http import traced_app, watch_http
-from mcp_server.sdk_internals import answer_quiet_requests_as_json
+from mcp_server.sdk_internals import answer_requests_with
 
 log = logging.getLogger("genroute.http")
 
@@ -75,7 +76,7 @@ def build_http_app(mcp: MCPServer[Any], gateway: Gateway, host: str, port: int, 
     )
     watch = watch_http(app, mcp, gateway)  # GET /metrics, tool-call metrics, refusals counted
     cap_sessions_per_key(mcp.session_manager, http.max_sessions_per_key)
-    answer_quiet_requests_as_json(mcp.session_manager)  # SSE only for calls that stream progress
+    answer_requests_with(mcp.session_manager, answering(http.keepalive_s))  # JSON unless it streams progress
     app.add_exception_handler(SessionLimitReached, watch.refusal_answer(session_limit_answer, "sessions"))
     links = gateway.links = MediaLinks(gateway.store, http, served_url(host, port))
     failures = watch.failure_limiter(http.auth_failures_per_min)

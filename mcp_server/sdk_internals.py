@@ -3,7 +3,7 @@
 MCPServer offers no public way to do a few things genroute needs: look up a tool's argument model (to name a bad
 argument), rewrite the tools' schemas once at build time, skip the per-call header walk, serve logging/setLevel
 (which MCPServer leaves unanswered), register resource templates by copying one, cap sessions per key, and answer
-a 2025-11-25 session's requests with one JSON body when nothing is streamed. Each
+a request with one JSON body where the SDK would open an SSE stream. Each
 function below names the private attribute it uses. `verify` checks all of them against a live server:
 tests/test_sdk_internals.py runs it, so an SDK upgrade that moves one fails there, naming the attribute, instead
 of quietly slowing or breaking a feature. Nothing outside this module touches an SDK attribute starting with `_`.
@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from contextvars import ContextVar
 from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ if TYPE_CHECKING:  # the SDK modules are loaded by their users; importing this m
     from mcp.server.mcpserver.tools import Tool
     from mcp.server.streamable_http import StreamableHTTPServerTransport
     from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+    from starlette.types import ASGIApp
 
     Admission = Callable[[AuthorizationContext | None], StreamableHTTPServerTransport | None]
 
@@ -143,29 +145,57 @@ def guard_session_admission(
     manager._admit_session = admit_checked  # type: ignore[method-assign]
 
 
+# The request being handled is to be answered with one JSON body (`json_answers`). A 2025-11-25 session transport
+# reads its own variable, set only while it handles a POST: a session's tasks start inside the `initialize`
+# request and inherit that request's context, and their router must not take the answer mode of that one request.
+_JSON_WANTED: ContextVar[bool] = ContextVar("genroute_json_wanted", default=False)
 _JSON_ANSWER: ContextVar[bool] = ContextVar("genroute_json_answer", default=False)
 
 
-def answer_quiet_requests_as_json(manager: StreamableHTTPSessionManager) -> None:
-    """On 2025-11-25 sessions, answer each POSTed request with one JSON body unless it asked for progress
-    (`_meta.progressToken`), which needs the SSE stream. The spec lets the server choose per request; the SDK
-    chooses once per server, and its SSE answer (a task group, two memory streams, sse-starlette's writer and
-    pinger tasks) cost ~900 us of server CPU a chat call here. 2026-07-28 requests already get JSON.
-    Safe because progress is the only message genroute sends on a request's stream: no log notifications, no
-    sampling or elicitation (a JSON body carries only the answer). The Accept header is checked as for SSE
-    (both types), as before. StreamableHTTPSessionManager._admit_session; the transport's
-    _handle_post_request, _validate_accept_header and is_json_response_enabled."""
+@contextmanager
+def json_answers() -> Iterator[None]:
+    """Within: the request being handled is answered with one JSON body (see `answer_requests_with`)."""
+    token = _JSON_WANTED.set(True)
+    try:
+        yield
+    finally:
+        _JSON_WANTED.reset(token)
+
+
+def answer_requests_with(manager: StreamableHTTPSessionManager, wrap: Callable[[ASGIApp], ASGIApp]) -> None:
+    """Handle each request to the SDK's streamable HTTP endpoint through `wrap(the SDK's handler)`, which may
+    answer it as one JSON body (`json_answers()`) where the SDK would open an SSE stream (http_answers.py says
+    when and why). The SDK decides once per server; here each request does, by a context variable read where the
+    SDK reads its setting: the manager's `json_response` (2026-07-28 requests) and a 2025-11-25 session
+    transport's `is_json_response_enabled`. The Accept header is checked as for SSE either way.
+    StreamableHTTPSessionManager.asgi_app (a RequestBodyLimitMiddleware: its `app`), json_response and
+    _admit_session; the transport's is_json_response_enabled and _validate_accept_header."""
+    limit = manager.asgi_app
+    limit.app = wrap(limit.app)  # inside the SDK's body limit: the body is read (and capped) once
+    manager.__class__ = _json_answering(type(manager), "json_response", _JSON_WANTED)
     admit: Admission = _reach(manager, "_admit_session", "answer requests as JSON")
-    answering = _json_answering_transport()
+    transport_class = _json_answering_transport()
 
     @functools.wraps(admit)
     def admit_answering_json(requestor: AuthorizationContext | None) -> StreamableHTTPServerTransport | None:
         transport = admit(requestor)
         if transport is not None:
-            transport.__class__ = answering  # the SDK builds the transport; only its class's choices change
+            transport.__class__ = transport_class  # the SDK builds the transport; only its class's choices change
         return transport
 
     manager._admit_session = admit_answering_json  # type: ignore[method-assign]
+
+
+def _json_answering(base: type[Any], setting: str, wanted: ContextVar[bool]) -> type[Any]:
+    """`base` with its boolean attribute `setting` read from `wanted` (set once in its __init__: ignored)."""
+
+    def read(_: Any) -> bool:
+        return wanted.get()
+
+    def write(_: Any, __: bool) -> None:
+        pass
+
+    return type(f"JsonAnswering{base.__name__}", (base,), {setting: property(read, write)})
 
 
 @functools.cache
@@ -174,14 +204,15 @@ def _json_answering_transport() -> type[StreamableHTTPServerTransport]:
     from starlette.requests import Request
     from starlette.types import Receive, Scope, Send
 
-    class JsonAnsweringTransport(StreamableHTTPServerTransport):
-        @property  # type: ignore[override]
-        def is_json_response_enabled(self) -> bool:
-            return _JSON_ANSWER.get()  # per request: set around each POST below
+    answering = _json_answering(StreamableHTTPServerTransport, "is_json_response_enabled", _JSON_ANSWER)
 
-        @is_json_response_enabled.setter
-        def is_json_response_enabled(self, _: bool) -> None:
-            pass  # the SDK's __init__ sets it once; here each request decides
+    class JsonAnsweringTransport(answering):  # type: ignore[misc, valid-type]
+        async def _handle_post_request(self, scope: Scope, request: Request, receive: Receive, send: Send) -> None:
+            token = _JSON_ANSWER.set(_JSON_WANTED.get())
+            try:
+                await super()._handle_post_request(scope, request, receive, send)
+            finally:
+                _JSON_ANSWER.reset(token)
 
         async def _validate_accept_header(self, request: Request, scope: Scope, send: Send) -> bool:
             token = _JSON_ANSWER.set(False)  # the SSE rule (both types) for every request, as without this class
@@ -190,35 +221,7 @@ def _json_answering_transport() -> type[StreamableHTTPServerTransport]:
             finally:
                 _JSON_ANSWER.reset(token)
 
-        async def _handle_post_request(self, scope: Scope, request: Request, receive: Receive, send: Send) -> None:
-            try:
-                body: bytes | None = await request.body()  # buffered by the SDK's size limit; kept for its reading
-            except Exception:
-                body = None  # the SDK's own reading of it answers the failure
-            token = _JSON_ANSWER.set(body is not None and not _asks_for_progress(body))
-            try:
-                await super()._handle_post_request(scope, request, receive, send)
-            finally:
-                _JSON_ANSWER.reset(token)
-
     return JsonAnsweringTransport
-
-
-def _asks_for_progress(body: bytes) -> bool:
-    """Whether a JSON-RPC body may carry `_meta.progressToken`. The key can only be spelled without its literal
-    text through \\u escapes, so only a body with both an escape and no literal is parsed to be sure."""
-    if b"progressToken" in body:
-        return True
-    if b"\\u" not in body:
-        return False
-    import pydantic_core
-
-    try:
-        message = pydantic_core.from_json(body)
-        meta = message.get("params", {}).get("_meta", {})
-        return isinstance(meta, dict) and "progressToken" in meta
-    except Exception:
-        return True  # not a message the SDK will serve: its own answer, the SSE way
 
 
 # ----- the check -----------------------------------------------------------------------------------------------
@@ -345,6 +348,17 @@ def verify(mcp: MCPServer[Any]) -> None:
             == ["self", "scope", "request", "receive", "send"]
             and list(inspect.signature(StreamableHTTPServerTransport._validate_accept_header).parameters)
             == ["self", "request", "scope", "send"]
+        ),
+    )
+    from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+
+    found(
+        "StreamableHTTPSessionManager sets json_response and asgi_app (a RequestBodyLimitMiddleware around "
+        "_handle_request) in __init__, and _handle_request reads self.json_response",
+        lambda: (
+            "self.json_response = json_response" in inspect.getsource(StreamableHTTPSessionManager.__init__)
+            and "RequestBodyLimitMiddleware(self._handle_request" in inspect.getsource(StreamableHTTPSessionManager)
+            and "self.json_response" in inspect.getsource(StreamableHTTPSessionManager._handle_request)
         ),
     )
     from mcp.server.connection import Connection

@@ -1,0 +1,80 @@
+"""How `serve --http` answers a call that takes long (mcp_server/http_answers.py): JSON while it is quick, an SSE
+stream with pings once it runs past `[http] keepalive_s`, and a cancelled call when its client goes away."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+from mcp import Client
+
+from emulator import Emulator
+from tests.support import http_gateway, ledger, write_config
+
+pytestmark = pytest.mark.anyio
+
+MODERN = "2026-07-28"
+HEADERS = {
+    "accept": "application/json, text/event-stream",
+    "content-type": "application/json",
+    "mcp-protocol-version": MODERN,
+    "mcp-method": "tools/call",
+    "mcp-name": "chat_complete",
+}
+META = {
+    "io.modelcontextprotocol/protocolVersion": MODERN,
+    "io.modelcontextprotocol/clientInfo": {"name": "test", "version": "1"},
+    "io.modelcontextprotocol/clientCapabilities": {},
+}
+
+
+def chat_call(request_id: int, prompt: str) -> dict[str, Any]:
+    params = {"name": "chat_complete", "arguments": {"prompt": prompt}, "_meta": META}
+    return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
+
+
+async def test_a_long_call_is_answered_on_a_pinged_sse_stream(
+    config_data: dict[str, Any], emulator: Emulator, tmp_path: Path
+) -> None:
+    """A quick call gets one JSON body; one still running after keepalive_s gets an SSE stream that is pinged
+    every keepalive_s (a proxy's idle timeout does not cut it) and ends with the answer as its one event. The
+    SDK's own client reads that stream as it reads the SDK's."""
+    config_data.setdefault("http", {})["keepalive_s"] = 0.3
+    with http_gateway(write_config(tmp_path / "genroute.toml", config_data)) as gateway:
+        with httpx2.Client(timeout=30) as http:
+            quick = http.post(gateway.mcp_url, headers=HEADERS, json=chat_call(1, "quick"))
+            emulator.latency_ms = 1500
+            slow = http.post(gateway.mcp_url, headers=HEADERS, json=chat_call(2, "slow"))
+        async with Client(gateway.mcp_url) as client:
+            through_sdk = await client.call_tool("chat_complete", {"prompt": "sdk"})
+        assert "Traceback" not in gateway.stderr()
+    assert quick.headers["content-type"] == "application/json"
+    assert quick.json()["result"]["structuredContent"]["content"] == "echo: quick"
+    assert slow.status_code == 200 and slow.headers["content-type"].startswith("text/event-stream")
+    assert slow.text.count(": ping") >= 3  # 1.5 s at one ping each 0.3 s
+    events = [json.loads(line[5:]) for line in slow.text.splitlines() if line.startswith("data:")]
+    assert len(events) == 1 and events[0]["id"] == 2
+    assert events[0]["result"]["structuredContent"]["content"] == "echo: slow"
+    assert not through_sdk.is_error and through_sdk.structured_content["content"] == "echo: sdk"
+
+
+async def test_a_client_that_leaves_cancels_its_call(
+    config_data: dict[str, Any], emulator: Emulator, tmp_path: Path
+) -> None:
+    """The client gives up on a 30 s call after 2.5 s: the call is cancelled then, not run to its end, and the
+    ledger says so."""
+    with http_gateway(write_config(tmp_path / "genroute.toml", config_data)) as gateway:
+        emulator.latency_ms = 30_000
+        with httpx2.Client(timeout=httpx2.Timeout(30, read=2.5)) as http, pytest.raises(httpx2.ReadTimeout):
+            http.post(gateway.mcp_url, headers=HEADERS, json=chat_call(1, "never mind"))
+        deadline = time.monotonic() + 5
+        while not ledger(config_data) and time.monotonic() < deadline:  # noqa: ASYNC110 - bounded; the call takes 30 s
+            await anyio.sleep(0.1)
+        rows = ledger(config_data)
+        assert "Traceback" not in gateway.stderr() and "Exception" not in gateway.stderr()
+    assert [row["outcome"] for row in rows] == ["cancelled"]
