@@ -18,12 +18,16 @@ elicitation (a JSON body carries only the answer). The Accept header rule stays 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcp_server.sdk_internals import json_answers
+from mcp_server.usage.held_writes import HELD_WRITES, HeldWrites
+
+log = logging.getLogger("genroute.http")
 
 WATCH_AFTER_S = 1.0  # a disconnect is watched for from this long into a call (a watcher is a task: not per call)
 SSE_HEADERS = [
@@ -73,12 +77,16 @@ class LongAnswer:
 
     async def run(self, handle: Handle, scope: Scope, receive: Receive) -> None:
         timer = asyncio.get_running_loop().call_later(min(WATCH_AFTER_S, self.keepalive_s), self._start_minding)
+        held = HeldWrites()
+        token = HELD_WRITES.set(held)
         try:
             with self.cancel_scope:
                 await handle(scope, receive, self.send)
         finally:
+            HELD_WRITES.reset(token)
             timer.cancel()
             await self._stop_minding()
+            await held.release()  # the ledger writes of this call, now that its answer is out
 
     def _start_minding(self) -> None:
         self.minder = asyncio.get_running_loop().create_task(self._mind())
@@ -101,11 +109,15 @@ class LongAnswer:
 
     async def _stop_minding(self) -> None:
         minder = self.minder
-        if minder is None or minder.done():
+        if minder is None:
             return
-        minder.cancel()
-        with anyio.CancelScope(shield=True):  # stopped even while this request is being cancelled
-            await asyncio.wait([minder])
+        self.minder = None
+        if not minder.done():
+            minder.cancel()
+            with anyio.CancelScope(shield=True):  # stopped even while this request is being cancelled
+                await asyncio.wait([minder])
+        if not minder.cancelled() and (error := minder.exception()) is not None:
+            log.warning("could not keep a long answer alive: %s: %s", type(error).__name__, error)
 
     async def send(self, message: Message) -> None:
         await self._stop_minding()  # the answer is here: no more pings, and no two senders at once

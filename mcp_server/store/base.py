@@ -10,7 +10,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import anyio
 from pydantic import BaseModel, Field, field_validator
@@ -105,6 +105,10 @@ CALLER_IDENTITY_MIGRATION = ";\n".join(
 
 
 class Store(ABC):
+    # A ledger write may wait until the call's answer is sent (usage/held_writes.py): true of a store whose write,
+    # once made, is what every reader sees next; not of one that other replicas read (they may be asked next)
+    writes_after_answer: ClassVar[bool] = False
+
     @abstractmethod
     async def open(self) -> None:
         """Connect and bring the schema to the current version."""

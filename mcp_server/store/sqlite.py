@@ -109,6 +109,8 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
 
 
 class SQLiteStore(Store):
+    writes_after_answer = True  # the inline write commits on the event loop, before anything else runs
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._conn: sqlite3.Connection | None = None

@@ -30,6 +30,7 @@ from mcp_server.store.base import Store, StoreUnavailable, UsageRecord
 from mcp_server.store.usage import COST_EPSILON, month_of, utcnow
 from mcp_server.usage.allowance import AnswerAllowance, Limit, needs_text, unpriced_error
 from mcp_server.usage.cost import Quantities, cost, default_estimate, estimate_tokens, measure, price, usd
+from mcp_server.usage.held_writes import HELD_WRITES
 
 log = logging.getLogger("genroute.usage")
 
@@ -246,10 +247,17 @@ class Accountant:
 
     async def _write(self, record: UsageRecord, reservation_id: str | None) -> None:
         """Write one ledger entry (the store finishes it even while the call is being cancelled); a store failure
-        is logged, not raised (the provider has answered: failing the call now would waste what was paid for)."""
+        is logged, not raised (the provider has answered: failing the call now would waste what was paid for).
+        Over HTTP it may be held until the answer is sent (held_writes.py)."""
         self.observer.recorded(record)
         if self.store is None:
             return
+        held = HELD_WRITES.get() if self.store.writes_after_answer else None
+        if held is None or not held.hold(lambda: self._store_write(record, reservation_id)):
+            await self._store_write(record, reservation_id)
+
+    async def _store_write(self, record: UsageRecord, reservation_id: str | None) -> None:
+        assert self.store is not None
         try:
             await self.store.record_usage(record, reservation_id=reservation_id)
         except StoreUnavailable as exc:

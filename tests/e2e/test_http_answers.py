@@ -4,6 +4,7 @@ stream with pings once it runs past `[http] keepalive_s`, and a cancelled call w
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,9 @@ async def test_a_long_call_is_answered_on_a_pinged_sse_stream(
     with http_gateway(write_config(tmp_path / "genroute.toml", config_data)) as gateway:
         with httpx2.Client(timeout=30) as http:
             quick = http.post(gateway.mcp_url, headers=HEADERS, json=chat_call(1, "quick"))
+            json_only = http.post(
+                gateway.mcp_url, headers={**HEADERS, "accept": "application/json"}, json=chat_call(3, "x")
+            )
             emulator.latency_ms = 1500
             slow = http.post(gateway.mcp_url, headers=HEADERS, json=chat_call(2, "slow"))
         async with Client(gateway.mcp_url) as client:
@@ -55,6 +59,7 @@ async def test_a_long_call_is_answered_on_a_pinged_sse_stream(
         assert "Traceback" not in gateway.stderr()
     assert quick.headers["content-type"] == "application/json"
     assert quick.json()["result"]["structuredContent"]["content"] == "echo: quick"
+    assert json_only.status_code == 406  # the Accept rule is the SDK's, as before: both types
     assert slow.status_code == 200 and slow.headers["content-type"].startswith("text/event-stream")
     assert slow.text.count(": ping") >= 3  # 1.5 s at one ping each 0.3 s
     events = [json.loads(line[5:]) for line in slow.text.splitlines() if line.startswith("data:")]
@@ -78,3 +83,29 @@ async def test_a_client_that_leaves_cancels_its_call(
         rows = ledger(config_data)
         assert "Traceback" not in gateway.stderr() and "Exception" not in gateway.stderr()
     assert [row["outcome"] for row in rows] == ["cancelled"]
+
+
+async def test_the_answer_does_not_wait_for_a_busy_ledger(
+    config_data: dict[str, Any], emulator: Emulator, tmp_path: Path
+) -> None:
+    """Another process holds the SQLite write lock: the call is answered all the same, and its ledger record is
+    written once the lock is free (usage/held_writes.py). Before, the answer waited for the lock."""
+    with http_gateway(write_config(tmp_path / "genroute.toml", config_data)) as gateway:
+        with httpx2.Client(timeout=30) as http:
+            http.post(gateway.mcp_url, headers=HEADERS, json=chat_call(1, "first"))  # the database exists
+            blocker = sqlite3.connect(Path(config_data["server"]["data_dir"]) / "genroute.db", isolation_level=None)
+            blocker.execute("BEGIN IMMEDIATE")
+            try:
+                started = time.monotonic()
+                answer = http.post(gateway.mcp_url, headers=HEADERS, json=chat_call(2, "while locked"), timeout=20)
+                waited = time.monotonic() - started
+            finally:
+                blocker.execute("ROLLBACK")
+                blocker.close()
+        deadline = time.monotonic() + 10
+        while len(ledger(config_data)) < 2 and time.monotonic() < deadline:  # noqa: ASYNC110 - bounded
+            await anyio.sleep(0.1)
+        rows = ledger(config_data)
+    assert answer.json()["result"]["structuredContent"]["content"] == "echo: while locked"
+    assert waited < 3, f"the answer waited {waited:.1f} s for the ledger"
+    assert [row["outcome"] for row in rows] == ["ok", "ok"]
