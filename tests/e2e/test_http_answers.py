@@ -54,6 +54,8 @@ async def test_a_long_call_is_answered_on_a_pinged_sse_stream(
             )
             emulator.latency_ms = 1500
             slow = http.post(gateway.mcp_url, headers=HEADERS, json=chat_call(2, "slow"))
+            slow_in_session = session_call(http, gateway.mcp_url, "slow too")
+            emulator.latency_ms = 0
         async with Client(gateway.mcp_url) as client:
             through_sdk = await client.call_tool("chat_complete", {"prompt": "sdk"})
         assert "Traceback" not in gateway.stderr()
@@ -66,6 +68,27 @@ async def test_a_long_call_is_answered_on_a_pinged_sse_stream(
     assert len(events) == 1 and events[0]["id"] == 2
     assert events[0]["result"]["structuredContent"]["content"] == "echo: slow"
     assert not through_sdk.is_error and through_sdk.structured_content["content"] == "echo: sdk"
+    # a 2025-11-25 session's call, answered as JSON when quick, is kept alive the same way
+    assert slow_in_session.headers["content-type"].startswith("text/event-stream")
+    assert slow_in_session.text.count(": ping") >= 3
+    last = [json.loads(line[5:]) for line in slow_in_session.text.splitlines() if line.startswith("data:")][-1]
+    assert last["id"] == 2 and last["result"]["structuredContent"]["content"] == "echo: slow too"
+
+
+def session_call(http: httpx2.Client, url: str, prompt: str) -> httpx2.Response:
+    """A 2025-11-25 session opened on `url`, then one `chat_complete` call in it (request id 2)."""
+    both = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }
+    opened = http.post(url, headers=both, json=initialize)
+    session = {**both, "Mcp-Session-Id": opened.headers["mcp-session-id"], "Mcp-Protocol-Version": "2025-11-25"}
+    http.post(url, headers=session, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+    call = {"name": "chat_complete", "arguments": {"prompt": prompt}}
+    return http.post(url, headers=session, json={"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": call})
 
 
 async def test_a_client_that_leaves_cancels_its_call(
