@@ -6,7 +6,8 @@ SSE on 2025-11-25 sessions; on 2026-07-28 requests a task group (the handler, a 
 stream and a deferral timer) that answers JSON only when the handler is done within 15 s. That machinery cost
 ~0.7 ms of server CPU a call here (~0.9 ms the SSE answer of a 2025 session). genroute answers JSON from the
 request's own task instead, and keeps what the machinery is for:
-- progress: a request with `_meta.progressToken` (a streamed chat) is answered the SDK's way, on SSE;
+- progress: a request with `_meta.progressToken` (a streamed chat) is answered the SDK's way, on SSE; so is
+  whatever the SDK streams of its own accord (a 2026-07-28 `subscriptions/listen`): it is left as it is;
 - long calls: with no answer after `[http] keepalive_s`, the response becomes an SSE stream with a comment line
   every keepalive_s, so a proxy's idle-read timeout does not cut it; the answer is its one event;
 - a client that leaves: from WATCH_AFTER_S on, its disconnect cancels the call (recorded as cancelled). A call
@@ -72,6 +73,7 @@ class LongAnswer:
         self.keepalive_s = keepalive_s
         self.cancel_scope = anyio.CancelScope()
         self.minder: asyncio.Task[None] | None = None
+        self.answering = False  # the app has begun its own answer (a listen stream does at once): leave it be
         self.streaming = False  # the SSE stream is committed: the answer goes out as its event
         self.answer = bytearray()
 
@@ -89,7 +91,8 @@ class LongAnswer:
             await held.release()  # the ledger writes of this call, now that its answer is out
 
     def _start_minding(self) -> None:
-        self.minder = asyncio.get_running_loop().create_task(self._mind())
+        if not self.answering:
+            self.minder = asyncio.get_running_loop().create_task(self._mind())
 
     async def _mind(self) -> None:
         async with anyio.create_task_group() as group:
@@ -122,6 +125,7 @@ class LongAnswer:
     async def send(self, message: Message) -> None:
         await self._stop_minding()  # the answer is here: no more pings, and no two senders at once
         if not self.streaming:
+            self.answering = True
             await self._send(message)
             return
         if message["type"] != "http.response.body":

@@ -4,6 +4,8 @@ stream with pings once it runs past `[http] keepalive_s`, and a cancelled call w
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
 import time
 from pathlib import Path
@@ -132,3 +134,42 @@ async def test_the_answer_does_not_wait_for_a_busy_ledger(
     assert answer.json()["result"]["structuredContent"]["content"] == "echo: while locked"
     assert waited < 3, f"the answer waited {waited:.1f} s for the ledger"
     assert [row["outcome"] for row in rows] == ["ok", "ok"]
+
+
+async def test_a_listen_stream_is_left_to_the_sdk(
+    config_data: dict[str, Any], emulator: Emulator, tmp_path: Path
+) -> None:
+    """A 2026-07-28 `subscriptions/listen` stream is the SDK's own long-lived answer: past keepalive_s nothing is
+    added to it or held back, and a reload's notification still reaches it."""
+    config_data.setdefault("http", {})["keepalive_s"] = 0.3
+    path = write_config(tmp_path / "genroute.toml", config_data)
+    listen = {
+        "jsonrpc": "2.0",
+        "id": 7,
+        "method": "subscriptions/listen",
+        "params": {"notifications": {"toolsListChanged": True, "promptsListChanged": True}, "_meta": META},
+    }
+    headers = {**HEADERS, "mcp-method": "subscriptions/listen"}
+    del headers["mcp-name"]
+    heard: list[dict[str, Any]] = []
+    with http_gateway(path) as gateway:
+        async with (
+            httpx2.AsyncClient(timeout=30) as http,
+            http.stream("POST", gateway.mcp_url, headers=headers, json=listen) as stream,
+        ):
+            lines = stream.aiter_lines()
+            with anyio.fail_after(20):
+                async for line in lines:
+                    if line.startswith("data:"):
+                        heard.append(json.loads(line[5:]))
+                        if len(heard) == 1:  # the acknowledgement: now outlast keepalive_s, then reload
+                            await anyio.sleep(1.5)
+                            config_data.setdefault("presets", {})["haiku"] = {"template": "A haiku about {topic}"}
+                            write_config(path, config_data)
+                            os.kill(gateway.process.pid, signal.SIGHUP)
+                        elif "list_changed" in heard[-1].get("method", ""):
+                            break
+        log = gateway.stderr()
+    assert heard[0]["method"] == "notifications/subscriptions/acknowledged"
+    assert any(message.get("method", "").endswith("list_changed") for message in heard[1:])
+    assert "long answer" not in log and "Traceback" not in log
