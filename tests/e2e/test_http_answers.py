@@ -173,3 +173,42 @@ async def test_a_listen_stream_is_left_to_the_sdk(
     assert heard[0]["method"] == "notifications/subscriptions/acknowledged"
     assert any(message.get("method", "").endswith("list_changed") for message in heard[1:])
     assert "long answer" not in log and "Traceback" not in log
+
+
+async def test_every_call_that_reached_the_provider_is_recorded_when_clients_leave(
+    config_data: dict[str, Any], emulator: Emulator, tmp_path: Path
+) -> None:
+    """30 slow calls at once; a third of the clients leave before keepalive_s, a third after the stream is
+    committed. Each call the provider saw has exactly one ledger record: answered ones `ok`, the rest `cancelled`."""
+    config_data.setdefault("http", {})["keepalive_s"] = 0.5
+    plan: list[float | None] = [None, 0.3, 1.2] * 10
+
+    async def call(url: str, request_id: int, leave_after: float | None) -> str | None:
+        async with httpx2.AsyncClient(timeout=30) as http:
+            with anyio.move_on_after(leave_after if leave_after is not None else 30):
+                answer = await http.post(url, headers=HEADERS, json=chat_call(request_id, f"p{request_id}"))
+                return answer.text
+        return None
+
+    with http_gateway(write_config(tmp_path / "genroute.toml", config_data)) as gateway:
+        emulator.latency_ms = 2000
+        answers: list[str | None] = [None] * len(plan)
+
+        async def run(index: int) -> None:
+            answers[index] = await call(gateway.mcp_url, index + 1, plan[index])
+
+        async with anyio.create_task_group() as group:
+            for index in range(len(plan)):
+                group.start_soon(run, index)
+        deadline = time.monotonic() + 10
+        while len(ledger(config_data)) < len(emulator.calls("chat")) and time.monotonic() < deadline:  # noqa: ASYNC110
+            await anyio.sleep(0.1)
+        rows = ledger(config_data)
+        log = gateway.stderr()
+    answered = [index for index, text in enumerate(answers) if text is not None]
+    assert answered == [index for index, leave in enumerate(plan) if leave is None]
+    assert all(f"echo: p{index + 1}" in str(answers[index]) for index in answered)
+    assert len(rows) == len(emulator.calls("chat"))
+    outcomes = [row["outcome"] for row in rows]
+    assert outcomes.count("ok") == len(answered) and set(outcomes) <= {"ok", "cancelled"}
+    assert "Traceback" not in log
