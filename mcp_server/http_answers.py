@@ -13,7 +13,8 @@ request's own task instead, and keeps what the machinery is for:
 - a client that leaves: from WATCH_AFTER_S on, its disconnect cancels the call (recorded as cancelled). A call
   abandoned sooner runs to its end, at most WATCH_AFTER_S more of the upstream's time, and is recorded as usual.
 Safe because progress is the only message genroute sends on a request's stream: no log notifications, sampling or
-elicitation (a JSON body carries only the answer). The Accept header rule stays the SDK's SSE rule (both types).
+elicitation (a JSON body carries only the answer). JSON is chosen only for clients that accept SSE too, so the
+SDK's Accept rule for an SSE answer (both types) still decides who is refused with 406.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import anyio
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcp_server.sdk_internals import json_answers
@@ -142,10 +144,10 @@ def sse_event(data: bytes) -> bytes:
 
 
 def accepts_sse(scope: Scope) -> bool:
-    """Whether the client takes an SSE stream (the SDK's Accept rule: text/event-stream, text/* or */*)."""
-    accept = next((value for name, value in scope["headers"] if name == b"accept"), b"")
-    types = {part.split(b";")[0].strip().lower() for part in accept.split(b",")}
-    return bool(types & {b"text/event-stream", b"text/*", b"*/*"})
+    """Whether the client takes an SSE stream, by the SDK's own reading of the Accept header."""
+    from mcp.server.streamable_http import check_accept_headers
+
+    return check_accept_headers(Request(scope))[1]
 
 
 def asks_for_progress(body: bytes) -> bool:

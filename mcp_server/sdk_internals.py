@@ -167,9 +167,10 @@ def answer_requests_with(manager: StreamableHTTPSessionManager, wrap: Callable[[
     answer it as one JSON body (`json_answers()`) where the SDK would open an SSE stream (http_answers.py says
     when and why). The SDK decides once per server; here each request does, by a context variable read where the
     SDK reads its setting: the manager's `json_response` (2026-07-28 requests) and a 2025-11-25 session
-    transport's `is_json_response_enabled`. The Accept header is checked as for SSE either way.
-    StreamableHTTPSessionManager.asgi_app (a RequestBodyLimitMiddleware: its `app`), json_response and
-    _admit_session; the transport's is_json_response_enabled and _validate_accept_header."""
+    transport's `is_json_response_enabled`. `wrap` asks for JSON only from clients that accept SSE too, so the
+    SDK's Accept rule for SSE (both types) still holds. StreamableHTTPSessionManager.asgi_app (a
+    RequestBodyLimitMiddleware: its `app`), json_response and _admit_session; the transport's
+    is_json_response_enabled and _handle_post_request."""
     limit = manager.asgi_app
     limit.app = wrap(limit.app)  # inside the SDK's body limit: the body is read (and capped) once
     manager.__class__ = _json_answering(type(manager), "json_response", _JSON_WANTED)
@@ -211,13 +212,6 @@ def _json_answering_transport() -> type[StreamableHTTPServerTransport]:
             token = _JSON_ANSWER.set(_JSON_WANTED.get())
             try:
                 await super()._handle_post_request(scope, request, receive, send)
-            finally:
-                _JSON_ANSWER.reset(token)
-
-        async def _validate_accept_header(self, request: Request, scope: Scope, send: Send) -> bool:
-            token = _JSON_ANSWER.set(False)  # the SSE rule (both types) for every request, as without this class
-            try:
-                return await super()._validate_accept_header(request, scope, send)
             finally:
                 _JSON_ANSWER.reset(token)
 
@@ -341,13 +335,10 @@ def verify(mcp: MCPServer[Any]) -> None:
         ),
     )
     found(
-        "StreamableHTTPServerTransport._handle_post_request(scope, request, receive, send) and "
-        "_validate_accept_header(request, scope, send)",
+        "StreamableHTTPServerTransport._handle_post_request(scope, request, receive, send)",
         lambda: (
             list(inspect.signature(StreamableHTTPServerTransport._handle_post_request).parameters)
             == ["self", "scope", "request", "receive", "send"]
-            and list(inspect.signature(StreamableHTTPServerTransport._validate_accept_header).parameters)
-            == ["self", "request", "scope", "send"]
         ),
     )
     from mcp.server.streamable_http_manager import StreamableHTTPSessionManager

@@ -26,6 +26,22 @@ from mcp_server.gateway import Gateway
 from mcp_server.server import build_server
 from tests.prefork_client import ForkedProcess, fork_server
 
+# Raw MCP messages for tests that speak the protocol by hand (a 2025-11-25 session's opening; a 2026-07-28
+# request's `_meta`, which carries what a session would)
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+}
+INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+MODERN = "2026-07-28"
+MODERN_META = {
+    "io.modelcontextprotocol/protocolVersion": MODERN,
+    "io.modelcontextprotocol/clientInfo": {"name": "test", "version": "1"},
+    "io.modelcontextprotocol/clientCapabilities": {},
+}
+
 
 def genroute_command() -> str:
     """The installed console script, next to the interpreter running the tests."""

@@ -16,9 +16,9 @@ from pydantic import AnyHttpUrl
 from starlette.routing import Route
 
 from mcp_server.access.keys import KEY_PREFIX, MAX_TOKEN_CHARS
+from mcp_server.access.oauth_settings import OAuthConfig
 from mcp_server.access.principals import oauth_identity
 from mcp_server.access.ratelimit import AuthFailureLimiter, request_address
-from mcp_server.config import OAuthConfig
 
 log = logging.getLogger("genroute.access")
 

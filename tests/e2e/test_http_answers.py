@@ -17,11 +17,10 @@ import pytest
 from mcp import Client
 
 from emulator import Emulator
-from tests.support import http_gateway, ledger, write_config
+from tests.support import INITIALIZE, INITIALIZED, MODERN, MODERN_META, http_gateway, ledger, write_config
 
 pytestmark = pytest.mark.anyio
 
-MODERN = "2026-07-28"
 HEADERS = {
     "accept": "application/json, text/event-stream",
     "content-type": "application/json",
@@ -29,15 +28,10 @@ HEADERS = {
     "mcp-method": "tools/call",
     "mcp-name": "chat_complete",
 }
-META = {
-    "io.modelcontextprotocol/protocolVersion": MODERN,
-    "io.modelcontextprotocol/clientInfo": {"name": "test", "version": "1"},
-    "io.modelcontextprotocol/clientCapabilities": {},
-}
 
 
 def chat_call(request_id: int, prompt: str) -> dict[str, Any]:
-    params = {"name": "chat_complete", "arguments": {"prompt": prompt}, "_meta": META}
+    params = {"name": "chat_complete", "arguments": {"prompt": prompt}, "_meta": MODERN_META}
     return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
 
 
@@ -80,15 +74,9 @@ async def test_a_long_call_is_answered_on_a_pinged_sse_stream(
 def session_call(http: httpx2.Client, url: str, prompt: str) -> httpx2.Response:
     """A 2025-11-25 session opened on `url`, then one `chat_complete` call in it (request id 2)."""
     both = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-    initialize = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
-    }
-    opened = http.post(url, headers=both, json=initialize)
+    opened = http.post(url, headers=both, json=INITIALIZE)
     session = {**both, "Mcp-Session-Id": opened.headers["mcp-session-id"], "Mcp-Protocol-Version": "2025-11-25"}
-    http.post(url, headers=session, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+    http.post(url, headers=session, json=INITIALIZED)
     call = {"name": "chat_complete", "arguments": {"prompt": prompt}}
     return http.post(url, headers=session, json={"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": call})
 
@@ -147,7 +135,7 @@ async def test_a_listen_stream_is_left_to_the_sdk(
         "jsonrpc": "2.0",
         "id": 7,
         "method": "subscriptions/listen",
-        "params": {"notifications": {"toolsListChanged": True, "promptsListChanged": True}, "_meta": META},
+        "params": {"notifications": {"toolsListChanged": True, "promptsListChanged": True}, "_meta": MODERN_META},
     }
     headers = {**HEADERS, "mcp-method": "subscriptions/listen"}
     del headers["mcp-name"]

@@ -18,7 +18,16 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from emulator import Emulator
-from tests.support import GatewayProcess, base_config, child_env, genroute_argv, http_gateway, write_config
+from tests.support import (
+    INITIALIZE,
+    INITIALIZED,
+    GatewayProcess,
+    base_config,
+    child_env,
+    genroute_argv,
+    http_gateway,
+    write_config,
+)
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,15 +73,6 @@ def test_ctrl_c_stops_http_cleanly(config_path: Path) -> None:
         status = gateway.process.wait(timeout=30)
     assert status == 0, gateway.stderr()[-2000:]
     assert "Traceback" not in gateway.stderr()
-
-
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
-}
-INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
 
 
 def chat_call(request_id: int, arguments: dict[str, str]) -> dict[str, object]:
