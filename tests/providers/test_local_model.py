@@ -176,7 +176,12 @@ async def test_json_mode_against_llama_cpp_server(llama_server: str, tmp_path: P
         )
         whole = await client.call_tool(
             "chat_complete",
-            {"prompt": "A cat's name as JSON.", "response_format": "json", "max_tokens": 400, "temperature": 0},
+            {
+                "prompt": 'Answer with a JSON object whose only key is "name", holding a name for a cat.',
+                "response_format": "json",
+                "max_tokens": 400,
+                "temperature": 0,
+            },
         )
     assert result.is_error and result.structured_content["error"]["code"] == "invalid_json_answer"
     assert "raise `max_tokens`" in result.structured_content["error"]["message"]  # cut short: said so
