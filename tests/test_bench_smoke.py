@@ -154,3 +154,22 @@ def test_verdicts_cover_every_target(report: dict[str, Any]) -> None:
     ):
         assert key in verdicts, key
         assert isinstance(verdicts[key]["ok"], bool)
+
+
+@pytest.mark.parametrize("count", [2, 4, 6])
+def test_interleaving_gives_no_target_a_head_start(count: int) -> None:
+    """Every target leads a round equally often, and (from three targets on) none runs twice in a row across a
+    round's edge: the reversed order it replaced ran its first and last target twice in a row every round."""
+    from bench.overhead import rotated
+
+    names = [f"t{index}" for index in range(count)]
+    rounds = [rotated(names, round_no) for round_no in range(count * 10)]
+    assert all(sorted(order) == names for order in rounds)
+    leaders = [order[0] for order in rounds]
+    assert all(leaders.count(name) == 10 for name in names)
+    sequence = [name for order in rounds for name in order]
+    repeats = [sequence[i] for i in range(1, len(sequence)) if sequence[i] == sequence[i - 1]]
+    if count > 2:
+        assert repeats == []
+    else:  # two targets: each repeats at every other edge
+        assert abs(repeats.count("t0") - repeats.count("t1")) <= 1
